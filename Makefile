@@ -1,0 +1,39 @@
+# im2txt-operator: one virtualenv, one test command, one demo command.
+# Each part adds its own targets in mk/<part>.mk (bench-* targets append themselves to BENCH_TARGETS).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+EXTRAS := operator,trainer,storage,dev
+BENCH_TARGETS :=
+
+.DEFAULT_GOAL := help
+.PHONY: help install test lint demo run bench clean
+
+help:  ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml $(wildcard requirements/*.txt)
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv with everything the project needs
+
+test: $(STAMP)  ## run the whole test suite (what CI runs)
+	$(PY) -m ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)  ## ruff
+	$(PY) -m ruff check .
+
+include $(sort $(wildcard mk/*.mk))
+
+bench: $(BENCH_TARGETS)  ## run every benchmark (each prints a table with ratios against its baseline)
+
+clean:  ## remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache .demo .bench
