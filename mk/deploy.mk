@@ -1,0 +1,60 @@
+# Deploy part: images, manifests, deploy/undeploy against the cluster of the current kubeconfig.
+# Variables: IMAGE_REGISTRY (e.g. registry.example.com/im2txt), TAG, KUBECTL, DOCKER.
+IMAGE_REGISTRY ?= localhost:5000/im2txt
+TAG ?= 0.1.0
+KUBECTL ?= kubectl
+DOCKER ?= docker
+OPERATOR_IMAGE ?= $(IMAGE_REGISTRY)/im2txt-operator:$(TAG)
+TRAINER_IMAGE ?= $(IMAGE_REGISTRY)/im2txt-trainer:$(TAG)
+DEPLOY_BUILD := build/deploy
+RENDERED := build/im2txt-operator.yaml
+
+.PHONY: images push-images manifests deploy undeploy undeploy-crd
+
+define need_docker
+	@command -v $(DOCKER) >/dev/null 2>&1 || { echo "make $@: '$(DOCKER)' is not installed; building images needs Docker (or set DOCKER=podman)." >&2; exit 1; }
+	@$(DOCKER) info >/dev/null 2>&1 || { echo "make $@: cannot reach a container engine with '$(DOCKER) info' (is the Docker daemon running?)." >&2; exit 1; }
+endef
+
+define need_kubectl
+	@command -v $(KUBECTL) >/dev/null 2>&1 || { echo "make $@: '$(KUBECTL)' is not installed." >&2; exit 1; }
+endef
+
+images:  ## build the operator and trainer images (IMAGE_REGISTRY=..., TAG=...)
+	$(need_docker)
+	$(DOCKER) build -f operator/Dockerfile -t $(OPERATOR_IMAGE) .
+	$(DOCKER) build -f trainer/Dockerfile -t $(TRAINER_IMAGE) .
+
+push-images: images  ## push both images to IMAGE_REGISTRY
+	$(DOCKER) push $(OPERATOR_IMAGE)
+	$(DOCKER) push $(TRAINER_IMAGE)
+
+manifests:  ## refresh generated manifests/docs and render manifests/base to build/im2txt-operator.yaml
+	$(need_kubectl)
+	cp crds/im2txt.dev_im2txttrainings.yaml manifests/crds/im2txt.dev_im2txttrainings.yaml
+	$(PY) tools/argocd_cm.py
+	$(PY) tools/crd_reference.py
+	@mkdir -p $(dir $(RENDERED))
+	tools/deploy_overlay.sh $(DEPLOY_BUILD) $(OPERATOR_IMAGE)
+	$(KUBECTL) kustomize $(DEPLOY_BUILD) > $(RENDERED)
+	@echo "rendered $(RENDERED) (operator image $(OPERATOR_IMAGE))"
+
+deploy:  ## install CRD, RBAC and the operator in the current kubeconfig's cluster (server-side apply)
+	$(need_kubectl)
+	tools/deploy_overlay.sh $(DEPLOY_BUILD) $(OPERATOR_IMAGE)
+	@# Server-side apply: the CRD is too large for client-side apply's last-applied annotation.
+	$(KUBECTL) apply --server-side --field-manager=im2txt-deploy -k $(DEPLOY_BUILD)
+	$(KUBECTL) -n im2txt-system rollout status deployment/im2txt-operator --timeout=180s
+
+undeploy:  ## remove the operator and its RBAC; keeps the CRD, every training and all their data
+	$(need_kubectl)
+	tools/deploy_overlay.sh $(DEPLOY_BUILD) $(OPERATOR_IMAGE) --without-crd
+	$(KUBECTL) delete --ignore-not-found -k $(DEPLOY_BUILD)
+	@echo "The CRD im2txttrainings.im2txt.dev and all trainings were kept; checkpoints stay in their output paths."
+	@echo "WARNING: deleting the CRD (make undeploy-crd CONFIRM=yes) deletes EVERY Im2txtTraining and their Jobs."
+	@echo "         Trainings still carrying the operator's finalizer wait for it; redeploy before deleting them."
+
+undeploy-crd:  ## delete the CRD and with it every training and its Jobs (needs CONFIRM=yes); data in UFile/PVCs stays
+	$(need_kubectl)
+	@[ "$(CONFIRM)" = "yes" ] || { echo "This deletes EVERY Im2txtTraining in the cluster (and their Jobs). Run: make undeploy-crd CONFIRM=yes" >&2; exit 1; }
+	$(KUBECTL) delete --ignore-not-found -f manifests/crds/im2txt.dev_im2txttrainings.yaml
