@@ -1,0 +1,113 @@
+"""Shared helpers for the manifest tests: file discovery, YAML loading, an offline kustomize build."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS = ROOT / "tools"
+if str(TOOLS) not in sys.path:
+    sys.path.insert(0, str(TOOLS))  # tools/ holds scripts, not a package
+
+CRD_PATH = ROOT / "crds" / "im2txt.dev_im2txttrainings.yaml"
+CRD_COPY = ROOT / "manifests" / "crds" / "im2txt.dev_im2txttrainings.yaml"
+BASE = ROOT / "manifests" / "base"
+
+# Kubernetes versions every built-in manifest must validate against: the oldest we support and the newest
+# kubernetes-validate knows.
+K8S_VERSIONS = ("1.32.0", "latest")
+
+
+def load_docs(path: Path) -> list[dict[str, Any]]:
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d is not None]
+
+
+def manifest_files() -> list[Path]:
+    """Every YAML file under manifests/ and examples/."""
+    files = sorted((ROOT / "manifests").rglob("*.yaml")) + sorted((ROOT / "examples").rglob("*.yaml"))
+    return [f for f in files if f.is_file()]
+
+
+def rel(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+class KustomizeError(Exception):
+    pass
+
+
+_SUPPORTED = {"apiVersion", "kind", "resources", "images"}
+
+
+def kustomize_build(folder: Path) -> list[dict[str, Any]]:
+    """What `kubectl kustomize folder` outputs, for the subset of kustomize our kustomizations use.
+
+    Refuses any other kustomization feature (so it cannot silently differ from kustomize) and, like kustomize,
+    any resource file outside the kustomization's folder.
+    """
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    unknown = set(kustomization) - _SUPPORTED
+    if unknown:
+        raise KustomizeError(f"{rel(folder)}/kustomization.yaml: unsupported by the offline build: {sorted(unknown)}")
+    docs: list[dict[str, Any]] = []
+    for entry in kustomization.get("resources", []):
+        target = (folder / entry).resolve()
+        if target.is_dir():
+            docs.extend(kustomize_build(target))
+        elif not target.is_relative_to(folder.resolve()):
+            raise KustomizeError(f"{rel(folder)}: {entry} is outside the kustomization's folder")
+        else:
+            docs.extend(load_docs(target))
+    for image in kustomization.get("images", []):
+        for doc in docs:
+            for container in _containers(doc):
+                name, _, _ = container["image"].partition(":")
+                if name == image["name"]:
+                    container["image"] = f"{image.get('newName', name)}:{image['newTag']}"
+    return docs
+
+
+def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = doc.get("spec", {}).get("template", {}).get("spec", {})
+    return list(spec.get("containers", [])) + list(spec.get("initContainers", []))
+
+
+def kubectl_kustomize(folder: Path) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed: `kubectl kustomize` cannot run (the offline build still ran)")
+    out = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise KustomizeError(f"kubectl kustomize {rel(folder)} failed: {out.stderr.strip()}")
+    return [d for d in yaml.safe_load_all(out.stdout) if d is not None]
+
+
+def key(doc: dict[str, Any]) -> tuple[str, str, str, str]:
+    meta = doc.get("metadata", {})
+    return doc["apiVersion"], doc["kind"], meta.get("namespace", ""), meta["name"]
+
+
+@pytest.fixture(scope="session")
+def crd() -> dict[str, Any]:
+    import crd_validate
+
+    return crd_validate.load_crd(CRD_PATH)
+
+
+@pytest.fixture(scope="session")
+def base_docs() -> list[dict[str, Any]]:
+    return kustomize_build(BASE)
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    matches = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(matches) == 1, f"expected one {kind} {name or ''}, found {len(matches)}"
+    return matches[0]

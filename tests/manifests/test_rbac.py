@@ -1,0 +1,138 @@
+"""The operator's RBAC grants exactly what docs/contracts.md lists, and nothing else."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from conftest import ROOT, find
+
+# docs/contracts.md, "What the operator may do on the API": (API group, resource) -> verbs.
+EXPECTED: dict[tuple[str, str], set[str]] = {
+    ("im2txt.dev", "im2txttrainings"): {"get", "list", "watch", "patch"},
+    ("im2txt.dev", "im2txttrainings/status"): {"get", "patch", "update"},
+    ("batch", "jobs"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("", "pods"): {"list"},
+    ("", "pods/log"): {"get"},
+    ("", "secrets"): {"get"},
+    ("", "events"): {"create", "patch"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+    ("", "namespaces"): {"list", "watch"},
+}
+CLUSTER_SCOPED = {("apiextensions.k8s.io", "customresourcedefinitions"), ("", "namespaces")}
+
+
+def grants(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for rule in rules:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                out.setdefault((group, resource), set()).update(rule["verbs"])
+    return out
+
+
+def allowed(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
+    """Kubernetes RBAC's rule matching (wildcards included, so a stray '*' would show up here too)."""
+    for rule in rules:
+        if rule.get("resourceNames"):
+            continue
+        if (
+            (group in rule["apiGroups"] or "*" in rule["apiGroups"])
+            and (resource in rule["resources"] or "*" in rule["resources"])
+            and (verb in rule["verbs"] or "*" in rule["verbs"])
+        ):
+            return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def rules(base_docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return find(base_docs, "ClusterRole", "im2txt-operator")["rules"]
+
+
+def test_rules_grant_exactly_the_contract(rules: list[dict[str, Any]]) -> None:
+    assert grants(rules) == EXPECTED
+
+
+def test_expected_table_matches_contracts_md() -> None:
+    """EXPECTED above is contracts.md's list: same resources, same verbs (the groups are checked above)."""
+    text = (ROOT / "docs" / "contracts.md").read_text()
+    section = text.split("## What the operator may do on the API", 1)[1].split("\n## ", 1)[0]
+    listed: dict[str, set[str]] = {}
+    for resource, verbs in re.findall(r"`([a-z0-9./]+)`: ([a-z, ]+)", section):
+        listed.setdefault(resource, set()).update(v.strip() for v in verbs.split(",") if v.strip())
+    ours: dict[str, set[str]] = {}
+    for (_, resource), verbs in EXPECTED.items():
+        ours.setdefault(resource, set()).update(verbs)
+    assert listed == ours
+
+
+def test_no_wildcards_and_no_resource_names(rules: list[dict[str, Any]]) -> None:
+    for rule in rules:
+        for field in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[field], rule
+        assert set(rule) <= {"apiGroups", "resources", "verbs"}, rule  # no nonResourceURLs either
+
+
+def test_secrets_can_only_be_read_by_name(rules: list[dict[str, Any]]) -> None:
+    assert allowed(rules, "", "secrets", "get")
+    for verb in ("list", "watch", "create", "update", "patch", "delete", "deletecollection"):
+        assert not allowed(rules, "", "secrets", verb), verb
+
+
+@pytest.mark.parametrize(
+    ("group", "resource", "verb"),
+    [
+        ("im2txt.dev", "im2txttrainings", "create"),
+        ("im2txt.dev", "im2txttrainings", "update"),  # the operator never writes spec
+        ("im2txt.dev", "im2txttrainings", "delete"),
+        ("batch", "jobs", "update"),
+        ("batch", "jobs/status", "patch"),
+        ("", "pods", "create"),
+        ("", "pods", "delete"),
+        ("", "pods", "get"),
+        ("", "pods/exec", "create"),
+        ("", "configmaps", "get"),
+        ("", "serviceaccounts", "create"),
+        ("", "persistentvolumeclaims", "list"),
+        ("", "nodes", "list"),
+        ("", "namespaces", "create"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "create"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "get"),
+        ("rbac.authorization.k8s.io", "clusterroles", "bind"),
+        ("rbac.authorization.k8s.io", "roles", "escalate"),
+        ("coordination.k8s.io", "leases", "create"),
+        ("kopf.dev", "clusterkopfpeerings", "list"),
+    ],
+)
+def test_denied(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> None:
+    assert not allowed(rules, group, resource, verb)
+
+
+def test_nothing_cluster_scoped_but_crds_and_namespaces_and_only_read(rules: list[dict[str, Any]]) -> None:
+    namespaced = {k for k in EXPECTED if k not in CLUSTER_SCOPED}
+    for k, verbs in grants(rules).items():
+        assert k in namespaced or k in CLUSTER_SCOPED, k
+        if k in CLUSTER_SCOPED:
+            assert verbs <= {"get", "list", "watch"}, k
+
+
+def test_binding_gives_the_role_to_the_deployments_service_account(base_docs: list[dict[str, Any]]) -> None:
+    binding = find(base_docs, "ClusterRoleBinding", "im2txt-operator")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "im2txt-operator",
+    }
+    sa = find(base_docs, "ServiceAccount", "im2txt-operator")
+    deployment = find(base_docs, "Deployment", "im2txt-operator")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": sa["metadata"]["namespace"]}
+    ]
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+    assert deployment["metadata"]["namespace"] == sa["metadata"]["namespace"]
+    # Nothing else grants rights.
+    assert not [d for d in base_docs if d["kind"] in ("Role", "RoleBinding")]
+    assert len([d for d in base_docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]) == 2
