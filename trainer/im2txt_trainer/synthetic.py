@@ -1,0 +1,144 @@
+"""A tiny dataset in the real record format, for tests and the demo.
+
+    python -m im2txt_trainer.synthetic --out DIR [--images N] [--image-size S]
+
+Writes train-0000K-of-00002, val-00000-of-00001, test-00000-of-00001 (SequenceExamples as build_data writes
+them), word_counts.txt, and inception_v3.ckpt: a TF-slim-named InceptionV3 checkpoint (V1 format, like the
+real inception_v3_2016_08_28 file, Logits/AuxLogits included) holding random values. Each caption names the
+colour and shape drawn in its image ("a red circle"), so captions can only be learned by looking.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220)}
+SHAPES = ("circle", "square")
+
+
+def draw(colour: str, shape: str, size: int, rng: random.Random) -> bytes:
+    from PIL import Image, ImageDraw
+
+    bg = tuple(rng.randint(225, 255) for _ in range(3))
+    img = Image.new("RGB", (size, size), bg)
+    d = ImageDraw.Draw(img)
+    r = rng.uniform(0.25, 0.4) * size
+    cx, cy = (rng.uniform(r + 1, size - r - 1) for _ in range(2))
+    rgb = tuple(int(np.clip(c + rng.randint(-20, 20), 0, 255)) for c in COLOURS[colour])
+    box = (cx - r, cy - r, cx + r, cy + r)
+    (d.ellipse if shape == "circle" else d.rectangle)(box, fill=rgb)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def slim_inception_arrays(seed: int = 0, random_stats: bool = False) -> dict[str, np.ndarray]:
+    """Random values for every InceptionV3 slim variable (He-scaled weights), plus Logits/AuxLogits."""
+    from .inception import InceptionV3Base
+
+    rng = np.random.default_rng(seed)
+    shapes = {n: tuple(v.shape) for n, v in _shape_model().variables().items()}
+    del InceptionV3Base
+    out: dict[str, np.ndarray] = {}
+    for name, shape in shapes.items():
+        if name.endswith("/weights"):
+            fan_in = float(np.prod(shape[:-1]))
+            out[name] = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape).astype(np.float32)
+        elif name.endswith("/beta") or name.endswith("/moving_mean"):
+            out[name] = (rng.normal(0, 0.1, shape) if random_stats else np.zeros(shape)).astype(np.float32)
+        else:
+            out[name] = (rng.uniform(0.5, 1.5, shape) if random_stats else np.ones(shape)).astype(np.float32)
+    # The real file also holds the classifier heads, which the trainer must ignore.
+    out["InceptionV3/Logits/Conv2d_1c_1x1/biases"] = np.zeros([1001], np.float32)
+    out["InceptionV3/AuxLogits/Conv2d_2b_1x1/biases"] = np.zeros([1001], np.float32)
+    return out
+
+
+_SHAPE_MODEL = None
+
+
+def _shape_model():
+    global _SHAPE_MODEL
+    if _SHAPE_MODEL is None:
+        from .inception import InceptionV3Base
+
+        _SHAPE_MODEL = InceptionV3Base(75, 75)
+    return _SHAPE_MODEL
+
+
+def write_slim_checkpoint(path: str, arrays: dict[str, np.ndarray]) -> None:
+    """One-file V1 checkpoint (the format of the published inception_v3.ckpt)."""
+    import tensorflow as tf
+
+    names = sorted(arrays)
+    tmp = path + ".tmp"
+    tf.raw_ops.Save(filename=tmp, tensor_names=names, data=[tf.constant(arrays[n]) for n in names])
+    os.replace(tmp, path)
+
+
+def write_dataset(out: str, images: int = 48, image_size: int = 96, seed: int = 0,
+                  inception: bool = True, shards: Sequence[tuple[str, int, float]] | None = None) -> dict:
+    """Returns {'splits': {name: [files]}, 'captions': {split: [caption strings]}}."""
+    import tensorflow as tf
+
+    from . import data, vocabulary
+
+    rng = random.Random(seed)
+    os.makedirs(out, exist_ok=True)
+    combos = [(c, s) for c in COLOURS for s in SHAPES]
+    shards = shards or (("train", 2, 0.75), ("val", 1, 0.125), ("test", 1, 0.125))
+    examples = []
+    for i in range(images):
+        colour, shape = combos[i % len(combos)] if i < len(combos) else rng.choice(combos)
+        examples.append((i, draw(colour, shape, image_size, rng), f"a {colour} {shape}"))
+    rng.shuffle(examples)
+    tokens = {i: vocabulary.tokenize(cap) for i, _, cap in examples}
+    word_counts = vocabulary.count_words(tokens.values(), min_word_count=1)
+    vocabulary.write_word_counts(os.path.join(out, "word_counts.txt"), word_counts)
+    vocab = vocabulary.Vocabulary([w for w, _ in word_counts])
+    result: dict = {"splits": {}, "captions": {}}
+    start = 0
+    for k, (name, num_shards, frac) in enumerate(shards):
+        n = images - start if k == len(shards) - 1 else max(num_shards, round(images * frac))
+        part, start = examples[start:start + n], start + n
+        files = []
+        for s in range(num_shards):
+            path = os.path.join(out, f"{name}-{s:05d}-of-{num_shards:05d}")
+            with tf.io.TFRecordWriter(path) as w:
+                for image_id, jpeg, _ in part[s::num_shards]:
+                    ex = data.make_sequence_example(image_id, jpeg, tokens[image_id],
+                                                    vocab.caption_ids(tokens[image_id]))
+                    w.write(ex.SerializeToString())
+            files.append(path)
+        result["splits"][name] = files
+        result["captions"][name] = [cap for _, _, cap in part]
+    if inception:
+        write_slim_checkpoint(os.path.join(out, "inception_v3.ckpt"), slim_inception_arrays(seed))
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m im2txt_trainer.synthetic", description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--images", type=int, default=48)
+    p.add_argument("--image-size", type=int, default=96)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-inception", action="store_true", help="skip inception_v3.ckpt (about 90 MB)")
+    a = p.parse_args(argv)
+    if a.images < 8:
+        p.error("--images must be >= 8 (train, val and test each need some)")
+    res = write_dataset(a.out, a.images, a.image_size, a.seed, inception=not a.no_inception)
+    for name, files in res["splits"].items():
+        print(f"{name}: {len(res['captions'][name])} examples in {len(files)} shard(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
