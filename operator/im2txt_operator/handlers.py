@@ -1,0 +1,337 @@
+"""kopf handlers: the imperative shell around the pure core.
+
+Event-driven and level-triggered: every event of a training or of one of its Jobs leads to one
+``reconcile`` of that training, which reads the cached objects, asks ``lifecycle.decide`` what to do,
+does it (create or patch a Job), merge-patches only the changed status fields, and posts one Event per
+transition. Handlers are ``on.event`` handlers, so kopf writes nothing of its own to the trainings (no
+finalizers, no progress annotations): a stage transition costs at most three writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from im2txt_operator import conditions as cond
+from im2txt_operator.jobs import (
+    LABEL_MANAGED_BY,
+    LABEL_STAGE,
+    LABEL_TRAINING,
+    MANAGED_BY,
+    Owner,
+    build_job,
+)
+from im2txt_operator.kube import ApiException, Kube
+from im2txt_operator.lifecycle import CreateJob, Decision, Problem, SetJobSuspend, decide, job_state, status_patch
+from im2txt_operator.progress import eta, last_step, percent
+from im2txt_operator.spec import GROUP, KIND, PLURAL, VERSION, Settings, SpecError, parse_spec
+
+log = logging.getLogger("im2txt_operator")
+
+PROGRESS_INTERVAL = float(os.environ.get("IM2TXT_PROGRESS_INTERVAL", "30"))  # seconds
+LOG_TAIL_LINES = 20
+RETRY_DELAYS = (1, 2, 5, 10, 30, 60)
+
+
+def _rv(obj: Mapping[str, Any] | None) -> int | None:
+    try:
+        return int((obj or {}).get("metadata", {}).get("resourceVersion"))
+    except (TypeError, ValueError):
+        return None
+
+
+def newer(cached: dict[str, Any] | None, incoming: dict[str, Any]) -> dict[str, Any]:
+    """Keep the fresher of two versions of an object (watch events and our own write responses race).
+
+    resourceVersions are opaque by contract but are etcd revisions (integers) on every real server; when
+    they are not integers, the incoming one wins.
+    """
+    a, b = _rv(cached), _rv(incoming)
+    if cached is not None and a is not None and b is not None and a > b:
+        return cached
+    return incoming
+
+
+@dataclass
+class Entry:
+    """What the operator remembers about one training (rebuilt from the watches after a restart)."""
+
+    body: dict[str, Any] | None = None
+    jobs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    retry: asyncio.Task[None] | None = None
+    failures: int = 0
+    sample: tuple[int, float] | None = None  # (step, monotonic time) for the ETA without sec/step
+
+
+@dataclass
+class State:
+    kube: Kube | None = None
+    entries: dict[tuple[str, str], Entry] = field(default_factory=dict)
+    loop_task: asyncio.Task[None] | None = None
+
+    def entry(self, key: tuple[str, str]) -> Entry:
+        return self.entries.setdefault(key, Entry())
+
+
+STATE = State()
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Watch only our own Jobs, filtered by the API server: memory stays flat beside unrelated Jobs.
+    settings.watching.label_selectors["batch", "jobs"] = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+    settings.posting.level = logging.INFO
+    settings.batching.batch_window = 0.02  # react quickly; events are level-triggered anyway
+    settings.watching.server_timeout = 600
+    STATE.kube = Kube()
+    STATE.loop_task = asyncio.create_task(_periodic(PROGRESS_INTERVAL), name="im2txt-progress")
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: Any) -> None:
+    if STATE.loop_task is not None:
+        STATE.loop_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await STATE.loop_task
+    for entry in STATE.entries.values():
+        if entry.retry is not None:
+            entry.retry.cancel()
+    if STATE.kube is not None:
+        STATE.kube.close()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def training_event(event: Mapping[str, Any], **_: Any) -> None:
+    obj = dict(event["object"])
+    key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+    if event.get("type") == "DELETED":
+        # The Jobs are owned by the training: the garbage collector deletes them. The data stays.
+        entry = STATE.entries.pop(key, None)
+        if entry is not None and entry.retry is not None:
+            entry.retry.cancel()
+        log.info("training %s/%s deleted; its Jobs go with it (ownerReferences)", *key)
+        return
+    entry = STATE.entry(key)
+    if entry.body is not None and entry.body["metadata"].get("uid") != obj["metadata"].get("uid"):
+        STATE.entries[key] = entry = Entry()  # deleted and re-created under the same name
+    entry.body = newer(entry.body, obj)
+    await reconcile(key)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY})
+async def job_event(event: Mapping[str, Any], **_: Any) -> None:
+    obj = dict(event["object"])
+    meta = obj["metadata"]
+    labels = meta.get("labels") or {}
+    training, stage = labels.get(LABEL_TRAINING), labels.get(LABEL_STAGE)
+    if not training or stage not in ("1", "2"):
+        return
+    key = (meta["namespace"], training)
+    entry = STATE.entries.get(key)
+    if event.get("type") == "DELETED":
+        if entry is not None and entry.jobs.get(int(stage), {}).get("metadata", {}).get("uid") == meta.get("uid"):
+            del entry.jobs[int(stage)]
+            await reconcile(key)
+        return
+    entry = STATE.entry(key)
+    entry.jobs[int(stage)] = newer(entry.jobs.get(int(stage)), obj)
+    await reconcile(key)
+
+
+def _owned_by(job: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
+    uid = body["metadata"].get("uid")
+    return any(ref.get("uid") == uid and ref.get("kind") == KIND
+               for ref in job.get("metadata", {}).get("ownerReferences") or ())
+
+
+async def _secret_problem(kube: Kube, namespace: str, settings: Settings) -> Problem | None:
+    name = settings.credentials_secret
+    if name is None:
+        return None
+    keys = await kube.secret_keys(namespace, name)
+    if keys is None:
+        return Problem("spec.credentialsSecret", "SecretNotFound",
+                       f"spec.credentialsSecret: Secret {name!r} not found in namespace {namespace!r}; expected a "
+                       "Secret with keys publicKey and privateKey")
+    missing = [k for k in ("publicKey", "privateKey") if k not in keys]
+    if missing:
+        return Problem("spec.credentialsSecret", "SecretKeyMissing",
+                       f"spec.credentialsSecret: Secret {name!r} lacks key(s) {', '.join(missing)}; expected keys "
+                       "publicKey and privateKey")
+    return None
+
+
+async def reconcile(key: tuple[str, str]) -> None:
+    entry = STATE.entries.get(key)
+    if entry is None:
+        return
+    try:
+        async with entry.lock:
+            await _reconcile_locked(key, entry)
+        entry.failures = 0
+    except Exception as e:  # any API failure: log, retry with backoff
+        delay = RETRY_DELAYS[min(entry.failures, len(RETRY_DELAYS) - 1)]
+        entry.failures += 1
+        log.warning("reconcile of %s/%s failed (%s); retrying in %ss", *key, _short(e), delay)
+        _schedule_retry(key, entry, delay)
+
+
+def _short(e: Exception) -> str:
+    if isinstance(e, ApiException):
+        return f"HTTP {e.status} {e.reason}"
+    return f"{type(e).__name__}: {e}"
+
+
+def _schedule_retry(key: tuple[str, str], entry: Entry, delay: float) -> None:
+    if entry.retry is not None and not entry.retry.done():
+        return
+
+    async def later() -> None:
+        await asyncio.sleep(delay)
+        entry.retry = None
+        await reconcile(key)
+
+    entry.retry = asyncio.create_task(later())
+
+
+async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
+    kube = STATE.kube
+    body = entry.body
+    if kube is None or body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    namespace, name = key
+    meta = body["metadata"]
+    generation = meta.get("generation")
+    status = body.get("status") or {}
+    owner = Owner(name=name, namespace=namespace, uid=meta.get("uid", ""))
+    problem: Problem | None = None
+    settings: Settings | None
+    try:
+        settings = parse_spec(body.get("spec"))
+    except SpecError as e:
+        settings, problem = None, Problem(e.field, "InvalidSpec", str(e))
+    # Jobs of another object with this name (an earlier training) are not ours to drive.
+    jobs = {s: job_state(j, s) for s, j in entry.jobs.items() if _owned_by(j, body)}
+
+    decision = decide(name, settings, problem, generation, status, jobs, _now())
+    creating = any(isinstance(a, CreateJob) for a in decision.actions)
+    if settings is not None and (creating or not cond.is_true(status.get("conditions"), "Ready")):
+        problem = await _secret_problem(kube, namespace, settings)
+        if problem is not None or not creating:
+            decision = decide(name, settings, problem, generation, status, jobs, _now())
+
+    for _attempt in range(3):
+        adopted = await _act(kube, entry, owner, settings, decision)
+        if not adopted:
+            break
+        jobs = {s: job_state(j, s) for s, j in entry.jobs.items() if _owned_by(j, body)}
+        decision = decide(name, settings, problem, generation, status, jobs, _now())
+
+    patch = status_patch(status, decision.status)
+    if patch:
+        updated = await kube.patch_training_status(namespace, name, patch)
+        entry.body = newer(entry.body, updated)
+    if decision.event is not None:
+        kopf.event(body, type=decision.event.type, reason=decision.event.reason, message=decision.event.message)
+        log.info("%s/%s: %s: %s", namespace, name, decision.event.reason, decision.event.message)
+
+
+async def _act(kube: Kube, entry: Entry, owner: Owner, settings: Settings | None, decision: Decision) -> bool:
+    """Carry out the decision's actions; True when an existing Job was adopted (decide again)."""
+    for action in decision.actions:
+        assert settings is not None
+        if isinstance(action, CreateJob):
+            manifest = build_job(owner, settings, action.stage)
+            try:
+                created = await kube.create_job(owner.namespace, manifest)
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+                # Already there (a restart, or the watch had not shown it yet): adopt what exists.
+                existing = await kube.get_job(owner.namespace, manifest["metadata"]["name"])
+                entry.jobs[action.stage] = newer(entry.jobs.get(action.stage), existing)
+                return True
+            entry.jobs[action.stage] = newer(entry.jobs.get(action.stage), created)
+        elif isinstance(action, SetJobSuspend):
+            job_name = f"{owner.name}-stage{action.stage}"
+            patched = await kube.patch_job(owner.namespace, job_name, {"spec": {"suspend": action.suspend}})
+            entry.jobs[action.stage] = newer(entry.jobs.get(action.stage), patched)
+    return False
+
+
+async def _periodic(interval: float) -> None:
+    """One loop for all trainings: step progress of running stages, and re-checks of spec problems.
+
+    (A kopf timer would put a finalizer on every training; this loop needs none.)
+    """
+    sem = asyncio.Semaphore(8)
+
+    async def one(key: tuple[str, str], entry: Entry) -> None:
+        async with sem:
+            body = entry.body or {}
+            status = body.get("status") or {}
+            try:
+                if not cond.is_true(status.get("conditions"), "Ready"):
+                    await reconcile(key)
+                elif status.get("phase") == "Running":
+                    await refresh_progress(key, entry)
+            except Exception as exc:  # best effort; the next tick retries
+                log.debug("progress of %s/%s: %s", *key, _short(exc))
+
+    while True:
+        await asyncio.sleep(interval)
+        await asyncio.gather(*(one(k, e) for k, e in list(STATE.entries.items())))
+
+
+async def refresh_progress(key: tuple[str, str], entry: Entry) -> None:
+    """status.step/progress/eta from the trainer's log: one pod list + one log read (+ one patch)."""
+    kube = STATE.kube
+    body = entry.body
+    if kube is None or body is None:
+        return
+    namespace, name = key
+    status = body.get("status") or {}
+    job_name, target = status.get("jobName"), status.get("target")
+    if not job_name or not isinstance(target, int):
+        return
+    pods = await kube.list_pods(namespace, job_name)
+    started = [p for p in pods if (p.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed")]
+    if not started:
+        return
+    pod = max(started, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+    try:
+        text = await kube.read_log(namespace, pod["metadata"]["name"], "trainer", LOG_TAIL_LINES)
+    except ApiException as e:
+        if e.status in (400, 404):  # container not started yet / pod gone
+            return
+        raise
+    sample = last_step(text)
+    if sample is None:
+        return
+    now = time.monotonic()
+    new = {"step": sample.step, "progress": percent(sample.step, target),
+           "eta": eta(sample.step, target, sample.sec_per_step, entry.sample, now)}
+    if entry.sample is None or entry.sample[0] != sample.step:
+        entry.sample = (sample.step, now)
+    async with entry.lock:
+        current = (entry.body or {}).get("status") or {}
+        if current.get("phase") != "Running" or current.get("jobName") != job_name:
+            return
+        patch = {k: v for k, v in new.items() if v is not None and current.get(k) != v}
+        if patch:
+            updated = await kube.patch_training_status(namespace, name, patch)
+            entry.body = newer(entry.body, updated)

@@ -1,0 +1,185 @@
+"""Settings + stage -> the batch/v1 Job manifest of that stage (docs/contracts.md, "The Job").
+
+Pure: the same input gives the same dict, so a restarted operator builds an identical Job and the
+deterministic name makes a second create answer 409 instead of making a duplicate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from im2txt_operator.paths import PvcPath, StoragePath, UFilePath
+from im2txt_operator.spec import GROUP, KIND, VERSION, Settings, SpecError
+
+MANAGED_BY = "im2txt-operator"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_TRAINING = "im2txt.dev/training"
+LABEL_STAGE = "im2txt.dev/stage"
+LABEL_QUEUE = "kueue.x-k8s.io/queue-name"
+DATA_DIR = "/data/data"
+OUTPUT_DIR = "/data/output"
+TRAIN_PY = "/data/train.py"
+MAX_TRAINING_NAME = 56  # "<name>-stage<N>" must fit the 63 characters of a Job's job-name label
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The training a Job belongs to (for names, labels and ownerReferences)."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+def job_name(training: str, stage: int) -> str:
+    if len(training) > MAX_TRAINING_NAME:
+        raise SpecError("metadata.name", f"must be at most {MAX_TRAINING_NAME} characters so that the Job "
+                        f"name <name>-stage<N> fits 63, got {len(training)}")
+    return f"{training}-stage{stage}"
+
+
+def trainer_args(settings: Settings, stage: int) -> list[str]:
+    """The UAI command's flags for a stage, then extraArgs (command is ["/data/train.py"])."""
+    args = [f"--input_file_pattern={DATA_DIR}/{settings.input_file_pattern}"]
+    if stage == 1:
+        args.append(f"--inception_checkpoint_file={DATA_DIR}/{settings.inception_checkpoint_file}")
+    args += [f"--train_dir={OUTPUT_DIR}/", f"--number_of_steps={settings.target(stage)}"]
+    if stage == 2:
+        args.append("--train_inception=True")
+    return args + list(settings.extra_args)
+
+
+def command_line(settings: Settings, stage: int) -> str:
+    return " ".join([TRAIN_PY, *trainer_args(settings, stage)])
+
+
+def labels(owner: Owner, stage: int) -> dict[str, str]:
+    return {LABEL_TRAINING: owner.name, LABEL_STAGE: str(stage), LABEL_MANAGED_BY: MANAGED_BY}
+
+
+def _ufile_env(settings: Settings) -> list[dict[str, Any]]:
+    def key(env: str, key: str) -> dict[str, Any]:
+        return {"name": env, "valueFrom": {"secretKeyRef": {"name": settings.credentials_secret, "key": key}}}
+
+    return [
+        key("UFILE_PUBLIC_KEY", "publicKey"),
+        key("UFILE_PRIVATE_KEY", "privateKey"),
+        {"name": "UFILE_UPLOAD_SUFFIX", "value": settings.ufile.upload_suffix},
+        {"name": "UFILE_DOWNLOAD_SUFFIX", "value": settings.ufile.download_suffix},
+    ]
+
+
+def _mounts(settings: Settings, *, read_only_data: bool = False) -> list[dict[str, Any]]:
+    mounts: list[dict[str, Any]] = []
+    for name, path, where in (("data", settings.data_path, DATA_DIR), ("output", settings.output_path, OUTPUT_DIR)):
+        mount: dict[str, Any] = {"name": name, "mountPath": where}
+        if isinstance(path, PvcPath) and path.sub_path:
+            mount["subPath"] = path.sub_path
+        if name == "data" and read_only_data and isinstance(path, PvcPath):
+            mount["readOnly"] = True  # the operator and trainer never write the input data
+        mounts.append(mount)
+    return mounts
+
+
+def _volume(name: str, path: StoragePath, size_limit: str | None) -> dict[str, Any]:
+    if isinstance(path, PvcPath):
+        return {"name": name, "persistentVolumeClaim": {"claimName": path.claim}}
+    return {"name": name, "emptyDir": {"sizeLimit": size_limit} if size_limit else {}}
+
+
+def _init_containers(settings: Settings) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if not settings.uses_ufile:
+        return out
+    fetch_args = []
+    if isinstance(settings.data_path, UFilePath):
+        fetch_args += [f"--data-url={settings.data_path.url}", f"--data-dir={DATA_DIR}"]
+    if isinstance(settings.output_path, UFilePath):
+        fetch_args += [f"--output-url={settings.output_path.url}", f"--output-dir={OUTPUT_DIR}"]
+    out.append({
+        "name": "fetch",
+        "image": settings.image,
+        "command": ["python", "-m", "im2txt_storage", "fetch"],
+        "args": fetch_args,
+        "env": _ufile_env(settings),
+        "volumeMounts": _mounts(settings),
+    })
+    if isinstance(settings.output_path, UFilePath):
+        out.append({
+            "name": "sync",
+            "image": settings.image,
+            # A native sidecar: runs beside the trainer, uploads once more on SIGTERM after it exits.
+            "restartPolicy": "Always",
+            "command": ["python", "-m", "im2txt_storage", "sync"],
+            "args": [f"--output-url={settings.output_path.url}", f"--output-dir={OUTPUT_DIR}",
+                     f"--interval={settings.checkpoint_interval_seconds}"],
+            "env": _ufile_env(settings),
+            "volumeMounts": [{"name": "output", "mountPath": OUTPUT_DIR}],
+        })
+    return out
+
+
+def _trainer_resources(settings: Settings) -> dict[str, Any]:
+    resources: dict[str, Any] = {k: dict(v) for k, v in settings.resources.items()}
+    if settings.gpus > 0:
+        resources.setdefault("limits", {})["nvidia.com/gpu"] = settings.gpus
+    return resources
+
+
+def build_job(owner: Owner, settings: Settings, stage: int) -> dict[str, Any]:
+    """The Job that runs ``stage`` (1 or 2) of the training ``owner``."""
+    if stage not in (1, 2):
+        raise ValueError(f"stage must be 1 or 2, got {stage!r}")
+    name = job_name(owner.name, stage)
+    job_labels = labels(owner, stage)
+    if settings.queue_name:
+        job_labels[LABEL_QUEUE] = settings.queue_name
+    trainer: dict[str, Any] = {
+        "name": "trainer",
+        "image": settings.image,
+        "workingDir": "/data",
+        "command": [TRAIN_PY],
+        "args": trainer_args(settings, stage),
+        "env": [{"name": "IM2TXT_SAVE_INTERVAL_SECS", "value": str(settings.checkpoint_interval_seconds)}],
+        "volumeMounts": _mounts(settings, read_only_data=True),
+    }
+    resources = _trainer_resources(settings)
+    if resources:
+        trainer["resources"] = resources
+    pod_spec: dict[str, Any] = {"restartPolicy": "Never"}
+    init = _init_containers(settings)
+    if init:
+        pod_spec["initContainers"] = init
+    pod_spec["containers"] = [trainer]
+    pod_spec["volumes"] = [
+        _volume("data", settings.data_path, settings.data_cache_size),
+        _volume("output", settings.output_path, None),
+    ]
+    if settings.node_selector:
+        pod_spec["nodeSelector"] = dict(settings.node_selector)
+    if settings.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in settings.tolerations]
+    job_spec: dict[str, Any] = {"backoffLimit": settings.backoff_limit}
+    if settings.max_run_seconds is not None:
+        job_spec["activeDeadlineSeconds"] = settings.max_run_seconds
+    job_spec["suspend"] = settings.suspend
+    job_spec["template"] = {"metadata": {"labels": labels(owner, stage)}, "spec": pod_spec}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": owner.namespace,
+            "labels": job_labels,
+            "ownerReferences": [{
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": owner.name,
+                "uid": owner.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }],
+        },
+        "spec": job_spec,
+    }

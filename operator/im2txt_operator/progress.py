@@ -1,0 +1,61 @@
+"""Step progress from the trainer's log: ``global step N: loss = L (S sec/step)``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_STEP = re.compile(r"global step (\d+)(?:: loss = [-+.\deEnaif]+ \(([\d.]+) sec/step\))?")
+
+
+@dataclass(frozen=True)
+class StepSample:
+    step: int
+    sec_per_step: float | None  # as logged by the trainer, when present
+
+
+def last_step(log: str) -> StepSample | None:
+    """The last "global step N" in a log tail, with its sec/step when the line has it."""
+    found = None
+    for found in _STEP.finditer(log):  # noqa: B007 - we want the last match
+        pass
+    if found is None:
+        return None
+    sec = float(found[2]) if found[2] else None
+    return StepSample(step=int(found[1]), sec_per_step=sec)
+
+
+def percent(step: int, target: int) -> float:
+    if target <= 0:
+        return 0.0
+    return round(min(100.0, 100.0 * step / target), 1)
+
+
+def format_duration(seconds: float) -> str:
+    """Compact duration for kubectl columns: 45s, 12m, 3h12m, 2d4h."""
+    s = max(0, round(seconds))
+    days, rest = divmod(s, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h"
+    if hours:
+        return f"{hours}h{minutes}m"
+    if minutes:
+        return f"{minutes}m"
+    return f"{secs}s"
+
+
+def eta(step: int, target: int, sec_per_step: float | None,
+        previous: tuple[int, float] | None = None, now: float | None = None) -> str | None:
+    """Remaining time to ``target``: from the logged sec/step, else from the rate between two samples."""
+    if step >= target:
+        return "0s"
+    rate = sec_per_step
+    if rate is None and previous is not None and now is not None:
+        prev_step, prev_time = previous
+        if step > prev_step and now > prev_time:
+            rate = (now - prev_time) / (step - prev_step)
+    if rate is None or rate <= 0:
+        return None
+    return format_duration((target - step) * rate)
