@@ -30,7 +30,7 @@ def render(paths: Sequence[str], out: Any = sys.stdout) -> int:
 
     jobs = []
     for path in paths:
-        with sys.stdin if path == "-" else open(path, encoding="utf-8") as f:  # noqa: SIM115
+        with sys.stdin if path == "-" else open(path, encoding="utf-8") as f:
             for training in _trainings(yaml.safe_load_all(f)):
                 meta = training.get("metadata") or {}
                 name = meta.get("name") or "<name>"
