@@ -585,7 +585,8 @@ class UFileServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> UFileServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="ufile-server", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="ufile-server",
+                                        daemon=True)
         self._thread.start()
         return self
 

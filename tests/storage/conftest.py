@@ -1,0 +1,32 @@
+"""Fixtures: a UFile stand-in over real HTTP, reached by the real SDK through HTTP_PROXY."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from im2txt_standins.ufile_server import UFileServer
+from im2txt_storage.client import Credentials, UFileClient
+from storage_helpers import FAST
+
+
+@pytest.fixture
+def creds() -> Credentials:
+    # Distinctive values, so a leak anywhere is found by a plain substring search.
+    return Credentials("PUBKEY" + secrets.token_hex(12), "PRIVKEY" + secrets.token_hex(16))
+
+
+@pytest.fixture
+def server(creds: Credentials, monkeypatch: pytest.MonkeyPatch) -> Iterator[UFileServer]:
+    with UFileServer({creds.public_key: creds.private_key}) as srv:
+        for name in ("HTTP_PROXY", "http_proxy"):
+            monkeypatch.setenv(name, srv.proxy_url)
+        for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        yield srv
+
+
+@pytest.fixture
+def client(server: UFileServer, creds: Credentials) -> UFileClient:
+    return UFileClient(creds, FAST, pool_size=8)

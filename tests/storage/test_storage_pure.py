@@ -1,0 +1,144 @@
+"""Pure decisions: URL parsing, key -> path safety, the sync plan, the stand-in's ETag and range maths."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from im2txt_standins.ufile_server import _parse_range, sign, string_to_sign, ufile_etag
+from im2txt_storage.client import _bytes_etag, redact, register_secret
+from im2txt_storage.paths import UFileURL, parse_ufile_url
+from im2txt_storage.sync import index_ready, is_complete, is_ignored, parse_index, plan_round
+from ufile.baseufile import BaseUFile
+from ufile.util import file_etag
+
+
+@pytest.mark.parametrize(
+    ("url", "bucket", "prefix"),
+    [
+        ("ufile://my-bucket/coco/data/", "my-bucket", "coco/data/"),
+        ("ufile://my-bucket/coco/data", "my-bucket", "coco/data/"),
+        ("ufile://my-bucket/", "my-bucket", ""),
+        ("ufile://my-bucket", "my-bucket", ""),
+    ],
+)
+def test_parse_ufile_url(url: str, bucket: str, prefix: str) -> None:
+    assert parse_ufile_url(url) == UFileURL(bucket, prefix)
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("s3://b/x/", "is not a UFile URL"),
+        ("ufile://B_ad/x/", "not a valid UFile bucket name"),
+        ("ufile://ok-bucket/a/../b/", "'..'"),
+        ("ufile://ok-bucket/a//b/", "empty"),
+    ],
+)
+def test_parse_ufile_url_errors_name_the_field(url: str, needle: str) -> None:
+    with pytest.raises(ValueError, match="--data-url") as err:
+        parse_ufile_url(url, field="--data-url")
+    assert needle in str(err.value)
+
+
+def test_relpath_rejects_unsafe_keys() -> None:
+    url = UFileURL("b", "out/")
+    assert url.relpath("out/model.ckpt-1.index") == "model.ckpt-1.index"
+    assert url.relpath("out/sub/x") == "sub/x"
+    for key in ("out/", "out/dir/", "out/../etc/passwd", "out/a/./b", "other/x", "out//x"):
+        assert url.relpath(key) is None, key
+
+
+@pytest.mark.parametrize("size", [0, 1, 4 * 1024 * 1024, 4 * 1024 * 1024 + 1, 9 * 1024 * 1024])
+def test_etag_matches_the_sdk(tmp_path, size: int) -> None:
+    data = os.urandom(size)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    assert ufile_etag(data) == file_etag(str(path)) == _bytes_etag(data)
+
+
+def test_stand_in_signs_like_the_sdk() -> None:
+    sdk = BaseUFile("pub", "secret")
+    header = {"Content-Type": "text/plain", "Content-MD5": "abc"}
+    expected = sdk.authorization("put", "bkt", "a/b.txt", dict(header))
+    text = string_to_sign("PUT", "bkt", "a/b.txt", header, date_or_expires="")
+    assert expected == f"UCloud pub:{sign('secret', text)}"
+    listing = {"delimiter": "/", "marker": "", "max-keys": "10", "prefix": "p/"}
+    expected = sdk.authorization("get", "bkt", "", {}, "", "listobjects", listing)
+    text = string_to_sign("GET", "bkt", "", {}, date_or_expires="", content_type="", list_params=listing)
+    assert expected == f"UCloud pub:{sign('secret', text)}"
+
+
+def test_range_parsing() -> None:
+    assert _parse_range("bytes=0-9", 100) == (0, 9)
+    assert _parse_range("bytes=90-", 100) == (90, 99)
+    assert _parse_range("bytes=-10", 100) == (90, 99)
+    assert _parse_range("bytes=95-200", 100) == (95, 99)
+    assert _parse_range("bytes=100-", 100) is None
+    assert _parse_range("items=0-1", 100) is None
+
+
+def test_redact_removes_keys_and_signatures() -> None:
+    register_secret("SECRETVALUE123")
+    text = ('{"Authorization": "UCloud PUB123:abc+/=="} http://b/k?UCloudPublicKey=PUB123&Expires=1&Signature=xx '
+            "SECRETVALUE123")
+    out = redact(text)
+    assert "PUB123" not in out and "abc+/==" not in out and "SECRETVALUE123" not in out and "xx" not in out
+
+
+# -- the sync plan -----------------------------------------------------------------------------------------
+def _stamps(*names: str) -> dict[str, tuple[int, int]]:
+    return {n: (10, 1) for n in names}
+
+
+def test_complete_needs_index_and_every_shard() -> None:
+    assert is_complete("m-5", {"m-5.index", "m-5.data-00000-of-00001"})
+    assert not is_complete("m-5", {"m-5.data-00000-of-00001", "m-5.meta"})
+    assert not is_complete("m-5", {"m-5.index", "m-5.data-00000-of-00002"})
+    assert is_complete("m-5", {"m-5.index", "m-5.data-00000-of-00002", "m-5.data-00001-of-00002"})
+
+
+def test_ignored_files() -> None:
+    for rel in (".checkpoint.tmp", ".tmp-model.ckpt-5-99.index", "checkpoint.tmp1234", "x_temp/part-0",
+                "model.ckpt-5.index.tempstate123", ".model.ckpt-5.index.im2txt-part", "sub/.hidden"):
+        assert is_ignored(rel), rel
+    for rel in ("checkpoint", "model.ckpt-5.index", "events.out.tfevents.1.host", "eval/checkpoint"):
+        assert not is_ignored(rel), rel
+
+
+def test_parse_index_relative_and_absolute() -> None:
+    text = 'model_checkpoint_path: "/data/output/model.ckpt-9"\nall_model_checkpoint_paths: "model.ckpt-4"\n'
+    assert parse_index(text, "checkpoint") == ("model.ckpt-9", ["model.ckpt-9", "model.ckpt-4"])
+    assert parse_index('model_checkpoint_path: "m-1"\n', "eval/checkpoint") == ("eval/m-1", ["eval/m-1"])
+
+
+def test_plan_holds_incomplete_checkpoints_and_defers_the_index() -> None:
+    local = _stamps("events.out", "model.ckpt-1.index", "model.ckpt-1.data-00000-of-00001",
+                    "model.ckpt-2.data-00000-of-00001", "checkpoint", ".checkpoint.tmp")
+    first, indexes = plan_round(local, {})
+    assert first == ["events.out", "model.ckpt-1.data-00000-of-00001", "model.ckpt-1.index"]
+    assert indexes == ["checkpoint"]
+    # unchanged files are not planned again
+    first, _ = plan_round(local, {r: local[r] for r in first})
+    assert first == []
+
+
+def test_index_ready_only_after_its_checkpoints_are_uploaded() -> None:
+    local = _stamps("model.ckpt-1.index", "model.ckpt-1.data-00000-of-00001",
+                    "model.ckpt-2.index", "model.ckpt-2.data-00000-of-00001", "checkpoint")
+    text = 'model_checkpoint_path: "model.ckpt-2"\nall_model_checkpoint_paths: "model.ckpt-1"\n' \
+           'all_model_checkpoint_paths: "model.ckpt-2"\n'
+    ckpt1 = {r: local[r] for r in local if r.startswith("model.ckpt-1")}
+    ckpt2 = {r: local[r] for r in local if r.startswith("model.ckpt-2")}
+    assert not index_ready("checkpoint", text, local, {})
+    assert not index_ready("checkpoint", text, local, ckpt1)
+    assert not index_ready("checkpoint", text, local, ckpt2)
+    assert index_ready("checkpoint", text, local, {**ckpt1, **ckpt2})
+    # a file that changed since its upload counts as not uploaded
+    changed = {**ckpt1, **ckpt2, "model.ckpt-2.index": (10, 0)}
+    assert not index_ready("checkpoint", text, local, changed)
+    # an index whose latest checkpoint is not here at all is never uploaded
+    assert not index_ready("checkpoint", 'model_checkpoint_path: "model.ckpt-7"\n', local, {**ckpt1, **ckpt2})
+    # an older named checkpoint already deleted locally (the Saver keeps 5) does not block
+    only2 = {r: s for r, s in local.items() if not r.startswith("model.ckpt-1")}
+    assert index_ready("checkpoint", text, only2, ckpt2)

@@ -1,0 +1,127 @@
+"""`python -m im2txt_storage fetch|sync ...` (docs/contracts.md; docs/storage.md).
+
+Keys come only from UFILE_PUBLIC_KEY / UFILE_PRIVATE_KEY, domain suffixes from UFILE_UPLOAD_SUFFIX /
+UFILE_DOWNLOAD_SUFFIX. Exit codes: 0 done, 1 a transfer failed, 2 bad arguments or environment."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .client import ClientSettings, ConfigError, Credentials, StorageError, UFileClient, redact
+from .fetch import FetchPair, fetch
+from .paths import parse_ufile_url
+from .sync import Syncer
+
+log = logging.getLogger("im2txt_storage")
+
+
+class LogfmtFormatter(logging.Formatter):
+    """`ts=... level=info logger=... msg="..."`, redacted as a last line of defence."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = redact(record.getMessage()).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        ts = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+        return f'ts={ts} level={record.levelname.lower()} logger={record.name} msg="{msg}"'
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--parallel", type=_positive_int, default=16, help="concurrent transfers (default 16)")
+    common.add_argument("--multipart-threshold-mib", type=_positive_int, default=16,
+                        help="files of at least this many MiB are uploaded in 4 MiB parts (default 16)")
+    common.add_argument("--timeout", type=_positive_float, default=120.0,
+                        help="seconds without data before a request is retried (default 120)")
+    common.add_argument("--attempts", type=_positive_int, default=6, help="tries per request (default 6)")
+    common.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser = argparse.ArgumentParser(prog="python -m im2txt_storage", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fetch", parents=[common], help="data path -> data dir; existing output -> output dir")
+    f.add_argument("--data-url", help="ufile://bucket/prefix/ holding the TFRecords and inception_v3.ckpt")
+    f.add_argument("--data-dir", type=Path, help="where the data goes (/data/data)")
+    f.add_argument("--output-url", help="ufile://bucket/prefix/ of the job's output (checkpoints)")
+    f.add_argument("--output-dir", type=Path, help="where existing output goes (/data/output)")
+    s = sub.add_parser("sync", parents=[common], help="upload the output dir periodically and on SIGTERM")
+    s.add_argument("--output-url", required=True, help="ufile://bucket/prefix/ of the job's output")
+    s.add_argument("--output-dir", type=Path, required=True, help="the folder to upload (/data/output)")
+    s.add_argument("--interval", type=_positive_float, default=600.0, help="seconds between uploads (600)")
+    s.add_argument("--until-file", type=Path, help="also stop (after a final upload) when this file appears")
+    return parser
+
+
+def _pairs(args: argparse.Namespace) -> list[FetchPair]:
+    pairs = []
+    for role in ("data", "output"):
+        url, folder = getattr(args, f"{role}_url"), getattr(args, f"{role}_dir")
+        if (url is None) != (folder is None):
+            raise ConfigError(f"--{role}-url and --{role}-dir go together (got only one of them)")
+        if url is not None:
+            pairs.append(FetchPair(parse_ufile_url(url, field=f"--{role}-url"), folder, role))
+    if not pairs:
+        raise ConfigError("fetch needs --data-url/--data-dir and/or --output-url/--output-dir")
+    return pairs
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogfmtFormatter())
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(args.log_level.upper())
+    prog = f"im2txt_storage {args.command}"
+    try:
+        creds = Credentials.from_env()
+        settings = ClientSettings.from_env(
+            read_timeout=args.timeout, attempts=args.attempts,
+            multipart_threshold=args.multipart_threshold_mib * 1024 * 1024,
+        )
+        if args.command == "fetch":
+            pairs = _pairs(args)
+            client = UFileClient(creds, settings, pool_size=args.parallel)
+            fetch(client, pairs, parallel=args.parallel)
+            return 0
+        url = parse_ufile_url(args.output_url, field="--output-url")
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: object) -> None:
+            log.info("sync: %s received, final upload", signal.Signals(signum).name)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        client = UFileClient(creds, settings, pool_size=args.parallel)
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+        Syncer(client, url, args.output_dir, parallel=args.parallel).run(args.interval, stop, args.until_file)
+        return 0
+    except (ConfigError, ValueError) as exc:
+        print(f"{prog}: error: {redact(str(exc))}", file=sys.stderr)
+        return 2
+    except StorageError as exc:
+        print(f"{prog}: failed: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{prog}: failed: local file error: {redact(str(exc))}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
