@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jsonpatch
 import pytest
 import yaml
 
@@ -44,7 +45,7 @@ class KustomizeError(Exception):
     pass
 
 
-_SUPPORTED = {"apiVersion", "kind", "resources", "images"}
+_SUPPORTED = {"apiVersion", "kind", "resources", "images", "patches"}
 
 
 def kustomize_build(folder: Path) -> list[dict[str, Any]]:
@@ -66,6 +67,8 @@ def kustomize_build(folder: Path) -> list[dict[str, Any]]:
             raise KustomizeError(f"{rel(folder)}: {entry} is outside the kustomization's folder")
         else:
             docs.extend(load_docs(target))
+    for patch in kustomization.get("patches", []):
+        docs = [_apply_patch(folder, patch, d) for d in docs]
     for image in kustomization.get("images", []):
         for doc in docs:
             for container in _containers(doc):
@@ -73,6 +76,21 @@ def kustomize_build(folder: Path) -> list[dict[str, Any]]:
                 if name == image["name"]:
                     container["image"] = f"{image.get('newName', name)}:{image['newTag']}"
     return docs
+
+
+def _apply_patch(folder: Path, patch: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
+    """A JSON6902 patch (inline, with a kind/name target); other patch forms are refused."""
+    target = patch.get("target") or {}
+    if set(patch) != {"target", "patch"} or not set(target) <= {"kind", "name"}:
+        raise KustomizeError(f"{rel(folder)}: only inline JSON6902 patches with a kind/name target are supported")
+    if target.get("kind", doc["kind"]) != doc["kind"] or target.get("name", doc["metadata"]["name"]) != doc[
+        "metadata"
+    ]["name"]:
+        return doc
+    operations = yaml.safe_load(patch["patch"])
+    if not isinstance(operations, list):
+        raise KustomizeError(f"{rel(folder)}: strategic-merge patches are not supported by the offline build")
+    return jsonpatch.apply_patch(doc, operations)
 
 
 def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:

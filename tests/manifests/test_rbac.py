@@ -136,3 +136,21 @@ def test_binding_gives_the_role_to_the_deployments_service_account(base_docs: li
     # Nothing else grants rights.
     assert not [d for d in base_docs if d["kind"] in ("Role", "RoleBinding")]
     assert len([d for d in base_docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]) == 2
+
+
+def test_single_namespace_overlay_grants_the_contract_in_one_namespace() -> None:
+    from conftest import kustomize_build
+
+    docs = kustomize_build(ROOT / "manifests" / "overlays" / "single-namespace")
+    deployment = find(docs, "Deployment", "im2txt-operator")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert len(args) == 1 and args[0].startswith("--namespace=")
+    namespace = args[0].split("=", 1)[1]
+    role, binding = find(docs, "Role"), find(docs, "RoleBinding")
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == namespace
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "im2txt-operator"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "im2txt-operator", "namespace": "im2txt-system"}]
+    cluster = grants(find(docs, "ClusterRole", "im2txt-operator")["rules"])
+    assert cluster == {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+    namespaced = {k: v for k, v in EXPECTED.items() if k not in CLUSTER_SCOPED}
+    assert grants(role["rules"]) == namespaced
