@@ -1,0 +1,247 @@
+"""`python -m im2txt_storage fetch|sync` as subprocesses (as in the Job's pod), against the stand-in."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from im2txt_standins.ufile_server import UFileServer
+from im2txt_storage.client import Credentials, UFileClient
+from im2txt_storage.paths import UFileURL
+from im2txt_storage.sync import Syncer
+from storage_helpers import BUCKET, FAST, ROOT, storage_env, write_checkpoint
+
+DATA_URL = f"ufile://{BUCKET}/coco/data/"
+OUTPUT_URL = f"ufile://{BUCKET}/coco/output/"
+
+
+class Run:
+    """A storage command as a subprocess; remembers its argv, output and /proc cmdline for secret checks."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.argv = [sys.executable, "-m", "im2txt_storage", *args]
+        self.proc = subprocess.Popen(self.argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        self.cmdline = Path(f"/proc/{self.proc.pid}/cmdline").read_bytes().decode(errors="replace")
+        self.stderr_lines: list[str] = []
+        self.stdout = ""
+
+    def wait_for(self, needle: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        assert self.proc.stderr is not None
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            self.stderr_lines.append(line)
+            if needle in line:
+                return
+        raise AssertionError(f"{needle!r} not seen; stderr so far: {''.join(self.stderr_lines)}")
+
+    def finish(self, timeout: float = 60) -> int:
+        out, err = self.proc.communicate(timeout=timeout)
+        self.stdout = out
+        self.stderr_lines.append(err)
+        return self.proc.returncode
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.stderr_lines)
+
+    def assert_no_secret(self, creds: Credentials) -> None:
+        # refresh /proc while it may still run (a later exec could change it)
+        for text in (" ".join(self.argv), self.cmdline, self.stdout, self.stderr):
+            assert creds.public_key not in text and creds.private_key not in text
+
+
+def run(args: list[str], env: dict[str, str], timeout: float = 60) -> Run:
+    r = Run(args, env)
+    r.finish(timeout)
+    return r
+
+
+def _fetch_args(pod: Path, *, data: bool = True) -> list[str]:
+    args = ["fetch", f"--output-url={OUTPUT_URL}", f"--output-dir={pod / 'output'}", "--parallel=4"]
+    if data:
+        args += [f"--data-url={DATA_URL}", f"--data-dir={pod / 'data'}"]
+    return args
+
+
+def _sync_args(pod: Path, *extra: str) -> list[str]:
+    return ["sync", f"--output-url={OUTPUT_URL}", f"--output-dir={pod / 'output'}", *extra]
+
+
+def _seed_data(server: UFileServer) -> dict[str, bytes]:
+    files = {f"train-{i:05d}-of-00004": os.urandom(30_000 + i) for i in range(4)}
+    files |= {"val-00000-of-00001": os.urandom(5000), "inception_v3.ckpt": os.urandom(80_000),
+              "word_counts.txt": b"<S> 100\n</S> 100\na 50\n"}
+    for name, data in files.items():
+        server.put_object(BUCKET, f"coco/data/{name}", data)
+    return files
+
+
+def _fake_training(output: Path, step: int, keep: list[int]) -> dict[str, bytes]:
+    """Stands in for train.py: resumes from the index if there is one, then saves `step`."""
+    index = output / "checkpoint"
+    if index.exists():
+        latest = re.search(r'model_checkpoint_path: "model.ckpt-(\d+)"', index.read_text())
+        assert latest is not None and int(latest.group(1)) < step
+        assert (output / f"model.ckpt-{latest.group(1)}.index").exists()
+    return write_checkpoint(output, step, keep=keep)
+
+
+def test_fetch_missing_env_bad_url_and_wrong_key(server: UFileServer, creds: Credentials, tmp_path: Path) -> None:
+    env = storage_env(server, creds)
+    del env["UFILE_PRIVATE_KEY"]
+    r = run(_fetch_args(tmp_path), env)
+    assert r.proc.returncode == 2 and "UFILE_PRIVATE_KEY is not set" in r.stderr
+    r = run(["fetch", "--data-url=ufile://Bad_Bucket/x/", f"--data-dir={tmp_path}"], storage_env(server, creds))
+    assert r.proc.returncode == 2 and "--data-url" in r.stderr and "Bad_Bucket" in r.stderr
+    r = run(["fetch", f"--data-url={DATA_URL}"], storage_env(server, creds))
+    assert r.proc.returncode == 2 and "--data-url and --data-dir go together" in r.stderr
+    wrong = storage_env(server, creds, UFILE_PRIVATE_KEY="not-" + creds.private_key)
+    r = run(_fetch_args(tmp_path), wrong)
+    assert r.proc.returncode == 1
+    assert f"list {DATA_URL}" in r.stderr and "HTTP 403" in r.stderr and "UFILE_PRIVATE_KEY" in r.stderr
+    r.assert_no_secret(creds)
+    assert "not-" + creds.private_key not in r.stderr
+
+
+@pytest.mark.timeout(120)
+def test_round_trip_two_pods_resume_from_the_uploaded_checkpoint(
+    server: UFileServer, creds: Credentials, tmp_path: Path
+) -> None:
+    data = _seed_data(server)
+    env = storage_env(server, creds)
+    runs: list[Run] = []
+
+    # pod 1: init container fetch, sidecar sync, "training", SIGTERM to the sidecar when training ends
+    pod1 = tmp_path / "pod1"
+    runs.append(run(_fetch_args(pod1), env))
+    assert runs[-1].proc.returncode == 0, runs[-1].stderr
+    assert {p.name: p.read_bytes() for p in (pod1 / "data").iterdir()} == data
+    assert list((pod1 / "output").iterdir()) == []
+    sync = Run(_sync_args(pod1, "--interval=0.3"), env)
+    runs.append(sync)
+    sync.wait_for("sync: watching")
+    _fake_training(pod1 / "output", 10, keep=[])
+    time.sleep(1.0)  # at least one periodic round uploads while "training" runs
+    assert server.get_object(BUCKET, "coco/output/model.ckpt-10.index") is not None
+    ckpt20 = _fake_training(pod1 / "output", 20, keep=[10])
+    sync.proc.send_signal(signal.SIGTERM)
+    assert sync.finish() == 0, sync.stderr
+    assert "final upload" in sync.stderr
+    for name, content in ckpt20.items():
+        assert server.get_object(BUCKET, f"coco/output/{name}") == content, name
+
+    # pod 2 (a retry or stage 2): fresh folders; fetch sees the latest checkpoint and resumes from it
+    pod2 = tmp_path / "pod2"
+    runs.append(run(_fetch_args(pod2), env))
+    assert runs[-1].proc.returncode == 0, runs[-1].stderr
+    assert 'model_checkpoint_path: "model.ckpt-20"' in (pod2 / "output" / "checkpoint").read_text()
+    for name, content in ckpt20.items():
+        assert (pod2 / "output" / name).read_bytes() == content
+    puts_before = len(server.requests_matching("PUT"))
+    until = tmp_path / "trainer-done"
+    sync = Run(_sync_args(pod2, "--interval=30", f"--until-file={until}"), env)
+    runs.append(sync)
+    sync.wait_for("sync: watching")
+    assert len(server.requests_matching("PUT")) == puts_before  # what fetch brought down is not re-sent
+    ckpt30 = _fake_training(pod2 / "output", 30, keep=[10, 20])
+    until.touch()
+    assert sync.finish() == 0, sync.stderr
+    assert 'model_checkpoint_path: "model.ckpt-30"' in server.get_object(BUCKET, "coco/output/checkpoint").decode()
+    new_puts = {r.key for r in server.requests_matching("PUT")[puts_before:]}
+    assert new_puts == {f"coco/output/{n}" for n in ckpt30}
+    for r in runs:
+        r.assert_no_secret(creds)
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_uploads_checkpoint_files_before_the_index(
+    server: UFileServer, creds: Credentials, tmp_path: Path
+) -> None:
+    sync = Run(_sync_args(tmp_path, "--interval=3600"), storage_env(server, creds))
+    sync.wait_for("sync: watching")
+    files = write_checkpoint(tmp_path / "output", 7, shards=3)
+    (tmp_path / "output" / "events.out.tfevents.1.pod").write_bytes(b"summary")
+    assert server.requests_matching("PUT") == []  # nothing before the signal: the interval is an hour
+    sync.proc.send_signal(signal.SIGTERM)
+    assert sync.finish() == 0, sync.stderr
+    puts = [r.key.rsplit("/", 1)[1] for r in server.requests_matching("PUT") if r.status == 200]
+    assert sorted(puts) == sorted([*files, "events.out.tfevents.1.pod"])
+    assert puts[-1] == "checkpoint"
+    sync.assert_no_secret(creds)
+
+
+def test_syncer_holds_an_index_that_names_an_incomplete_checkpoint(
+    server: UFileServer, creds: Credentials, tmp_path: Path
+) -> None:
+    out = tmp_path / "output"
+    client = UFileClient(creds, FAST)
+    syncer = Syncer(client, UFileURL(BUCKET, "coco/output/"), out, parallel=4)
+    write_checkpoint(out, 1)
+    assert "checkpoint" in syncer.run_round().uploaded
+    files2 = write_checkpoint(out, 2, shards=2, keep=[1])
+    missing = out / "model.ckpt-2.data-00001-of-00002"
+    missing.rename(tmp_path / "aside")  # one shard still being written
+    res = syncer.run_round()
+    assert res.waiting == ["checkpoint"] and res.uploaded == []  # not even its .meta: all files together
+    remote_index = server.get_object(BUCKET, "coco/output/checkpoint")
+    assert remote_index is not None and b"model.ckpt-1" in remote_index and b"model.ckpt-2" not in remote_index
+    (tmp_path / "aside").rename(missing)
+    res = syncer.run_round()
+    assert res.uploaded[-1] == "checkpoint"
+    assert sorted(res.uploaded[:-1]) == sorted(n for n in files2 if n != "checkpoint")
+    assert syncer.run_round().uploaded == []  # nothing changed
+
+
+@pytest.mark.timeout(60)
+def test_stand_in_runs_as_a_command_with_keys_from_env_and_root(
+    creds: Credentials, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    (root / BUCKET / "coco" / "data").mkdir(parents=True)
+    (root / BUCKET / "coco" / "data" / "word_counts.txt").write_bytes(b"a 1\n")
+    key_file = tmp_path / "private"
+    key_file.write_text(creds.private_key)
+    env = {**os.environ, "UFILE_PUBLIC_KEY": creds.public_key,
+           "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("trainer", "standins"))}
+    env.pop("UFILE_PRIVATE_KEY", None)
+    argv = [sys.executable, "-m", "im2txt_standins.ufile_server", "--port=0", f"--root={root}",
+            f"--private-key-file={key_file}"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        proxy = re.search(r"HTTP_PROXY=(\S+)\)", line)
+        assert proxy, line
+        fake = type("S", (), {"proxy_url": proxy.group(1)})()
+        r = run(_fetch_args(tmp_path / "pod", data=True), storage_env(fake, creds))  # type: ignore[arg-type]
+        assert r.proc.returncode == 0, r.stderr
+        assert (tmp_path / "pod" / "data" / "word_counts.txt").read_bytes() == b"a 1\n"
+        src = tmp_path / "pod" / "output" / "x.txt"
+        src.write_text("up")
+        client = UFileClient(creds, FAST)
+        os.environ["HTTP_PROXY"] = proxy.group(1)
+        try:
+            client.upload(BUCKET, "coco/output/x.txt", src)
+        finally:
+            del os.environ["HTTP_PROXY"]
+        assert (root / BUCKET / "coco" / "output" / "x.txt").read_text() == "up"  # persisted under --root
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert creds.private_key not in " ".join(argv) + out + err
+
+
+def test_threads_are_not_left_behind() -> None:
+    assert [t.name for t in threading.enumerate() if t.name.startswith("ufile")] == []
