@@ -94,7 +94,9 @@ def _now() -> str:
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Watch only our own Jobs, filtered by the API server: memory stays flat beside unrelated Jobs.
     settings.watching.label_selectors["batch", "jobs"] = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
-    settings.posting.level = logging.INFO
+    # Our transitions are posted with kopf.event(); kopf's own "Handler succeeded" lines stay out of Events.
+    settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = "im2txt-operator"
     settings.batching.batch_window = 0.02  # react quickly; events are level-triggered anyway
     settings.watching.server_timeout = 600
     STATE.kube = Kube()

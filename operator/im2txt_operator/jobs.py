@@ -121,9 +121,10 @@ def _init_containers(settings: Settings) -> list[dict[str, Any]]:
 
 
 def _trainer_resources(settings: Settings) -> dict[str, Any]:
-    resources: dict[str, Any] = {k: dict(v) for k, v in settings.resources.items()}
+    # Quantities are strings in the Job API (the client refuses plain numbers).
+    resources: dict[str, Any] = {k: {n: str(q) for n, q in v.items()} for k, v in settings.resources.items()}
     if settings.gpus > 0:
-        resources.setdefault("limits", {})["nvidia.com/gpu"] = settings.gpus
+        resources.setdefault("limits", {})["nvidia.com/gpu"] = str(settings.gpus)
     return resources
 
 
