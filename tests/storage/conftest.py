@@ -6,9 +6,10 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+from storage_helpers import FAST
+
 from im2txt_standins.ufile_server import UFileServer
 from im2txt_storage.client import Credentials, UFileClient
-from storage_helpers import FAST
 
 
 @pytest.fixture

@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+from storage_helpers import BUCKET, FAST, ROOT, storage_env, write_checkpoint
+
 from im2txt_standins.ufile_server import UFileServer
 from im2txt_storage.client import Credentials, UFileClient
 from im2txt_storage.paths import UFileURL
 from im2txt_storage.sync import Syncer
-from storage_helpers import BUCKET, FAST, ROOT, storage_env, write_checkpoint
 
 DATA_URL = f"ufile://{BUCKET}/coco/data/"
 OUTPUT_URL = f"ufile://{BUCKET}/coco/output/"

@@ -8,6 +8,9 @@ import os
 from pathlib import Path
 
 import pytest
+from storage_helpers import BUCKET, FAST
+from ufile.util import file_etag
+
 from im2txt_standins.ufile_server import Fault, UFileServer
 from im2txt_storage.client import (
     AuthError,
@@ -21,8 +24,6 @@ from im2txt_storage.client import (
 )
 from im2txt_storage.paths import UFileURL
 from im2txt_storage.transfer import download_tree
-from storage_helpers import BUCKET, FAST
-from ufile.util import file_etag
 
 
 def _remote(server: UFileServer, key: str, data: bytes) -> RemoteObject:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 
 import pytest
+from ufile.baseufile import BaseUFile
+from ufile.util import file_etag
+
 from im2txt_standins.ufile_server import _parse_range, sign, string_to_sign, ufile_etag
 from im2txt_storage.client import _bytes_etag, redact, register_secret
 from im2txt_storage.paths import UFileURL, parse_ufile_url
 from im2txt_storage.sync import index_ready, is_complete, is_ignored, parse_index, plan_round
-from ufile.baseufile import BaseUFile
-from ufile.util import file_etag
 
 
 @pytest.mark.parametrize(

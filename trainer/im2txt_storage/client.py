@@ -26,6 +26,7 @@ import logging
 import os
 import random
 import re
+import socket
 import struct
 import threading
 import time
@@ -136,12 +137,26 @@ class _RedactFilter(logging.Filter):
 _REDACTED_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.response", "requests")
 
 
+_SOCKET_OPTIONS = [*urllib3.connection.HTTPConnection.default_socket_options,
+                   (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+
+
 class _TimeoutAdapter(HTTPAdapter):
     """Applies a default (connect, read) timeout to requests that pass none (the SDK's download does)."""
 
     def __init__(self, timeout: tuple[float, float], pool_size: int) -> None:
         self._timeout = timeout
         super().__init__(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("socket_options", _SOCKET_OPTIONS)
+        super().init_poolmanager(*args, **kwargs)
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        # requests builds proxy pools without urllib3's default TCP_NODELAY: a PUT's body then waits for the
+        # ACK of its headers (Nagle + delayed ACK, ~40 ms per request).
+        kwargs.setdefault("socket_options", _SOCKET_OPTIONS)
+        return super().proxy_manager_for(proxy, **kwargs)
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         if kwargs.get("timeout") is None:
