@@ -202,6 +202,20 @@ def test_syncer_holds_an_index_that_names_an_incomplete_checkpoint(
     assert res.uploaded[-1] == "checkpoint"
     assert sorted(res.uploaded[:-1]) == sorted(n for n in files2 if n != "checkpoint")
     assert syncer.run_round().uploaded == []  # nothing changed
+    # the Saver keeps the last N: when it drops model.ckpt-1, the new index is uploaded, then ckpt-1 pruned
+    write_checkpoint(out, 3, keep=[2])
+    for f in out.glob("model.ckpt-1.*"):
+        f.unlink()
+    server.put_object(BUCKET, "coco/output/notes.txt", b"not ours to delete")
+    res = syncer.run_round()
+    assert res.uploaded[-1] == "checkpoint"
+    assert sorted(res.deleted) == ["model.ckpt-1.data-00000-of-00001", "model.ckpt-1.index", "model.ckpt-1.meta"]
+    assert not server.list_keys(BUCKET, "coco/output/model.ckpt-1.")
+    assert server.list_keys(BUCKET, "coco/output/model.ckpt-2.") and server.get_object(
+        BUCKET, "coco/output/notes.txt")
+    deletes = [i for i, r in enumerate(server.requests_log) if r.method == "DELETE"]
+    index_put = max(i for i, r in enumerate(server.requests_log) if r.method == "PUT" and r.key.endswith("/checkpoint"))
+    assert deletes and min(deletes) > index_put
 
 
 @pytest.mark.timeout(60)

@@ -11,7 +11,14 @@ from ufile.util import file_etag
 from im2txt_standins.ufile_server import _parse_range, sign, string_to_sign, ufile_etag
 from im2txt_storage.client import _bytes_etag, redact, register_secret
 from im2txt_storage.paths import UFileURL, parse_ufile_url
-from im2txt_storage.sync import index_ready, is_complete, is_ignored, parse_index, plan_round
+from im2txt_storage.sync import (
+    index_ready,
+    is_complete,
+    is_ignored,
+    parse_index,
+    plan_round,
+    stale_checkpoint_files,
+)
 
 
 @pytest.mark.parametrize(
@@ -143,3 +150,15 @@ def test_index_ready_only_after_its_checkpoints_are_uploaded() -> None:
     # an older named checkpoint already deleted locally (the Saver keeps 5) does not block
     only2 = {r: s for r, s in local.items() if not r.startswith("model.ckpt-1")}
     assert index_ready("checkpoint", text, only2, ckpt2)
+
+
+def test_prune_only_checkpoints_the_trainer_let_go() -> None:
+    remote = ["model.ckpt-1.index", "model.ckpt-1.data-00000-of-00001", "model.ckpt-2.index", "notes.txt",
+              "old/model.ckpt-0.index", "model.ckpt-3.index", "checkpoint"]
+    local = ["model.ckpt-2.index", "model.ckpt-3.index", "checkpoint"]
+    text = 'model_checkpoint_path: "model.ckpt-3"\nall_model_checkpoint_paths: "model.ckpt-2"\n'
+    assert stale_checkpoint_files(remote, local, "checkpoint", text) == [
+        "model.ckpt-1.data-00000-of-00001", "model.ckpt-1.index"]
+    # a checkpoint still on local disk is kept even when the index dropped it
+    assert stale_checkpoint_files(remote, [*local, "model.ckpt-1.index"], "checkpoint", text) == [
+        "model.ckpt-1.data-00000-of-00001"]

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output-dir", type=Path, required=True, help="the folder to upload (/data/output)")
     s.add_argument("--interval", type=_positive_float, default=600.0, help="seconds between uploads (600)")
     s.add_argument("--until-file", type=Path, help="also stop (after a final upload) when this file appears")
+    s.add_argument("--no-prune", dest="prune", action="store_false",
+                   help="keep remote checkpoints the trainer deleted locally (default: delete them once the "
+                   "uploaded index no longer names them)")
     return parser
 
 
@@ -110,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, on_signal)
         client = UFileClient(creds, settings, pool_size=args.parallel)
         args.output_dir.mkdir(parents=True, exist_ok=True)
-        Syncer(client, url, args.output_dir, parallel=args.parallel).run(args.interval, stop, args.until_file)
+        syncer = Syncer(client, url, args.output_dir, parallel=args.parallel, prune=args.prune)
+        syncer.run(args.interval, stop, args.until_file)
         return 0
     except (ConfigError, ValueError) as exc:
         print(f"{prog}: error: {redact(str(exc))}", file=sys.stderr)

@@ -6,6 +6,9 @@ output path must never see an index that names a checkpoint whose files are not 
 1. uploads plain files and the files of every *complete* checkpoint (index + all data shards) that changed,
 2. then uploads the `checkpoint` index - the exact bytes it parsed - only if every checkpoint it names that
    exists locally is complete and uploaded, and the latest one exists.
+3. with pruning on (the default), deletes from UFile the checkpoint files the trainer has deleted locally and
+   the new index no longer names (the Saver keeps the last 5; without this the output path would collect
+   every checkpoint of a two-week run). Nothing else is ever deleted.
 Incomplete checkpoints and temporary files (TensorFlow's `*.tmp*`, `*_temp*` folders, hidden files, our own
 `.im2txt-part` downloads) wait for a later round.
 The decisions are pure functions over plain data (`plan_round`, `index_ready`); `Syncer` does the I/O.
@@ -25,7 +28,7 @@ from ufile.util import file_etag
 
 from .client import StorageError, UFileClient
 from .paths import UFileURL
-from .transfer import PART_SUFFIX, upload_files
+from .transfer import PART_SUFFIX, run_parallel, upload_files
 
 log = logging.getLogger("im2txt_storage")
 
@@ -132,6 +135,19 @@ def plan_round(local: Mapping[str, Stamp], uploaded: Mapping[str, Stamp]) -> tup
     return first, indexes
 
 
+def stale_checkpoint_files(remote: Iterable[str], local: Iterable[str], index_rel: str, text: str) -> list[str]:
+    """Remote checkpoint files the trainer has let go: in the index's folder, not named by the (uploaded)
+    index, and no longer on local disk (the Saver keeps the last N). Everything else is left alone."""
+    _, named = parse_index(text, index_rel)
+    folder = PurePosixPath(index_rel).parent
+    keep, here = set(named), set(local)
+    return sorted(
+        r for r in remote
+        if (p := checkpoint_prefix(r)) is not None and PurePosixPath(r).parent == folder
+        and p not in keep and r not in here
+    )
+
+
 # -- I/O shell -----------------------------------------------------------------------------------------
 def scan(root: Path) -> dict[str, Stamp]:
     found: dict[str, Stamp] = {}
@@ -151,19 +167,23 @@ def scan(root: Path) -> dict[str, Stamp]:
 class RoundResult:
     uploaded: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
 
 
 class Syncer:
-    def __init__(self, client: UFileClient, url: UFileURL, root: Path, *, parallel: int) -> None:
+    def __init__(self, client: UFileClient, url: UFileURL, root: Path, *, parallel: int, prune: bool = True) -> None:
         self.client = client
         self.url = url
         self.root = root
         self.parallel = parallel
-        self.uploaded: dict[str, Stamp] = {}
+        self.prune = prune
+        self.uploaded: dict[str, Stamp] = {}  # rel -> stamp of the local file when it was uploaded
+        self.remote: set[str] = set()  # rels UFile holds, as far as we know
 
     def seed(self) -> None:
         """Remember what UFile already holds (e.g. what `fetch` brought down), so it is not sent again."""
         remote = {o.key: o for o in self.client.list(self.url)}
+        self.remote = {rel for key in remote if (rel := self.url.relpath(key)) is not None}
         for rel, stamp in scan(self.root).items():
             obj = remote.get(self.url.key(rel))
             if obj is not None and obj.size == stamp[0] and file_etag(str(self.root / rel)) == obj.etag:
@@ -178,6 +198,7 @@ class Syncer:
         done = upload_files(self.client, self.url, self.root, present, parallel=self.parallel)
         for rel in done:
             self.uploaded[rel] = local[rel]
+            self.remote.add(rel)
         result.uploaded.extend(sorted(done))
         for rel in indexes:
             path = self.root / rel
@@ -194,8 +215,24 @@ class Syncer:
                 continue
             self.client.upload_bytes(self.url.bucket, self.url.key(rel), data)
             self.uploaded[rel] = stamp
+            self.remote.add(rel)
             result.uploaded.append(rel)
+            if self.prune:
+                result.deleted += self._prune(rel, data.decode("utf-8", "replace"), local)
         return result
+
+    def _prune(self, index_rel: str, text: str, local: Mapping[str, Stamp]) -> list[str]:
+        stale = stale_checkpoint_files(self.remote, local, index_rel, text)
+
+        def delete(rel: str) -> str:
+            self.client.delete(self.url.bucket, self.url.key(rel))
+            return rel
+
+        gone = run_parallel(stale, delete, self.parallel)
+        for rel in gone:
+            self.remote.discard(rel)
+            self.uploaded.pop(rel, None)
+        return gone
 
     def run(self, interval: float, stop: threading.Event, until_file: Path | None = None) -> None:
         """Rounds every `interval` seconds until `stop` is set (SIGTERM) or `until_file` appears, then a
@@ -216,9 +253,9 @@ class Syncer:
             except StorageError as exc:
                 log.warning("sync round failed, will retry next round: %s", exc)
                 res = RoundResult()
-            if res.uploaded:
-                log.info("sync: uploaded %d files in %.1fs (%s)", len(res.uploaded),
-                         time.monotonic() - started, ", ".join(res.uploaded[-3:]))
+            if res.uploaded or res.deleted:
+                log.info("sync: uploaded %d files in %.1fs (%s); pruned %d", len(res.uploaded),
+                         time.monotonic() - started, ", ".join(res.uploaded[-3:]), len(res.deleted))
             next_round = time.monotonic() + interval
         started = time.monotonic()
         res = self.run_round()
