@@ -1,0 +1,102 @@
+"""jobs.build_job: golden manifests for both stages, and the UAI command lines byte for byte."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import HERE, load
+
+from im2txt_operator.jobs import Owner, build_job, command_line, job_name
+from im2txt_operator.spec import SpecError, parse_spec
+
+GOLDEN = HERE / "golden"
+UID = "0b6a3c1e-1111-2222-3333-444455556666"
+CASES = [("training-ufile.yaml", 1), ("training-ufile.yaml", 2), ("training-pvc.yaml", 1),
+         ("training-pvc.yaml", 2), ("training-full.yaml", 1), ("training-full.yaml", 2)]
+
+
+def _job(example: str, stage: int) -> dict[str, Any]:
+    training = load(example)
+    meta = training["metadata"]
+    return build_job(Owner(meta["name"], meta["namespace"], UID), parse_spec(training["spec"]), stage)
+
+
+@pytest.mark.parametrize(("example", "stage"), CASES)
+def test_golden(example: str, stage: int) -> None:
+    path: Path = GOLDEN / f"{example.removesuffix('.yaml')}-stage{stage}.yaml"
+    rendered = yaml.safe_dump(_job(example, stage), sort_keys=False)
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(rendered)
+    assert rendered == path.read_text(), f"{path.name} differs (UPDATE_GOLDEN=1 rewrites it; review the diff)"
+
+
+def test_command_lines_byte_for_byte() -> None:
+    s = parse_spec(load("training-ufile.yaml")["spec"])
+    assert command_line(s, 1) == (
+        "/data/train.py --input_file_pattern=/data/data/train-?????-of-00256 "
+        "--inception_checkpoint_file=/data/data/inception_v3.ckpt --train_dir=/data/output/ --number_of_steps=1000000")
+    assert command_line(s, 2) == (
+        "/data/train.py --input_file_pattern=/data/data/train-?????-of-00256 --train_dir=/data/output/ "
+        "--number_of_steps=3000000 --train_inception=True")
+    full = parse_spec(load("training-full.yaml")["spec"])
+    assert command_line(full, 2).endswith("--number_of_steps=2000000 --train_inception=True --log_every_n_steps=100")
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_trainer_container_joins_to_the_command(stage: int) -> None:
+    job = _job("training-ufile.yaml", stage)
+    trainer = job["spec"]["template"]["spec"]["containers"][0]
+    s = parse_spec(load("training-ufile.yaml")["spec"])
+    assert " ".join(trainer["command"] + trainer["args"]) == command_line(s, stage)
+    assert trainer["workingDir"] == "/data"
+    assert trainer["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_identity_labels_and_owner() -> None:
+    job = _job("training-full.yaml", 2)
+    meta = job["metadata"]
+    assert meta["name"] == "coco-full-stage2" and meta["namespace"] == "ml"
+    assert meta["labels"] == {"im2txt.dev/training": "coco-full", "im2txt.dev/stage": "2",
+                              "app.kubernetes.io/managed-by": "im2txt-operator",
+                              "kueue.x-k8s.io/queue-name": "gpu-queue"}
+    assert meta["ownerReferences"] == [{"apiVersion": "im2txt.dev/v1alpha1", "kind": "Im2txtTraining",
+                                        "name": "coco-full", "uid": UID, "controller": True,
+                                        "blockOwnerDeletion": True}]
+    assert job["spec"]["activeDeadlineSeconds"] == 1209600 and job["spec"]["backoffLimit"] == 5
+
+
+def test_pvc_only_has_no_storage_containers() -> None:
+    pod = _job("training-pvc.yaml", 1)["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    assert pod["volumes"] == [{"name": "data", "persistentVolumeClaim": {"claimName": "coco-data"}},
+                              {"name": "output", "persistentVolumeClaim": {"claimName": "im2txt-runs"}}]
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert mounts == [{"name": "data", "mountPath": "/data/data", "subPath": "mscoco/tfrecords", "readOnly": True},
+                      {"name": "output", "mountPath": "/data/output", "subPath": "coco/model"}]
+
+
+def test_mixed_paths_fetch_only_the_ufile_side() -> None:
+    pod = _job("training-full.yaml", 1)["spec"]["template"]["spec"]
+    names = [c["name"] for c in pod["initContainers"]]
+    assert names == ["fetch"]  # output is a PVC: no sync sidecar
+    assert pod["initContainers"][0]["args"] == ["--data-url=ufile://im2txt-data/mscoco/", "--data-dir=/data/data"]
+
+
+def test_keys_only_from_the_secret() -> None:
+    job = _job("training-ufile.yaml", 1)
+    text = yaml.safe_dump(job)
+    for c in job["spec"]["template"]["spec"]["initContainers"]:
+        env = {e["name"]: e for e in c["env"]}
+        assert env["UFILE_PUBLIC_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "ufile-keys", "key": "publicKey"}
+        assert env["UFILE_PRIVATE_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "ufile-keys", "key": "privateKey"}
+        assert not any("key" in a.lower() for a in c["args"])
+    assert "sync" in text and job["spec"]["template"]["spec"]["initContainers"][1]["restartPolicy"] == "Always"
+
+
+def test_long_names_are_refused_with_the_field() -> None:
+    with pytest.raises(SpecError, match=r"^metadata.name: must be at most 56"):
+        job_name("x" * 57, 1)

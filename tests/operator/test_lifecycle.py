@@ -1,0 +1,185 @@
+"""lifecycle.decide: a table of situations -> phase, stage, actions, key conditions and the Event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from im2txt_operator import conditions as cond
+from im2txt_operator.lifecycle import (
+    CreateJob,
+    JobState,
+    Problem,
+    SetJobSuspend,
+    decide,
+    job_state,
+    status_patch,
+)
+from im2txt_operator.spec import parse_spec
+
+NOW = "2026-11-25T12:00:00Z"
+BASE = {"dataPath": "pvc://data/", "outputPath": "pvc://out/", "numberOfSteps": 100, "stage2NumberOfSteps": 300}
+SECRET = Problem("spec.credentialsSecret", "SecretNotFound", "spec.credentialsSecret: Secret 'k' not found")
+
+
+def running(stage: int, **kw: Any) -> JobState:
+    return JobState(stage=stage, name=f"t-stage{stage}", active=1, target=100 if stage == 1 else 300, **kw)
+
+
+def succeeded(stage: int) -> JobState:
+    return JobState(stage=stage, name=f"t-stage{stage}", succeeded=True, completion_time=NOW)
+
+
+def failed(stage: int, reason: str = "BackoffLimitExceeded") -> JobState:
+    return JobState(stage=stage, name=f"t-stage{stage}", failed=True, reason=reason, message="too many failures")
+
+
+def status_with(*complete: int, phase: str = "Running", stage: int = 1) -> dict[str, Any]:
+    conds = [cond.condition(None, f"Stage{s}Complete", True, "JobSucceeded", "", 1, NOW) for s in complete]
+    conds.append(cond.condition(None, "Ready", True, "SpecValid", "", 1, NOW))
+    return {"phase": phase, "stage": stage, "conditions": conds}
+
+
+# id, spec changes, problem, previous status, jobs, expected (phase, stage, actions, event reason, true conditions)
+TABLE: list[tuple[str, dict[str, Any], Problem | None, dict[str, Any] | None, dict[int, JobState],
+                  tuple[str, int, tuple[Any, ...], str | None, set[str]]]] = [
+    ("new training creates stage 1", {}, None, None, {},
+     ("Running", 1, (CreateJob(1),), "Stage1Started", {"Ready"})),
+    ("new training at stage 2 creates stage 2", {"stage": 2}, None, None, {},
+     ("Running", 2, (CreateJob(2),), "Stage2Started", {"Ready"})),
+    ("stage 1 running: nothing to do", {}, None, status_with(), {1: running(1)},
+     ("Running", 1, (), None, {"Ready"})),
+    ("stage 1 succeeded: create stage 2", {}, None, status_with(), {1: succeeded(1)},
+     ("Running", 2, (CreateJob(2),), "Stage2Started", {"Ready", "Stage1Complete"})),
+    ("stage 1 succeeded, autoAdvance off: stop", {"autoAdvance": False}, None, status_with(), {1: succeeded(1)},
+     ("Succeeded", 1, (), "StoppedAfterStage1", {"Ready", "Stage1Complete", "Succeeded"})),
+    ("autoAdvance turned on after the stop: stage 2", {}, None,
+     status_with(1, phase="Succeeded"), {1: succeeded(1)},
+     ("Running", 2, (CreateJob(2),), "Stage2Started", {"Ready", "Stage1Complete"})),
+    ("stage 2 running", {}, None, status_with(1, stage=2), {1: succeeded(1), 2: running(2)},
+     ("Running", 2, (), None, {"Ready", "Stage1Complete"})),
+    ("stage 2 succeeded: training succeeded", {}, None, status_with(1, stage=2), {1: succeeded(1), 2: succeeded(2)},
+     ("Succeeded", 2, (), "Stage2Complete", {"Ready", "Stage1Complete", "Stage2Complete", "Succeeded"})),
+    ("stage 1 failed for good", {}, None, status_with(), {1: failed(1)},
+     ("Failed", 1, (), "Failed", {"Ready", "Failed"})),
+    ("stage 2 deadline exceeded", {}, None, status_with(1, stage=2),
+     {1: succeeded(1), 2: failed(2, "DeadlineExceeded")},
+     ("Failed", 2, (), "Failed", {"Ready", "Stage1Complete", "Failed"})),
+    ("suspend a running stage", {"suspend": True}, None, status_with(), {1: running(1)},
+     ("Suspended", 1, (SetJobSuspend(1, True),), "Suspended", {"Ready", "Suspended"})),
+    ("suspended Job stays suspended", {"suspend": True}, None, status_with(phase="Suspended"),
+     {1: running(1, suspended=True)}, ("Suspended", 1, (), None, {"Ready", "Suspended"})),
+    ("resume a suspended stage", {}, None, status_with(phase="Suspended"), {1: running(1, suspended=True)},
+     ("Running", 1, (SetJobSuspend(1, False),), "Resumed", {"Ready"})),
+    ("suspended before any Job: create none", {"suspend": True}, None, None, {},
+     ("Suspended", 1, (), "Suspended", {"Ready", "Suspended"})),
+    ("missing Secret: no Job, condition names the field", {}, SECRET, None, {},
+     ("Pending", 1, (), "SecretNotFound", set())),
+    ("missing Secret while stage 1 runs: keep it running", {}, SECRET, status_with(), {1: running(1)},
+     ("Running", 1, (), "SecretNotFound", set())),
+    ("restart after stage 1 success, status lost", {}, None, None, {1: succeeded(1)},
+     ("Running", 2, (CreateJob(2),), "Stage2Started", {"Ready", "Stage1Complete"})),
+    ("stage 1 Job deleted after success: never repeat it", {}, None, status_with(1), {},
+     ("Running", 2, (CreateJob(2),), "Stage2Started", {"Ready", "Stage1Complete"})),
+    ("stage 1 Job gone but stage 2 exists: do not go back", {}, None, None, {2: running(2)},
+     ("Running", 2, (), None, {"Ready"})),
+    ("failed Job deleted by the user: retry the stage", {}, None, status_with(phase="Failed"), {},
+     ("Running", 1, (CreateJob(1),), "Stage1Started", {"Ready"})),
+    ("spec.stage changed after start is ignored", {"stage": 2}, None, status_with(), {1: running(1)},
+     ("Running", 1, (), None, {"Ready"})),
+    ("autoAdvance off after stage 2 started: keep going", {"autoAdvance": False}, None, status_with(1, stage=2),
+     {1: succeeded(1), 2: running(2)}, ("Running", 2, (), None, {"Ready", "Stage1Complete"})),
+    ("succeeded training stays succeeded", {}, None,
+     status_with(1, 2, phase="Succeeded", stage=2), {1: succeeded(1), 2: succeeded(2)},
+     ("Succeeded", 2, (), None, {"Ready", "Stage1Complete", "Stage2Complete", "Succeeded"})),
+]
+
+
+@pytest.mark.parametrize(("spec", "problem", "status", "jobs", "expected"), [t[1:] for t in TABLE],
+                         ids=[t[0] for t in TABLE])
+def test_table(spec: dict[str, Any], problem: Problem | None, status: dict[str, Any] | None,
+               jobs: dict[int, JobState], expected: tuple[Any, ...]) -> None:
+    phase, stage, actions, event, true_conditions = expected
+    d = decide("t", parse_spec({**BASE, **spec}), problem, 3, status, jobs, NOW)
+    assert (d.status["phase"], d.status["stage"], d.actions) == (phase, stage, actions)
+    assert (d.event.reason if d.event else None) == event
+    assert {c["type"] for c in d.status["conditions"] if c["status"] == "True"} == true_conditions
+    assert d.status["jobName"] == f"t-stage{stage}"
+    assert d.status["observedGeneration"] == 3
+    assert all(c["observedGeneration"] == 3 for c in d.status["conditions"])
+    if problem is not None:
+        ready = cond.find(d.status["conditions"], "Ready")
+        assert ready is not None and ready["status"] == "False"
+        assert ready["message"].startswith("spec.credentialsSecret")
+
+
+def test_failure_carries_the_job_reason() -> None:
+    d = decide("t", parse_spec(BASE), None, 1, status_with(), {1: failed(1, "DeadlineExceeded")}, NOW)
+    failed_c = cond.find(d.status["conditions"], "Failed")
+    assert failed_c is not None and failed_c["reason"] == "DeadlineExceeded"
+    assert "DeadlineExceeded" in d.status["message"] and d.event is not None and d.event.type == "Warning"
+
+
+def test_unparseable_spec_touches_nothing() -> None:
+    problem = Problem("spec.dataPath", "InvalidSpec", "spec.dataPath: expected ...")
+    d = decide("t", None, problem, 2, status_with(), {1: running(1)}, NOW)
+    assert d.actions == () and d.status["phase"] == "Running"
+    assert cond.find(d.status["conditions"], "Ready")["reason"] == "InvalidSpec"  # type: ignore[index]
+
+
+def test_lifecycle_is_idempotent_and_transition_times_stay() -> None:
+    spec = parse_spec(BASE)
+    first = decide("t", spec, None, 1, None, {1: running(1)}, NOW)
+    again = decide("t", spec, None, 1, first.status, {1: running(1)}, "2026-11-26T00:00:00Z")
+    assert status_patch(first.status, again.status) == {}
+    assert again.event is None
+
+
+def test_transition_time_changes_only_with_status() -> None:
+    spec = parse_spec(BASE)
+    first = decide("t", spec, None, 1, None, {1: running(1)}, NOW)
+    later = "2026-11-26T00:00:00Z"
+    done = decide("t", spec, None, 1, first.status, {1: succeeded(1)}, later)
+    by_type = {c["type"]: c for c in done.status["conditions"]}
+    assert by_type["Stage1Complete"]["lastTransitionTime"] == later
+    assert by_type["Ready"]["lastTransitionTime"] == NOW  # still True: unchanged
+
+
+def test_progress_fields_follow_the_stage() -> None:
+    spec = parse_spec(BASE)
+    status = {**status_with(), "step": 50, "eta": "5m", "jobName": "t-stage1", "target": 100}
+    d = decide("t", spec, None, 1, status, {1: running(1)}, NOW)
+    assert (d.status["step"], d.status["progress"], d.status["eta"]) == (50, 50.0, "5m")
+    d2 = decide("t", spec, None, 1, {**status, "step": 100}, {1: succeeded(1)}, NOW)
+    assert (d2.status["stage"], d2.status["target"], d2.status["eta"]) == (2, 300, None)
+    assert d2.status["progress"] == pytest.approx(33.3)
+    assert status_patch(status, d2.status)["eta"] is None  # removed by the merge patch
+
+
+def test_job_state_reads_the_job_controller_conditions() -> None:
+    job = {"metadata": {"name": "t-stage1"},
+           "spec": {"suspend": False, "template": {"spec": {"containers": [
+               {"name": "trainer", "args": ["--train_dir=/data/output/", "--number_of_steps=123"]}]}}},
+           "status": {"startTime": NOW, "conditions": [
+               {"type": "FailureTarget", "status": "True"},
+               {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "m",
+                "lastTransitionTime": NOW}]}}
+    s = job_state(job, 1)
+    assert (s.failed, s.succeeded, s.reason, s.target, s.completion_time) == (True, False, "BackoffLimitExceeded",
+                                                                                123, NOW)
+    job["status"] = {"succeeded": 1, "conditions": [{"type": "SuccessCriteriaMet", "status": "True"},
+                                                      {"type": "Complete", "status": "True"}]}
+    assert job_state(job, 1).succeeded
+
+
+def test_stage_entries_record_times() -> None:
+    spec = parse_spec(BASE)
+    jobs = {1: JobState(stage=1, name="t-stage1", succeeded=True, start_time="2026-11-25T10:00:00Z",
+                        completion_time="2026-11-25T11:00:00Z", target=100)}
+    d = decide("t", spec, None, 1, None, jobs, NOW)
+    assert d.status["stages"] == [
+        {"stage": 1, "jobName": "t-stage1", "target": 100, "startTime": "2026-11-25T10:00:00Z",
+         "completionTime": "2026-11-25T11:00:00Z", "outcome": "Succeeded"},
+        {"stage": 2, "jobName": "t-stage2", "target": 300, "outcome": "Running"},
+    ]
