@@ -1,0 +1,162 @@
+"""The real operator, run against the API emulator with the base's ClusterRole enforced, needs nothing more.
+
+The emulator (im2txt_standins.kube_api) authorizes every resource request with Kubernetes RBAC semantics
+against manifests/base's rules (403 Forbidden otherwise), while the operator process takes a training through
+stage 1 (Job, step progress from the pod log) into stage 2. A permission the operator uses but the manifests
+lack would show up here as a denied request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import socket
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import crd_validate
+import pytest
+from conftest import BASE, CRD_PATH, ROOT, find, kustomize_build, load_docs
+from test_rbac import allowed
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+_PATH = re.compile(
+    r"/(?:api/v1|apis/(?P<g>[^/]+)/[^/]+)(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[^/]+)"
+    r"(?:/(?P<name>[^/]+))?(?:/(?P<sub>[^/]+))?/?"
+)
+JOBS = ("batch", "v1", "jobs")
+PODS = ("", "v1", "pods")
+TRAININGS = ("im2txt.dev", "v1alpha1", "im2txttrainings")
+
+
+def request_attributes(method: str, path: str, params: dict[str, str]) -> tuple[str, str, str] | None:
+    """(group, resource[/subresource], verb) as the API server's RequestInfo derives them."""
+    m = _PATH.fullmatch(path)
+    if m is None:
+        return None
+    resource = m["plural"] + (f"/{m['sub']}" if m["sub"] else "")
+    method = method.upper()
+    if method == "GET":
+        verb = "get" if m["name"] else ("watch" if params.get("watch") in ("true", "1") else "list")
+    else:
+        verb = {"POST": "create", "PUT": "update", "PATCH": "patch",
+                "DELETE": "delete" if m["name"] else "deletecollection"}[method]
+    return m["g"] or "", resource, verb
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _until(predicate: Any, what: str, timeout: float = 30.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if value := predicate():
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_operator_runs_within_its_rbac(tmp_path: Path) -> None:
+    from kmock import KubernetesError
+
+    from im2txt_standins.kube_api import KubeAPI
+
+    rules = find(kustomize_build(BASE), "ClusterRole", "im2txt-operator")["rules"]
+    seen: set[tuple[str, str, str]] = set()
+    denied: set[str] = set()
+
+    def authorize(request: Any) -> KubernetesError | None:
+        method = str(getattr(request.method, "value", request.method))
+        attributes = request_attributes(method, request.url.path, dict(request.params))
+        if attributes is None:
+            return None
+        seen.add(attributes)
+        if not allowed(rules, *attributes):
+            denied.add(f"{method} {request.url.path} -> {attributes}")
+            return KubernetesError(status=403, reason="Forbidden", message=f"RBAC: {attributes} is not allowed")
+        return None
+
+    kubeconfig = tmp_path / "kubeconfig"
+    health = f"http://127.0.0.1:{_free_port()}/healthz"
+    crd = crd_validate.load_crd(CRD_PATH)
+    (training,) = load_docs(ROOT / "examples" / "training.yaml")
+    training = crd_validate.apply_defaults(crd_validate.version_schema(crd, "v1alpha1"), training)
+
+    async with KubeAPI.running(kubeconfig=kubeconfig, crds=[CRD_PATH]) as api:
+        api.faults.append(authorize)
+        api.create_object(("", "v1", "secrets"), {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ufile-keys", "namespace": "ml"},
+            "data": {"publicKey": "cHVi", "privateKey": "cHJpdg=="}}, "ml")
+        api.create_object(TRAININGS, {**training, "metadata": {"name": "demo", "namespace": "ml"}}, "ml")
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "IM2TXT_PROGRESS_INTERVAL": "0.5",
+               "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), os.environ.get("PYTHONPATH", "")])}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "im2txt_operator", "run", "--all-namespaces", f"--liveness={health}",
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        failure: AssertionError | None = None
+        try:
+            job1 = await _until(lambda: api.get_object(JOBS, "ml", "demo-stage1"), "the stage-1 Job")
+            # Play the Job controller and kubelet: a running pod whose trainer has logged a step.
+            api.create_object(PODS, {
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "demo-stage1-abcde", "namespace": "ml",
+                             "labels": {"job-name": "demo-stage1", **job1["spec"]["template"]["metadata"]["labels"]}},
+                "spec": {"containers": [{"name": "trainer", "image": "x"}]}}, "ml")
+            api.patch_object(PODS, "ml", "demo-stage1-abcde", {"status": {"phase": "Running"}}, status=True)
+            api.set_log("ml", "demo-stage1-abcde", "trainer", "global step 30: loss = 2.5 (0.10 sec/step)\n")
+            api.patch_object(JOBS, "ml", "demo-stage1", {"status": {"active": 1, "startTime": "2026-01-01T00:00:00Z"}},
+                             status=True)
+            await _until(lambda: (api.get_object(TRAININGS, "ml", "demo").get("status") or {}).get("step") == 30,
+                         "step 30 in the training's status")
+            with urllib.request.urlopen(health, timeout=5) as response:
+                assert response.status == 200
+            api.patch_object(JOBS, "ml", "demo-stage1", {"status": {
+                "active": 0, "succeeded": 1, "completionTime": "2026-01-01T00:01:00Z",
+                "conditions": [{"type": "Complete", "status": "True"}]}}, status=True)
+            await _until(lambda: api.get_object(JOBS, "ml", "demo-stage2"), "the stage-2 Job")
+        except AssertionError as e:
+            failure = e
+            status = (api.get_object(TRAININGS, "ml", "demo") or {}).get("status")
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                output, _ = await asyncio.wait_for(proc.communicate(), 20)
+            except TimeoutError:
+                proc.kill()
+                output, _ = await proc.communicate()
+        log = output.decode(errors="replace")
+    if failure is not None:
+        detail = f"denied: {sorted(denied)}; seen: {sorted(seen)}; status: {status}"
+        raise AssertionError(f"{failure}; {detail}\n{log[-4000:]}")
+    assert not denied, f"the operator needed permissions the manifests do not grant: {sorted(denied)}\n{log[-3000:]}"
+    for needed in [
+        ("im2txt.dev", "im2txttrainings", "watch"),
+        ("im2txt.dev", "im2txttrainings/status", "patch"),
+        ("batch", "jobs", "create"),
+        ("batch", "jobs", "watch"),
+        ("", "secrets", "get"),
+        ("", "pods", "list"),
+        ("", "pods/log", "get"),
+    ]:
+        assert needed in seen, (needed, sorted(seen))
+    assert not {a for a in seen if a[0] == "" and a[1] == "secrets" and a[2] != "get"}
+
+
+def test_request_attributes_follow_the_api_servers_rules() -> None:
+    assert request_attributes("GET", "/api/v1/namespaces/ml/pods/p1/log", {}) == ("", "pods/log", "get")
+    assert request_attributes("GET", "/apis/batch/v1/jobs", {"watch": "true"}) == ("batch", "jobs", "watch")
+    assert request_attributes("GET", "/apis/batch/v1/namespaces/ml/jobs", {}) == ("batch", "jobs", "list")
+    assert request_attributes("PATCH", "/apis/im2txt.dev/v1alpha1/namespaces/ml/im2txttrainings/t/status", {}) == (
+        "im2txt.dev", "im2txttrainings/status", "patch")
+    assert request_attributes("DELETE", "/apis/batch/v1/namespaces/ml/jobs", {}) == (
+        "batch", "jobs", "deletecollection")
+    assert request_attributes("POST", "/api/v1/namespaces/ml/events", {}) == ("", "events", "create")
