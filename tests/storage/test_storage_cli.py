@@ -133,8 +133,11 @@ def test_round_trip_two_pods_resume_from_the_uploaded_checkpoint(
     runs.append(sync)
     sync.wait_for("sync: watching")
     _fake_training(pod1 / "output", 10, keep=[])
-    time.sleep(1.0)  # at least one periodic round uploads while "training" runs
+    deadline = time.monotonic() + 20  # a periodic round uploads while "training" runs
+    while server.get_object(BUCKET, "coco/output/checkpoint") is None and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert server.get_object(BUCKET, "coco/output/model.ckpt-10.index") is not None
+    assert server.get_object(BUCKET, "coco/output/checkpoint") is not None
     ckpt20 = _fake_training(pod1 / "output", 20, keep=[10])
     sync.proc.send_signal(signal.SIGTERM)
     assert sync.finish() == 0, sync.stderr

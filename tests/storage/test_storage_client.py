@@ -23,7 +23,7 @@ from im2txt_storage.client import (
     UFileClient,
 )
 from im2txt_storage.paths import UFileURL
-from im2txt_storage.transfer import download_tree
+from im2txt_storage.transfer import download_tree, upload_files
 
 
 def _remote(server: UFileServer, key: str, data: bytes) -> RemoteObject:
@@ -202,3 +202,41 @@ def test_sdk_logs_never_show_secrets(
     everything = "\n".join([*(r.getMessage() for r in caplog.records), out, err])
     assert creds.public_key not in everything and creds.private_key not in everything
     assert "Authorization" not in err  # the SDK's own stderr handler is gone
+
+
+def test_tree_transfers_under_mixed_faults_lose_nothing(
+    server: UFileServer, client: UFileClient, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    files = {f"train-{i:05d}-of-00040": os.urandom(20_000 + 97 * i) for i in range(40)}
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    for kind in ("status", "reset", "truncate", "slow"):
+        server.add_fault(Fault(kind, method="PUT", key="data/train-*", count=3, delay=1.5))
+    done = upload_files(client, UFileURL(BUCKET, "data/"), src, sorted(files), parallel=8)
+    assert {obj.key: obj.etag for obj in done.values()} == {
+        f"data/{n}": file_etag(str(src / n)) for n in files}
+    for kind in ("status", "reset", "truncate", "slow"):
+        server.add_fault(Fault(kind, method="GET", key="data/train-*", count=3, delay=1.5))
+    dest = tmp_path / "dest"
+    stats = download_tree(client, UFileURL(BUCKET, "data/"), dest, parallel=8)
+    assert len(stats.transferred) == 40
+    assert {p.name: p.read_bytes() for p in dest.iterdir()} == files  # nothing else: no partial files
+    assert all(f.count == 0 for f in server.faults)  # every fault was hit and survived
+
+
+def test_stand_in_speaks_form_upload_and_listobjects(server: UFileServer, client: UFileClient,
+                                                    tmp_path: Path) -> None:
+    src = tmp_path / "word_counts.txt"
+    src.write_bytes(b"a 3\nb 2\n")
+    fm = client._fm
+    _, info = fm.postfile(BUCKET, "data/word_counts.txt", str(src))
+    assert info.ok() and server.get_object(BUCKET, "data/word_counts.txt") == src.read_bytes()
+    server.put_object(BUCKET, "data/sub/x", b"1")
+    ret, info = fm.listobjects(BUCKET, prefix="data/", marker="", maxkeys=10, delimiter="/")
+    assert info.ok()
+    assert [c["Key"] for c in ret["Contents"]] == ["data/word_counts.txt"]
+    assert ret["CommonPrefixes"] == [{"Prefix": "data/sub/"}]
+    _, info = fm.deletefile(BUCKET, "data/word_counts.txt")
+    assert info.status_code == 204 and server.get_object(BUCKET, "data/word_counts.txt") is None
