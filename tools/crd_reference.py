@@ -115,6 +115,11 @@ def render(crd: dict[str, Any]) -> str:
             "Defaults are filled in by the API server when a training is created; the operator never writes `spec`.",
             "",
         ]
+        root_rules = schema.get("x-kubernetes-validations") or []
+        if root_rules:
+            parts += ["Rules on the whole resource:", ""]
+            parts += [f"- {_text(r.get('message') or r['rule'])}" for r in root_rules]
+            parts.append("")
         for section in ("spec", "status"):
             node = schema["properties"][section]
             title = "Spec" if section == "spec" else "Status (written by the operator)"

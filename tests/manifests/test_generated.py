@@ -22,7 +22,8 @@ def test_reference_lists_every_spec_field_with_default_and_constraints() -> None
         if "default" in node:
             assert crd_reference._code(node["default"]) in line, name
     assert "required" in lines["spec.dataPath"] and "required" in lines["spec.outputPath"]
-    for rule in spec["x-kubernetes-validations"]:  # spec-wide CEL rules are listed under the Spec heading
+    root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for rule in spec["x-kubernetes-validations"] + root.get("x-kubernetes-validations", []):  # object-wide rules
         assert f"- {crd_reference._text(rule['message'])}" in text
     assert "one of `1`, `2`" in lines["spec.stage"]
 
