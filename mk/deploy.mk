@@ -22,6 +22,7 @@ endef
 
 images:  ## build the operator and trainer images (IMAGE_REGISTRY=..., TAG=...)
 	$(need_docker)
+	@test -f trainer/Dockerfile || { echo "make $@: trainer/Dockerfile is missing." >&2; exit 1; }
 	$(DOCKER) build -f operator/Dockerfile -t $(OPERATOR_IMAGE) .
 	$(DOCKER) build -f trainer/Dockerfile -t $(TRAINER_IMAGE) .
 

@@ -122,6 +122,7 @@ async def test_operator_runs_within_its_rbac(tmp_path: Path) -> None:
                 "active": 0, "succeeded": 1, "completionTime": "2026-01-01T00:01:00Z",
                 "conditions": [{"type": "Complete", "status": "True"}]}}, status=True)
             await _until(lambda: api.get_object(JOBS, "ml", "demo-stage2"), "the stage-2 Job")
+            final = api.get_object(TRAININGS, "ml", "demo")
         except AssertionError as e:
             failure = e
             status = (api.get_object(TRAININGS, "ml", "demo") or {}).get("status")
@@ -149,6 +150,16 @@ async def test_operator_runs_within_its_rbac(tmp_path: Path) -> None:
     ]:
         assert needed in seen, (needed, sorted(seen))
     assert not {a for a in seen if a[0] == "" and a[1] == "secrets" and a[2] != "get"}
+
+
+    # GitOps: nothing the operator writes may show as drift. It wrote only the status subresource: spec is
+    # byte for byte what was applied, and no finalizer or annotation of its own was added.
+    assert ("im2txt.dev", "im2txttrainings", "patch") not in seen
+    assert ("im2txt.dev", "im2txttrainings", "update") not in seen
+    assert final["spec"] == training["spec"]
+    assert not final["metadata"].get("finalizers")
+    assert not final["metadata"].get("annotations")
+    assert final["status"]["stage"] == 2
 
 
 def test_request_attributes_follow_the_api_servers_rules() -> None:
