@@ -263,3 +263,34 @@ def test_stand_in_runs_as_a_command_with_keys_from_env_and_root(
 
 def test_threads_are_not_left_behind() -> None:
     assert [t.name for t in threading.enumerate() if t.name.startswith("ufile")] == []
+
+
+def test_fetch_fails_on_an_empty_data_path_but_not_on_an_empty_output(
+    server: UFileServer, creds: Credentials, tmp_path: Path
+) -> None:
+    r = run(_fetch_args(tmp_path, data=False), storage_env(server, creds))
+    assert r.proc.returncode == 0, r.stderr
+    assert (tmp_path / "output").is_dir()
+    r = run(_fetch_args(tmp_path), storage_env(server, creds))
+    assert r.proc.returncode == 1 and f"no objects under the data path {DATA_URL}" in r.stderr
+
+
+def test_a_checkpoint_deleted_during_a_round_is_skipped(
+    server: UFileServer, creds: Credentials, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "output"
+    client = UFileClient(creds, FAST)
+    syncer = Syncer(client, UFileURL(BUCKET, "coco/output/"), out, parallel=2)
+    write_checkpoint(out, 1)
+    write_checkpoint(out, 2, keep=[1])
+    real_upload = client.upload
+
+    def saver_drops_ckpt1(bucket: str, key: str, src: Path):  # the Saver deletes ckpt-1 as we go
+        for f in out.glob("model.ckpt-1.*"):
+            f.unlink()
+        return real_upload(bucket, key, src)
+
+    monkeypatch.setattr(client, "upload", saver_drops_ckpt1)
+    res = syncer.run_round()
+    assert all(not r.startswith("model.ckpt-1") for r in res.uploaded)
+    assert {"model.ckpt-2.index", "checkpoint"} <= set(res.uploaded)

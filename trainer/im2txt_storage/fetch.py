@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .client import UFileClient
+from .client import StorageError, UFileClient
 from .paths import UFileURL
 from .transfer import TransferStats, download_tree
 
@@ -30,6 +30,9 @@ def fetch(client: UFileClient, pairs: list[FetchPair], *, parallel: int) -> dict
     for pair in pairs:
         started = time.monotonic()
         stats = download_tree(client, pair.url, pair.dest, parallel=parallel)
+        if pair.role == "data" and not stats.transferred and not stats.skipped:
+            # The trainer would fail later on an empty glob; say what is wrong where it is wrong.
+            raise StorageError(f"no objects under the data path {pair.url}: check the training's dataPath")
         log.info(
             "fetched %s -> %s: %d files downloaded (%d bytes), %d unchanged, %.1fs",
             pair.url, pair.dest, len(stats.transferred), stats.bytes, len(stats.skipped),

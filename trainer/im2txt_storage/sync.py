@@ -194,12 +194,12 @@ class Syncer:
         result = RoundResult()
         local = scan(self.root)
         first, indexes = plan_round(local, self.uploaded)
-        present = [rel for rel in first if (self.root / rel).exists()]
-        done = upload_files(self.client, self.url, self.root, present, parallel=self.parallel)
+        done = upload_files(self.client, self.url, self.root, first, parallel=self.parallel, missing_ok=True)
         for rel in done:
             self.uploaded[rel] = local[rel]
             self.remote.add(rel)
         result.uploaded.extend(sorted(done))
+        local = scan(self.root)  # again: the Saver may have dropped old checkpoints meanwhile
         for rel in indexes:
             path = self.root / rel
             try:
@@ -207,7 +207,7 @@ class Syncer:
                 stamp = (path.stat().st_size, path.stat().st_mtime_ns)
             except FileNotFoundError:
                 continue
-            if stamp != local[rel] or len(data) != stamp[0]:
+            if stamp != local.get(rel) or len(data) != stamp[0]:
                 result.waiting.append(rel)  # rewritten since the scan: next round
                 continue
             if not index_ready(rel, data.decode("utf-8", "replace"), local, self.uploaded):

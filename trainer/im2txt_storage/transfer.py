@@ -89,13 +89,20 @@ def download_tree(client: UFileClient, url: UFileURL, dest: Path, *, parallel: i
 
 
 def upload_files(
-    client: UFileClient, url: UFileURL, root: Path, rels: Iterable[str], *, parallel: int
+    client: UFileClient, url: UFileURL, root: Path, rels: Iterable[str], *, parallel: int, missing_ok: bool = False
 ) -> dict[str, RemoteObject]:
-    """Upload `root/<rel>` -> `url.key(rel)` for every rel, in parallel; returns what UFile now holds."""
+    """Upload `root/<rel>` -> `url.key(rel)` for every rel, in parallel; returns what UFile now holds.
+    With `missing_ok`, a file deleted meanwhile (the Saver dropping an old checkpoint) is left out."""
 
-    def one(rel: str) -> tuple[str, RemoteObject]:
-        obj = client.upload(url.bucket, url.key(rel), root / rel)
+    def one(rel: str) -> tuple[str, RemoteObject | None]:
+        try:
+            obj = client.upload(url.bucket, url.key(rel), root / rel)
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+            log.debug("%s vanished before its upload; skipped", rel)
+            return rel, None
         log.debug("uploaded %s -> ufile://%s/%s (%d bytes)", rel, url.bucket, obj.key, obj.size)
         return rel, obj
 
-    return dict(run_parallel(list(rels), one, parallel))
+    return {rel: obj for rel, obj in run_parallel(list(rels), one, parallel) if obj is not None}
