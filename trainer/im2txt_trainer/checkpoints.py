@@ -147,7 +147,7 @@ def restore_latest(train_dir: str, variables: Mapping[str, tf.Variable]) -> str 
             return prefix
         except CheckpointError:
             raise
-        except (tf.errors.OpError, ValueError) as e:
+        except Exception as e:  # OpError, IndexError on a truncated data file, ...
             log.warning("checkpoint %s is unreadable (%s); trying an older one", prefix, e)
             tried.append(prefix)
     if tried:

@@ -1,0 +1,93 @@
+"""Checkpoints: reference names and shapes, legacy LSTM names, keep-N, atomic under a killed save."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from im2txt_trainer import checkpoints
+from im2txt_trainer.config import ModelConfig
+from im2txt_trainer.model import ShowAndTell
+
+
+@pytest.fixture(scope="module")
+def model():
+    return ShowAndTell(ModelConfig.for_image_size(75, vocab_size=40, embedding_size=8, num_lstm_units=6))
+
+
+def test_reference_names_and_shapes(model, tmp_path):
+    prefix = checkpoints.save(str(tmp_path), model.named_variables(), 7)
+    shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    assert sum(n.startswith("InceptionV3/") for n in shapes) == 376
+    assert shapes["InceptionV3/Mixed_5c/Branch_1/Conv_1_0c_5x5/weights"] == [5, 5, 48, 64]
+    assert shapes["InceptionV3/Conv2d_1a_3x3/BatchNorm/moving_variance"] == [32]
+    assert not any(n.endswith("gamma") for n in shapes)
+    assert {n: s for n, s in shapes.items() if not n.startswith("InceptionV3/")} == {
+        "image_embedding/weights": [2048, 8], "seq_embedding/map": [40, 8],
+        "lstm/basic_lstm_cell/kernel": [8 + 6, 4 * 6], "lstm/basic_lstm_cell/bias": [4 * 6],
+        "logits/weights": [6, 40], "logits/biases": [40], "global_step": []}
+    assert tf.train.load_checkpoint(prefix).get_tensor("global_step") == 0
+    assert (tmp_path / "checkpoint").read_text() == ('model_checkpoint_path: "model.ckpt-7"\n'
+                                                     'all_model_checkpoint_paths: "model.ckpt-7"\n')
+    assert tf.train.latest_checkpoint(str(tmp_path)) == prefix  # TF's own reader agrees
+
+
+def test_restore_accepts_the_legacy_lstm_names(model, tmp_path):
+    variables = model.named_variables()
+    values = {n: tf.convert_to_tensor(v).numpy() for n, v in variables.items()}
+    values["lstm/BasicLSTMCell/Linear/Matrix"] = values.pop("lstm/basic_lstm_cell/kernel") + 1.0
+    values["lstm/BasicLSTMCell/Linear/Bias"] = values.pop("lstm/basic_lstm_cell/bias") + 2.0
+    values["global_step"] = np.int64(1234)
+    names = sorted(values)
+    prefix = str(tmp_path / "model.ckpt-1234")
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=[tf.constant(values[n]) for n in names])
+    assert checkpoints.restore_latest(str(tmp_path), variables) == prefix  # no index: found by name
+    np.testing.assert_array_equal(model.lstm_kernel.numpy(), values["lstm/BasicLSTMCell/Linear/Matrix"])
+    np.testing.assert_array_equal(model.lstm_bias.numpy(), values["lstm/BasicLSTMCell/Linear/Bias"])
+    assert int(model.global_step.numpy()) == 1234
+    model.global_step.assign(0)
+
+
+def test_keeps_the_newest_five(tmp_path):
+    v = {"global_step": tf.Variable(0, dtype=tf.int64), "w": tf.Variable(np.ones(3, np.float32))}
+    for step in range(1, 9):
+        v["global_step"].assign(step)
+        checkpoints.save(str(tmp_path), v, step, max_to_keep=5)
+    kept = sorted(int(f.split("-")[1].split(".")[0]) for f in os.listdir(tmp_path) if f.endswith(".index"))
+    assert kept == [4, 5, 6, 7, 8]
+    assert [os.path.basename(p) for p in checkpoints.listed_checkpoints(str(tmp_path))] == [
+        f"model.ckpt-{i}" for i in (4, 5, 6, 7, 8)]
+
+
+def test_a_killed_save_never_becomes_the_latest(tmp_path):
+    v = {"global_step": tf.Variable(5, dtype=tf.int64), "w": tf.Variable(np.full(3, 5.0, np.float32))}
+    checkpoints.save(str(tmp_path), v, 5)
+    # A save killed half way: its temporary files exist, and even a data file under the final name.
+    (tmp_path / ".tmp-model.ckpt-9-123.data-00000-of-00001").write_bytes(b"partial")
+    (tmp_path / "model.ckpt-9.data-00000-of-00001").write_bytes(b"partial")
+    v["w"].assign(np.zeros(3, np.float32))
+    assert checkpoints.restore_latest(str(tmp_path), v) == str(tmp_path / "model.ckpt-5")
+    np.testing.assert_array_equal(v["w"].numpy(), np.full(3, 5.0))
+    checkpoints.remove_partial(str(tmp_path))
+    assert not any(f.startswith(".tmp-") for f in os.listdir(tmp_path))
+
+
+def test_an_unreadable_newest_checkpoint_falls_back(tmp_path):
+    v = {"global_step": tf.Variable(1, dtype=tf.int64), "w": tf.Variable(np.ones(3, np.float32))}
+    checkpoints.save(str(tmp_path), v, 1)
+    v["w"].assign(np.full(3, 2.0, np.float32))
+    checkpoints.save(str(tmp_path), v, 2)
+    (tmp_path / "model.ckpt-2.data-00000-of-00001").write_bytes(b"garbage")
+    assert checkpoints.restore_latest(str(tmp_path), v) == str(tmp_path / "model.ckpt-1")
+    np.testing.assert_array_equal(v["w"].numpy(), np.ones(3))
+
+
+def test_shape_mismatch_is_explained(model, tmp_path):
+    other = ShowAndTell(ModelConfig.for_image_size(75, vocab_size=41, embedding_size=8, num_lstm_units=6))
+    checkpoints.save(str(tmp_path), other.named_variables(), 3)
+    with pytest.raises(checkpoints.CheckpointError, match=r"seq_embedding/map has shape .*vocab_size"):
+        checkpoints.restore_latest(str(tmp_path), model.named_variables())
