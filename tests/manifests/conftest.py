@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonpatch
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -129,3 +130,42 @@ def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict
     matches = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
     assert len(matches) == 1, f"expected one {kind} {name or ''}, found {len(matches)}"
     return matches[0]
+
+
+# --- validation and RBAC helpers shared by the tests -------------------------------------------------------
+
+
+def _version(v: str) -> str:
+    return kubernetes_validate.latest_version() if v == "latest" else v
+
+
+def k8s_validate(doc: dict[str, Any], version: str) -> None:
+    """Raise unless `doc` is valid (strict: unknown fields are errors) for Kubernetes `version`."""
+    try:
+        kubernetes_validate.validate(doc, _version(version), strict=True)
+    except kubernetes_validate.ValidationError as e:
+        path = ".".join(str(p) for p in e.path)
+        raise AssertionError(f"{doc['kind']}/{doc['metadata'].get('name')}: {path}: {e.message}") from None
+
+
+def grants(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for rule in rules:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                out.setdefault((group, resource), set()).update(rule["verbs"])
+    return out
+
+
+def allowed(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
+    """Kubernetes RBAC's rule matching (wildcards included, so a stray '*' would show up here too)."""
+    for rule in rules:
+        if rule.get("resourceNames"):
+            continue
+        if (
+            (group in rule["apiGroups"] or "*" in rule["apiGroups"])
+            and (resource in rule["resources"] or "*" in rule["resources"])
+            and (verb in rule["verbs"] or "*" in rule["verbs"])
+        ):
+            return True
+    return False

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import crd_validate
-import kubernetes_validate
 import pytest
 from conftest import (
     BASE,
@@ -16,6 +15,7 @@ from conftest import (
     K8S_VERSIONS,
     ROOT,
     find,
+    k8s_validate,
     key,
     kubectl_kustomize,
     kustomize_build,
@@ -33,19 +33,6 @@ FOREIGN = {
     ("monitoring.coreos.com/v1", "PodMonitor"),
 }
 KUSTOMIZE = "kustomize.config.k8s.io/v1beta1"
-
-
-def _version(v: str) -> str:
-    return kubernetes_validate.latest_version() if v == "latest" else v
-
-
-def k8s_validate(doc: dict[str, Any], version: str) -> None:
-    """Raise unless `doc` is valid (strict: unknown fields are errors) for Kubernetes `version`."""
-    try:
-        kubernetes_validate.validate(doc, _version(version), strict=True)
-    except kubernetes_validate.ValidationError as e:
-        path = ".".join(str(p) for p in e.path)
-        raise AssertionError(f"{doc['kind']}/{doc['metadata'].get('name')}: {path}: {e.message}") from None
 
 
 def documents() -> list[tuple[str, int, dict[str, Any]]]:

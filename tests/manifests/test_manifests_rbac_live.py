@@ -20,8 +20,7 @@ from typing import Any
 
 import crd_validate
 import pytest
-from conftest import BASE, CRD_PATH, ROOT, find, kustomize_build, load_docs
-from test_rbac import allowed
+from conftest import BASE, CRD_PATH, ROOT, allowed, find, kustomize_build, load_docs
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

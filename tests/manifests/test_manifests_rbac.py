@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import pytest
-from conftest import ROOT, find
+from conftest import ROOT, allowed, find, grants
 
 # docs/contracts.md, "What the operator may do on the API": (API group, resource) -> verbs.
 EXPECTED: dict[tuple[str, str], set[str]] = {
@@ -22,29 +22,6 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("", "namespaces"): {"list", "watch"},
 }
 CLUSTER_SCOPED = {("apiextensions.k8s.io", "customresourcedefinitions"), ("", "namespaces")}
-
-
-def grants(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
-    out: dict[tuple[str, str], set[str]] = {}
-    for rule in rules:
-        for group in rule["apiGroups"]:
-            for resource in rule["resources"]:
-                out.setdefault((group, resource), set()).update(rule["verbs"])
-    return out
-
-
-def allowed(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
-    """Kubernetes RBAC's rule matching (wildcards included, so a stray '*' would show up here too)."""
-    for rule in rules:
-        if rule.get("resourceNames"):
-            continue
-        if (
-            (group in rule["apiGroups"] or "*" in rule["apiGroups"])
-            and (resource in rule["resources"] or "*" in rule["resources"])
-            and (verb in rule["verbs"] or "*" in rule["verbs"])
-        ):
-            return True
-    return False
 
 
 @pytest.fixture(scope="module")
