@@ -78,6 +78,7 @@ class State:
     kube: Kube | None = None
     entries: dict[tuple[str, str], Entry] = field(default_factory=dict)
     loop_task: asyncio.Task[None] | None = None
+    index: Any = None  # kopf.Index of our Jobs by (namespace, training)
 
     def entry(self, key: tuple[str, str]) -> Entry:
         return self.entries.setdefault(key, Entry())
@@ -100,7 +101,13 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.batching.batch_window = 0.02  # react quickly; events are level-triggered anyway
     settings.watching.server_timeout = 600
     STATE.kube = Kube()
-    STATE.loop_task = asyncio.create_task(_periodic(PROGRESS_INTERVAL), name="im2txt-progress")
+
+
+def _ensure_loop() -> None:
+    """Start the periodic loop from inside a handler: its task then inherits kopf's context (kopf.event()
+    needs the operator's settings and event queue, which a task started at startup does not see)."""
+    if STATE.loop_task is None:
+        STATE.loop_task = asyncio.create_task(_periodic(PROGRESS_INTERVAL), name="im2txt-progress")
 
 
 @kopf.on.cleanup()
@@ -117,7 +124,9 @@ async def cleanup(**_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def training_event(event: Mapping[str, Any], **_: Any) -> None:
+async def training_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any, Any], **_: Any) -> None:
+    STATE.index = training_jobs
+    _ensure_loop()
     obj = dict(event["object"])
     key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
     if event.get("type") == "DELETED":
@@ -134,8 +143,27 @@ async def training_event(event: Mapping[str, Any], **_: Any) -> None:
     await reconcile(key)
 
 
+def _job_key(body: Mapping[str, Any]) -> tuple[tuple[str, str], int] | None:
+    meta = body.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    training, stage = labels.get(LABEL_TRAINING), labels.get(LABEL_STAGE)
+    if not training or stage not in ("1", "2"):
+        return None
+    return (meta.get("namespace", ""), training), int(stage)
+
+
+@kopf.index("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY})
+def training_jobs(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]] | None:
+    """Our Jobs by training. kopf fills all indexes before any handler runs, so after a restart the first
+    reconcile of a training already sees its Jobs (no create attempts that would only answer 409)."""
+    found = _job_key(body)
+    return {found[0]: dict(body)} if found else None
+
+
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY})
-async def job_event(event: Mapping[str, Any], **_: Any) -> None:
+async def job_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any, Any], **_: Any) -> None:
+    STATE.index = training_jobs
+    _ensure_loop()
     obj = dict(event["object"])
     meta = obj["metadata"]
     labels = meta.get("labels") or {}
@@ -147,11 +175,29 @@ async def job_event(event: Mapping[str, Any], **_: Any) -> None:
     if event.get("type") == "DELETED":
         if entry is not None and entry.jobs.get(int(stage), {}).get("metadata", {}).get("uid") == meta.get("uid"):
             del entry.jobs[int(stage)]
+            # The garbage collector deletes Jobs after their training; the two watches are not ordered, so ask
+            # the API whether the training still exists before re-creating a deleted Job.
+            assert STATE.kube is not None
+            current = await STATE.kube.get_training(*key)
+            if current is None or current["metadata"].get("uid") != (entry.body or {}).get("metadata", {}).get("uid"):
+                STATE.entries.pop(key, None)
+                return
+            entry.body = newer(entry.body, current)
             await reconcile(key)
         return
     entry = STATE.entry(key)
     entry.jobs[int(stage)] = newer(entry.jobs.get(int(stage)), obj)
     await reconcile(key)
+
+
+def _observed_jobs(key: tuple[str, str], entry: Entry) -> None:
+    """Fold the index (complete after a restart) into the entry's own view (fresher after our writes)."""
+    if STATE.index is None:
+        return
+    for job in STATE.index.get(key, ()):
+        found = _job_key(job)
+        if found is not None and found[1] not in entry.jobs:
+            entry.jobs[found[1]] = job
 
 
 def _owned_by(job: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
@@ -226,6 +272,7 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
         settings = parse_spec(body.get("spec"))
     except SpecError as e:
         settings, problem = None, Problem(e.field, "InvalidSpec", str(e))
+    _observed_jobs(key, entry)
     # Jobs of another object with this name (an earlier training) are not ours to drive.
     jobs = {s: job_state(j, s) for s, j in entry.jobs.items() if _owned_by(j, body)}
 

@@ -75,6 +75,14 @@ class Kube:
         return await self._json(self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace,
                                 PLURAL, name, {"status": status}, _content_type=MERGE_PATCH)
 
+    async def get_training(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self._json(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
     async def secret_keys(self, namespace: str, name: str) -> set[str] | None:
         """The key names of a Secret, or None when it does not exist. Values are dropped at once."""
         try:

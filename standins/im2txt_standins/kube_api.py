@@ -250,7 +250,20 @@ class KubeAPI(kmock.KubernetesScaffold):
             self._namespaces.add(namespace)
         self.created_at[key] = time.monotonic()
         self._emit(res, "ADDED", obj)
+        owners = {r.get("uid") for r in meta.get("ownerReferences") or ()}
+        if owners and not owners & {o["metadata"]["uid"] for o in self._objects.values()}:
+            self._collect_orphan(key)  # its owners are gone: the garbage collector deletes it
         return copy.deepcopy(obj)
+
+    def _collect_orphan(self, key: tuple[Res, str | None, str]) -> None:
+        def sweep() -> None:
+            if key in self._objects:
+                self._store_delete(key[0], key, "Background")
+
+        try:
+            asyncio.get_running_loop().call_soon(sweep)
+        except RuntimeError:
+            sweep()
 
     def _store_replace(self, res: Res, key: tuple[Res, str | None, str], new: dict[str, Any],
                        *, status_only: bool) -> dict[str, Any]:

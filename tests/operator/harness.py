@@ -1,0 +1,164 @@
+"""Test harness: the API emulator in-process, the real operator as a subprocess, the Job controller's part."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from conftest import CRD_PATH, ROOT
+
+from im2txt_standins.kube_api import KubeAPI
+
+TRAININGS = ("im2txt.dev", "v1alpha1", "im2txttrainings")
+JOBS = ("batch", "v1", "jobs")
+PODS = ("", "v1", "pods")
+SECRETS = ("", "v1", "secrets")
+EVENTS = ("", "v1", "events")
+PVC_SPEC = {"dataPath": "pvc://coco-data/mscoco", "outputPath": "pvc://runs/coco/", "numberOfSteps": 100,
+            "stage2NumberOfSteps": 300, "gpus": 0}
+
+
+@contextlib.asynccontextmanager
+async def emulator(tmp_path: Path) -> AsyncIterator[KubeAPI]:
+    async with KubeAPI.running(kubeconfig=tmp_path / "kubeconfig", crds=[CRD_PATH]) as api:
+        yield api
+
+
+class Operator:
+    """``python -m im2txt_operator run --all-namespaces`` against the emulator."""
+
+    def __init__(self, kubeconfig: Path, interval: float = 0.5) -> None:
+        self.kubeconfig = kubeconfig
+        self.interval = interval
+        self.proc: asyncio.subprocess.Process | None = None
+        self.lines: list[str] = []
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> Operator:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "IM2TXT_PROGRESS_INTERVAL": str(self.interval),
+               "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("operator", "standins"))}
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "im2txt_operator", "run", "--all-namespaces", "--liveness=", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        self._reader = asyncio.create_task(self._read())
+        await wait_for(lambda: any("Initial authentication has finished" in line for line in self.lines),
+                       timeout=30, what="operator start")
+        return self
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        async for raw in self.proc.stdout:
+            self.lines.append(raw.decode(errors="replace").rstrip())
+
+    async def stop(self, kill: bool = True) -> None:
+        """SIGKILL by default: the operator gets no chance to clean up, as when a node dies."""
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.proc.wait(), 10)
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._reader, 2)
+        self.lines.clear()
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+
+@contextlib.asynccontextmanager
+async def operator(api: KubeAPI, tmp_path: Path, interval: float = 0.5) -> AsyncIterator[Operator]:
+    op = Operator(tmp_path / "kubeconfig", interval)
+    await op.start()
+    try:
+        yield op
+    finally:
+        await op.stop()
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float = 15, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def still(predicate: Callable[[], Any], seconds: float = 1.5) -> None:
+    """Assert that something stays true for a while (e.g. no Job appears)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert predicate()
+        await asyncio.sleep(0.05)
+
+
+def new_training(api: KubeAPI, name: str, spec: dict[str, Any] | None = None, ns: str = "default") -> dict[str, Any]:
+    return api.create_object(TRAININGS, {"apiVersion": "im2txt.dev/v1alpha1", "kind": "Im2txtTraining",
+                                         "metadata": {"name": name, "namespace": ns},
+                                         "spec": {**PVC_SPEC, **(spec or {})}})
+
+
+def training(api: KubeAPI, name: str, ns: str = "default") -> dict[str, Any]:
+    return api.get_object(TRAININGS, ns, name) or {}
+
+
+def status(api: KubeAPI, name: str, ns: str = "default") -> dict[str, Any]:
+    return training(api, name, ns).get("status") or {}
+
+
+def condition(api: KubeAPI, name: str, type_: str, ns: str = "default") -> dict[str, Any]:
+    for c in status(api, name, ns).get("conditions") or ():
+        if c["type"] == type_:
+            return c
+    return {}
+
+
+def job(api: KubeAPI, name: str, ns: str = "default") -> dict[str, Any] | None:
+    return api.get_object(JOBS, ns, name)
+
+
+def jobs(api: KubeAPI, ns: str = "default") -> list[str]:
+    return sorted(j["metadata"]["name"] for j in api.list_objects(JOBS, ns))
+
+
+def event_reasons(api: KubeAPI, name: str, ns: str = "default") -> list[str]:
+    evs = [e for e in api.list_objects(EVENTS, ns) if e.get("involvedObject", {}).get("name") == name]
+    return [e["reason"] for e in sorted(evs, key=lambda e: int(e["metadata"]["resourceVersion"]))]
+
+
+def complete_job(api: KubeAPI, name: str, ns: str = "default") -> None:
+    """What the Job controller writes when the pod succeeded."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    api.patch_object(JOBS, ns, name, {"status": {
+        "succeeded": 1, "active": 0, "startTime": now, "completionTime": now,
+        "conditions": [{"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached"},
+                       {"type": "Complete", "status": "True", "reason": "CompletionsReached"}]}}, status=True)
+
+
+def fail_job(api: KubeAPI, name: str, reason: str = "BackoffLimitExceeded", ns: str = "default") -> None:
+    api.patch_object(JOBS, ns, name, {"status": {
+        "failed": 4, "active": 0,
+        "conditions": [{"type": "FailureTarget", "status": "True", "reason": reason},
+                       {"type": "Failed", "status": "True", "reason": reason,
+                        "message": "Job has reached the specified backoff limit"}]}}, status=True)
+
+
+def start_pod(api: KubeAPI, job_name: str, log: str, ns: str = "default") -> str:
+    """The pod the Job controller would create, Running, with the trainer's log text."""
+    pod = f"{job_name}-x7k2p"
+    api.create_object(PODS, {"metadata": {"name": pod, "namespace": ns, "labels": {"job-name": job_name}},
+                             "spec": {"containers": [{"name": "trainer", "image": "i"}]}})
+    api.patch_object(PODS, ns, pod, {"status": {"phase": "Running"}}, status=True)
+    api.set_log(ns, pod, "trainer", log)
+    return pod

@@ -1,0 +1,220 @@
+"""The real operator process (kopf) against the HTTP API emulator: the whole lifecycle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from harness import (
+    JOBS,
+    SECRETS,
+    TRAININGS,
+    complete_job,
+    condition,
+    emulator,
+    event_reasons,
+    fail_job,
+    job,
+    jobs,
+    new_training,
+    operator,
+    start_pod,
+    status,
+    still,
+    wait_for,
+)
+
+from im2txt_operator.jobs import command_line
+from im2txt_operator.spec import parse_spec
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _command(api, name: str) -> str:  # type: ignore[no-untyped-def]
+    trainer = job(api, name)["spec"]["template"]["spec"]["containers"][0]  # type: ignore[index]
+    return " ".join(trainer["command"] + trainer["args"])
+
+
+async def test_two_stages_with_progress(tmp_path: Path) -> None:
+    async with emulator(tmp_path) as api, operator(api, tmp_path):
+        created = new_training(api, "coco")
+        settings = parse_spec(created["spec"])
+        await wait_for(lambda: job(api, "coco-stage1"), what="stage-1 Job")
+        assert _command(api, "coco-stage1") == command_line(settings, 1)
+        owner = job(api, "coco-stage1")["metadata"]["ownerReferences"][0]  # type: ignore[index]
+        assert owner["uid"] == created["metadata"]["uid"] and owner["controller"] is True
+        await wait_for(lambda: status(api, "coco").get("phase") == "Running", what="Running")
+        assert status(api, "coco")["jobName"] == "coco-stage1" and status(api, "coco")["target"] == 100
+
+        # Step progress from the trainer's log (the last "global step N" line).
+        start_pod(api, "coco-stage1", "global step 10: loss = 5.1 (0.50 sec/step)\n"
+                                      "global step 40: loss = 2.3 (0.50 sec/step)\n")
+        await wait_for(lambda: status(api, "coco").get("step") == 40, what="step 40")
+        assert status(api, "coco")["progress"] == 40.0 and status(api, "coco")["eta"] == "30s"
+
+        # Stage 1 completes -> stage 2 with the stage-2 command, at most 3 writes for the transition.
+        await wait_for(lambda: "Stage1Started" in event_reasons(api, "coco"), what="event")
+        before = dict(api.writes)
+        complete_job(api, "coco-stage1")
+        await wait_for(lambda: job(api, "coco-stage2"), what="stage-2 Job")
+        assert _command(api, "coco-stage2") == command_line(settings, 2)
+        assert _command(api, "coco-stage2").endswith("--number_of_steps=300 --train_inception=True")
+        await wait_for(lambda: status(api, "coco").get("stage") == 2, what="stage 2 in status")
+        await wait_for(lambda: "Stage2Started" in event_reasons(api, "coco"), what="event")
+        await still(lambda: True, 0.5)
+        delta = {k: v - before.get(k, 0) for k, v in api.writes.items() if v != before.get(k, 0)}
+        assert delta == {"create jobs": 1, "patch im2txttrainings/status": 1, "create events": 1}, delta
+        assert condition(api, "coco", "Stage1Complete")["status"] == "True"
+
+        complete_job(api, "coco-stage2")
+        await wait_for(lambda: status(api, "coco").get("phase") == "Succeeded", what="Succeeded")
+        assert condition(api, "coco", "Succeeded")["status"] == "True"
+        assert condition(api, "coco", "Stage2Complete")["status"] == "True"
+        assert status(api, "coco")["progress"] == 100.0
+        assert [s["outcome"] for s in status(api, "coco")["stages"]] == ["Succeeded", "Succeeded"]
+        await wait_for(lambda: "Stage2Complete" in event_reasons(api, "coco"), what="event")
+        assert event_reasons(api, "coco") == ["Stage1Started", "Stage2Started", "Stage2Complete"]
+        assert jobs(api) == ["coco-stage1", "coco-stage2"]
+        assert created["spec"] == api.get_object(TRAININGS, "default", "coco")["spec"]  # type: ignore[index]
+
+
+async def test_job_failure_fails_the_training(tmp_path: Path) -> None:
+    async with emulator(tmp_path) as api, operator(api, tmp_path):
+        new_training(api, "a")
+        new_training(api, "b", {"stage": 2, "maxRunSeconds": 60})
+        await wait_for(lambda: job(api, "a-stage1") and job(api, "b-stage2"), what="Jobs")
+        assert job(api, "b-stage2")["spec"]["activeDeadlineSeconds"] == 60  # type: ignore[index]
+        fail_job(api, "a-stage1", "BackoffLimitExceeded")
+        fail_job(api, "b-stage2", "DeadlineExceeded")
+        await wait_for(lambda: status(api, "a").get("phase") == "Failed" and status(api, "b").get("phase") == "Failed",
+                       what="Failed")
+        assert condition(api, "a", "Failed")["reason"] == "BackoffLimitExceeded"
+        assert condition(api, "b", "Failed")["reason"] == "DeadlineExceeded"
+        assert "DeadlineExceeded" in status(api, "b")["message"]
+        await still(lambda: jobs(api) == ["a-stage1", "b-stage2"])
+        await wait_for(lambda: "Failed" in event_reasons(api, "a"), what="event")
+
+
+async def test_suspend_and_resume(tmp_path: Path) -> None:
+    async with emulator(tmp_path) as api, operator(api, tmp_path):
+        new_training(api, "s")
+        await wait_for(lambda: job(api, "s-stage1"), what="Job")
+        api.patch_object(TRAININGS, "default", "s", {"spec": {"suspend": True}})
+        await wait_for(lambda: job(api, "s-stage1")["spec"]["suspend"] is True, what="Job suspended")  # type: ignore[index]
+        await wait_for(lambda: status(api, "s").get("phase") == "Suspended", what="Suspended")
+        assert condition(api, "s", "Suspended")["status"] == "True"
+        assert status(api, "s")["observedGeneration"] == 2
+        api.patch_object(TRAININGS, "default", "s", {"spec": {"suspend": False}})
+        await wait_for(lambda: job(api, "s-stage1")["spec"]["suspend"] is False, what="Job resumed")  # type: ignore[index]
+        await wait_for(lambda: status(api, "s").get("phase") == "Running", what="Running")
+        await wait_for(lambda: event_reasons(api, "s")[-2:] == ["Suspended", "Resumed"], what="events")
+        assert jobs(api) == ["s-stage1"]
+
+
+async def test_delete_removes_the_jobs_not_the_data(tmp_path: Path) -> None:
+    async with emulator(tmp_path) as api, operator(api, tmp_path):
+        new_training(api, "d")
+        await wait_for(lambda: job(api, "d-stage1"), what="Job")
+        writes_before = dict(api.writes)
+        api.delete_object(TRAININGS, "default", "d")
+        await wait_for(lambda: jobs(api) == [], what="Jobs garbage-collected")
+        await still(lambda: jobs(api) == [], 1.0)
+        # The operator made no deletes of its own (nothing else to delete: the data stays where it is).
+        assert not any(k.startswith("delete") for k in api.writes if api.writes[k] != writes_before.get(k, 0))
+
+
+async def test_missing_secret_then_created(tmp_path: Path) -> None:
+    spec = {"dataPath": "ufile://im2txt-data/coco/", "outputPath": "ufile://im2txt-out/run/",
+            "credentialsSecret": "ufile-keys"}
+    async with emulator(tmp_path) as api, operator(api, tmp_path):
+        new_training(api, "u", spec)
+        await wait_for(lambda: condition(api, "u", "Ready").get("status") == "False", what="Ready False")
+        ready = condition(api, "u", "Ready")
+        assert ready["reason"] == "SecretNotFound"
+        assert ready["message"].startswith("spec.credentialsSecret: Secret 'ufile-keys' not found")
+        assert status(api, "u")["phase"] == "Pending"
+        await still(lambda: jobs(api) == [])
+        api.create_object(SECRETS, {"metadata": {"name": "ufile-keys", "namespace": "default"},
+                                    "data": {"publicKey": "cHVi"}})
+        await wait_for(lambda: condition(api, "u", "Ready").get("reason") == "SecretKeyMissing", what="key missing")
+        assert "privateKey" in condition(api, "u", "Ready")["message"]
+        assert jobs(api) == []
+        api.patch_object(SECRETS, "default", "ufile-keys", {"data": {"privateKey": "cHJpdg=="}})
+        await wait_for(lambda: job(api, "u-stage1"), what="Job after the fix")
+        await wait_for(lambda: condition(api, "u", "Ready").get("status") == "True", what="Ready")
+        reasons = await wait_for(lambda: "Stage1Started" in event_reasons(api, "u") and event_reasons(api, "u"),
+                                 what="events")
+        assert reasons == ["SecretNotFound", "SecretKeyMissing", "Stage1Started"]
+        text = str(api.list_objects(("", "v1", "events"))) + str(status(api, "u"))
+        assert "cHJpdg==" not in text and "cHVi" not in text  # key material never leaks
+
+
+async def test_auto_advance_off_stops_after_stage_1(tmp_path: Path) -> None:
+    async with emulator(tmp_path) as api, operator(api, tmp_path):
+        new_training(api, "one", {"autoAdvance": False})
+        await wait_for(lambda: job(api, "one-stage1"), what="Job")
+        complete_job(api, "one-stage1")
+        await wait_for(lambda: status(api, "one").get("phase") == "Succeeded", what="Succeeded")
+        assert condition(api, "one", "Succeeded")["reason"] == "StoppedAfterStage1"
+        assert condition(api, "one", "Stage2Complete")["reason"] == "AutoAdvanceOff"
+        assert "autoAdvance" in status(api, "one")["message"]
+        await still(lambda: jobs(api) == ["one-stage1"], 1.0)
+        api.patch_object(TRAININGS, "default", "one", {"spec": {"autoAdvance": True}})
+        await wait_for(lambda: job(api, "one-stage2"), what="stage 2 after autoAdvance: true")
+
+
+async def test_spec_change_mid_run_applies_to_the_next_stage(tmp_path: Path) -> None:
+    async with emulator(tmp_path) as api, operator(api, tmp_path):
+        new_training(api, "m")
+        await wait_for(lambda: job(api, "m-stage1"), what="Job")
+        api.patch_object(TRAININGS, "default", "m", {"spec": {"numberOfSteps": 150, "stage2NumberOfSteps": 500}})
+        await wait_for(lambda: status(api, "m").get("observedGeneration") == 2, what="generation 2 observed")
+        assert "--number_of_steps=100" in job(api, "m-stage1")["spec"]["template"]["spec"]["containers"][0]["args"]  # type: ignore[index]
+        assert status(api, "m")["target"] == 100  # the running Job's target
+        complete_job(api, "m-stage1")
+        await wait_for(lambda: job(api, "m-stage2"), what="stage 2")
+        assert "--number_of_steps=500" in job(api, "m-stage2")["spec"]["template"]["spec"]["containers"][0]["args"]  # type: ignore[index]
+
+
+@pytest.mark.slow
+async def test_restart_in_every_state_creates_no_duplicates(tmp_path: Path) -> None:
+    from im2txt_operator.jobs import Owner, build_job
+
+    async with emulator(tmp_path) as api:
+        # Created while the operator is down.
+        new_training(api, "r")
+        uid = new_training(api, "x")["metadata"]["uid"]
+        new_training(api, "f")
+        async with operator(api, tmp_path):
+            await wait_for(lambda: jobs(api) == ["f-stage1", "r-stage1", "x-stage1"], what="stage-1 Jobs")
+            await wait_for(lambda: all(status(api, n).get("phase") == "Running" for n in "rxf"), what="Running")
+        # Killed while stage 1 runs: a restart adopts, creates nothing.
+        async with operator(api, tmp_path):
+            await still(lambda: jobs(api) == ["f-stage1", "r-stage1", "x-stage1"], 1.5)
+        # Killed; stage 1 succeeds while it is down (r). For x, it died right after creating stage 2's Job
+        # and before writing status. f's Job fails while it is down.
+        complete_job(api, "r-stage1")
+        complete_job(api, "x-stage1")
+        api.create_object(JOBS, build_job(Owner("x", "default", uid), parse_spec(status_spec(api, "x")), 2))
+        fail_job(api, "f-stage1")
+        async with operator(api, tmp_path):
+            await wait_for(lambda: status(api, "r").get("stage") == 2 and status(api, "x").get("stage") == 2,
+                           what="stage 2 in status")
+            await wait_for(lambda: status(api, "f").get("phase") == "Failed", what="f Failed")
+            await still(lambda: jobs(api) == ["f-stage1", "r-stage1", "r-stage2", "x-stage1", "x-stage2"], 1.0)
+        # Stage 2 finishes while it is down; after a restart: Succeeded; after another: nothing changes.
+        complete_job(api, "r-stage2")
+        async with operator(api, tmp_path):
+            await wait_for(lambda: status(api, "r").get("phase") == "Succeeded", what="Succeeded")
+        writes = dict(api.writes)
+        async with operator(api, tmp_path):
+            await still(lambda: dict(api.writes) == writes, 1.5)  # a quiet restart writes nothing at all
+        assert jobs(api) == ["f-stage1", "r-stage1", "r-stage2", "x-stage1", "x-stage2"]
+        assert event_reasons(api, "r").count("Stage1Started") == 1
+        assert event_reasons(api, "r").count("Stage2Started") == 1
+        assert event_reasons(api, "x").count("Stage2Started") <= 1
+        assert status(api, "f")["phase"] == "Failed" and status(api, "x")["phase"] == "Running"
+
+
+def status_spec(api, name: str):  # type: ignore[no-untyped-def]
+    return api.get_object(TRAININGS, "default", name)["spec"]
