@@ -554,6 +554,11 @@ class _HTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     owner: UFileServer
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that gave up (timeout on a slow answer) closes its end: expected, not worth a traceback.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 class UFileServer:
     """A threaded UFile stand-in. Use as a context manager; `proxy_url` goes into HTTP_PROXY."""
