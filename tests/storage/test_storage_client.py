@@ -240,3 +240,12 @@ def test_stand_in_speaks_form_upload_and_listobjects(server: UFileServer, client
     assert ret["CommonPrefixes"] == [{"Prefix": "data/sub/"}]
     _, info = fm.deletefile(BUCKET, "data/word_counts.txt")
     assert info.status_code == 204 and server.get_object(BUCKET, "data/word_counts.txt") is None
+
+
+def test_keys_with_spaces_and_unicode_round_trip(server: UFileServer, client: UFileClient, tmp_path: Path) -> None:
+    src = tmp_path / "a b+c é=(1).txt"
+    src.write_text("caption")
+    obj = client.upload(BUCKET, f"out/{src.name}", src)
+    assert server.list_keys(BUCKET, "out/") == [f"out/{src.name}"]
+    client.download(BUCKET, obj, tmp_path / "back" / src.name)
+    assert (tmp_path / "back" / src.name).read_text() == "caption"

@@ -53,7 +53,9 @@ def test_relpath_rejects_unsafe_keys() -> None:
     url = UFileURL("b", "out/")
     assert url.relpath("out/model.ckpt-1.index") == "model.ckpt-1.index"
     assert url.relpath("out/sub/x") == "sub/x"
-    for key in ("out/", "out/dir/", "out/../etc/passwd", "out/a/./b", "other/x", "out//x"):
+    assert url.relpath("out/a b+c é=(1)") == "a b+c é=(1)"
+    for key in ("out/", "out/dir/", "out/../etc/passwd", "out/a/./b", "other/x", "out//x", "out/a%20b",
+                "out/a?b", "out/a#b", "out/a\nb"):
         assert url.relpath(key) is None, key
 
 
@@ -108,7 +110,7 @@ def test_complete_needs_index_and_every_shard() -> None:
 
 def test_ignored_files() -> None:
     for rel in (".checkpoint.tmp", ".tmp-model.ckpt-5-99.index", "checkpoint.tmp1234", "x_temp/part-0",
-                "model.ckpt-5.index.tempstate123", ".model.ckpt-5.index.im2txt-part", "sub/.hidden"):
+                "model.ckpt-5.index.tempstate123", ".model.ckpt-5.index.im2txt-part", "sub/.hidden", "100%.txt"):
         assert is_ignored(rel), rel
     for rel in ("checkpoint", "model.ckpt-5.index", "events.out.tfevents.1.host", "eval/checkpoint"):
         assert not is_ignored(rel), rel

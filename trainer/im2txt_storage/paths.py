@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 # UFile bucket names: 3-63 characters, lowercase letters, digits and hyphens.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+# The SDK puts keys into URLs unquoted: a '%', '?' or '#' in a key changes the URL, and the signature fails.
+_UNSENDABLE = "%?#"
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,11 @@ def parse_ufile_url(url: str, *, field: str = "url") -> UFileURL:
 
 
 def safe_relpath(rel: str) -> str | None:
-    """`rel` if it is a plain relative file path (no '', '.', '..' parts, not a folder); else None."""
+    """`rel` if it is a plain relative file path (no '', '.', '..' parts, not a folder, nothing the SDK cannot
+    put in a URL); else None."""
     if not rel or rel.endswith("/") or rel.startswith("/"):
+        return None
+    if any(c in rel for c in _UNSENDABLE) or any(ord(c) < 32 for c in rel):
         return None
     parts = rel.split("/")
     if any(p in {"", ".", ".."} for p in parts) or "\\" in rel or "\x00" in rel:

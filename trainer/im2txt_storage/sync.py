@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from ufile.util import file_etag
 
 from .client import StorageError, UFileClient
-from .paths import UFileURL
+from .paths import UFileURL, safe_relpath
 from .transfer import PART_SUFFIX, run_parallel, upload_files
 
 log = logging.getLogger("im2txt_storage")
@@ -41,11 +41,12 @@ Stamp = tuple[int, int]  # (size, mtime_ns): "unchanged since we looked"
 
 # -- pure decisions ----------------------------------------------------------------------------------
 def is_ignored(rel: str) -> bool:
-    """Temporary or private files that must never be uploaded."""
+    """Temporary or private files that must never be uploaded (and names the SDK cannot send)."""
     parts = rel.split("/")
     name = parts[-1]
     return (
-        any(p.startswith(".") for p in parts)
+        safe_relpath(rel) is None
+        or any(p.startswith(".") for p in parts)
         or any("_temp" in p for p in parts[:-1])
         or ".tmp" in name
         or ".tempstate" in name
