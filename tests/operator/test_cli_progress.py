@@ -1,0 +1,74 @@
+"""render (offline), the progress parser and ETA, and conditions."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import HERE, ROOT
+
+from im2txt_operator import conditions as cond
+from im2txt_operator.cli import render
+from im2txt_operator.progress import eta, format_duration, last_step, percent
+
+
+def test_render_prints_both_stages_offline() -> None:
+    out = io.StringIO()
+    assert render([str(HERE / "data" / "training-ufile.yaml")], out) == 0
+    jobs = list(yaml.safe_load_all(out.getvalue()))
+    assert [j["metadata"]["name"] for j in jobs] == ["coco-stage1", "coco-stage2"]
+    golden = yaml.safe_load((HERE / "golden" / "training-ufile-stage2.yaml").read_text())
+    assert jobs[1]["spec"] == golden["spec"]
+
+
+def test_render_stops_after_stage_1_without_auto_advance(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    doc = yaml.safe_load((HERE / "data" / "training-pvc.yaml").read_text())
+    doc["spec"]["autoAdvance"] = False
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    out = io.StringIO()
+    assert render([str(path)], out) == 0
+    assert [j["metadata"]["name"] for j in yaml.safe_load_all(out.getvalue())] == ["coco-pvc-stage1"]
+
+
+def test_render_cli_reports_the_bad_field(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "bad.yaml"
+    path.write_text("apiVersion: im2txt.dev/v1alpha1\nkind: Im2txtTraining\nmetadata: {name: x}\n"
+                    "spec: {dataPath: 's3://b/x/', outputPath: 'pvc://o/'}\n")
+    run = subprocess.run([sys.executable, "-m", "im2txt_operator", "render", str(path)], capture_output=True,
+                         text=True, cwd=ROOT / "operator", env={"PATH": "/usr/bin:/bin", "KUBECONFIG": "/nonexistent"})
+    assert run.returncode == 2
+    assert "spec.dataPath: expected ufile://<bucket>/<prefix>/ or pvc://<claim>/<sub/path>" in run.stderr
+
+
+@pytest.mark.parametrize(("log", "step", "sec"), [
+    ("global step 5: loss = 3.2 (1.10 sec/step)\nglobal step 6: loss = 3.1 (1.20 sec/step)\n", 6, 1.2),
+    ("INFO:tensorflow:global step 1000001: loss = nan (0.61 sec/step)", 1000001, 0.61),
+    ("starting\nglobal step 7\n", 7, None),
+])
+def test_last_step(log: str, step: int, sec: float | None) -> None:
+    sample = last_step(log)
+    assert sample is not None and (sample.step, sample.sec_per_step) == (step, sec)
+
+
+def test_no_step_yet() -> None:
+    assert last_step("loading inception_v3.ckpt\n") is None
+
+
+def test_eta_and_percent() -> None:
+    assert percent(250, 1000) == 25.0 and percent(2000, 1000) == 100.0
+    assert eta(400_000, 1_000_000, 1.0) == "6d22h"
+    assert eta(90, 100, None, previous=(80, 0.0), now=20.0) == "20s"  # 2 s/step from two samples
+    assert eta(90, 100, None) is None and eta(100, 100, None) == "0s"
+    assert [format_duration(s) for s in (5, 125, 3700, 90000)] == ["5s", "2m", "1h1m", "1d1h"]
+
+
+def test_condition_keeps_transition_time_until_status_changes() -> None:
+    c1 = cond.condition(None, "Ready", True, "A", "a", 1, "t1")
+    c2 = cond.condition([c1], "Ready", True, "B", "b", 2, "t2")
+    c3 = cond.condition([c2], "Ready", False, "C", "c", 3, "t3")
+    assert (c2["lastTransitionTime"], c2["reason"], c2["observedGeneration"]) == ("t1", "B", 2)
+    assert c3["lastTransitionTime"] == "t3" and c3["status"] == "False"
