@@ -685,6 +685,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--public-key-file")
     parser.add_argument("--private-key-file", help="file holding the private key (or env UFILE_PRIVATE_KEY)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    parser.add_argument("--url-file", help="write the proxy URL (http://HOST:PORT) to this file once listening")
     args = parser.parse_args(argv)
     public = _read_secret(args.public_key, args.public_key_file, "UFILE_PUBLIC_KEY", "public key")
     private = _read_secret(None, args.private_key_file, "UFILE_PRIVATE_KEY", "private key")
@@ -696,6 +697,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    if args.url_file:
+        tmp = Path(args.url_file + ".tmp")
+        tmp.write_text(server.proxy_url + "\n")
+        os.replace(tmp, args.url_file)
     print(f"ufile stand-in listening on {server.proxy_url} (use HTTP_PROXY={server.proxy_url})", flush=True)
     try:
         server.serve_forever()

@@ -234,13 +234,14 @@ def test_stand_in_runs_as_a_command_with_keys_from_env_and_root(
            "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("trainer", "standins"))}
     env.pop("UFILE_PRIVATE_KEY", None)
     argv = [sys.executable, "-m", "im2txt_standins.ufile_server", "--port=0", f"--root={root}",
-            f"--private-key-file={key_file}"]
+            f"--private-key-file={key_file}", f"--url-file={tmp_path / 'url'}"]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         proxy = re.search(r"HTTP_PROXY=(\S+)\)", line)
         assert proxy, line
+        assert (tmp_path / "url").read_text().strip() == proxy.group(1)
         fake = type("S", (), {"proxy_url": proxy.group(1)})()
         r = run(_fetch_args(tmp_path / "pod", data=True), storage_env(fake, creds))  # type: ignore[arg-type]
         assert r.proc.returncode == 0, r.stderr
