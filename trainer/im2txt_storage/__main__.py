@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from .client import ClientSettings, ConfigError, Credentials, StorageError, UFileClient, redact
@@ -21,11 +22,13 @@ log = logging.getLogger("im2txt_storage")
 
 
 class LogfmtFormatter(logging.Formatter):
-    """`ts=... level=info logger=... msg="..."`, redacted as a last line of defence."""
+    """`ts=... level=info logger=... msg="..."` (UTC), redacted as a last line of defence."""
+
+    converter = time.gmtime
 
     def format(self, record: logging.LogRecord) -> str:
         msg = redact(record.getMessage()).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        ts = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+        ts = self.formatTime(record, "%Y-%m-%dT%H:%M:%SZ")
         return f'ts={ts} level={record.levelname.lower()} logger={record.name} msg="{msg}"'
 
 
