@@ -104,7 +104,9 @@ class Fault:
 
     kind: "status" (answer `status` with a UFile error body), "slow" (sleep `delay` seconds, then answer
     normally), "reset" (close the connection with a TCP RST instead of answering), "truncate" (send the
-    headers with the full Content-Length and only half of the body, then close). count < 0: forever.
+    headers with the full Content-Length and only half of the body, then close; an empty answer gets a small
+    body to cut). The request itself is carried out for "slow" and "truncate" (the answer is what is lost).
+    count < 0: forever.
     `query` matches a query parameter name that must be present (e.g. "partNumber", "list").
     """
 
@@ -530,6 +532,10 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             resp = owner.service.handle(self.command, bucket, key, query, headers, body)
         record.status = resp.status
+        if fault is not None and fault.kind == "truncate" and len(resp.body) < 2 and self.command != "HEAD":
+            # Nothing to cut (a PUT's answer is empty): announce a small JSON body and cut that instead.
+            resp.body = json.dumps({"RetCode": 0, "ErrMsg": ""}).encode()
+            resp.headers.pop("Content-Length", None)
         self.send_response(resp.status)
         for name, value in resp.headers.items():
             self.send_header(name, value)
@@ -538,7 +544,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
-        if fault is not None and fault.kind == "truncate" and len(resp.body) > 1:
+        if fault is not None and fault.kind == "truncate":
             self.wfile.write(resp.body[: len(resp.body) // 2])
             self.wfile.flush()
             self.close_connection = True
