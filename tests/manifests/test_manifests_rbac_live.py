@@ -1,9 +1,10 @@
-"""The real operator, run against the API emulator with the base's ClusterRole enforced, needs nothing more.
+"""The real operator, run against the API emulator with the manifests' RBAC enforced, needs nothing more.
 
-The emulator (im2txt_standins.kube_api) authorizes every resource request with Kubernetes RBAC semantics
-against manifests/base's rules (403 Forbidden otherwise), while the operator process takes a training through
-stage 1 (Job, step progress from the pod log) into stage 2. A permission the operator uses but the manifests
-lack would show up here as a denied request.
+For the base (all namespaces) and the single-namespace overlay, the emulator (im2txt_standins.kube_api)
+authorizes every resource request with Kubernetes RBAC semantics against the rendered Roles/ClusterRoles bound
+to the operator's ServiceAccount (403 Forbidden otherwise), while the operator process, started with the
+rendered Deployment's own arguments, takes a training through stage 1 (Job, step progress from the pod log)
+into stage 2. A permission the operator uses but the manifests lack shows up here as a denied request.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import aiohttp.web
 import crd_validate
 import pytest
 from conftest import BASE, CRD_PATH, ROOT, allowed, find, kustomize_build, load_docs
@@ -33,8 +35,8 @@ PODS = ("", "v1", "pods")
 TRAININGS = ("im2txt.dev", "v1alpha1", "im2txttrainings")
 
 
-def request_attributes(method: str, path: str, params: dict[str, str]) -> tuple[str, str, str] | None:
-    """(group, resource[/subresource], verb) as the API server's RequestInfo derives them."""
+def request_attributes(method: str, path: str, params: dict[str, str]) -> tuple[str, str, str, str | None] | None:
+    """(group, resource[/subresource], verb, namespace) as the API server's RequestInfo derives them."""
     m = _PATH.fullmatch(path)
     if m is None:
         return None
@@ -45,7 +47,35 @@ def request_attributes(method: str, path: str, params: dict[str, str]) -> tuple[
     else:
         verb = {"POST": "create", "PUT": "update", "PATCH": "patch",
                 "DELETE": "delete" if m["name"] else "deletecollection"}[method]
-    return m["g"] or "", resource, verb
+    return m["g"] or "", resource, verb, m["ns"]
+
+
+def authorizer(docs: list[dict[str, Any]], namespace: str, name: str) -> Any:
+    """RBAC for ServiceAccount namespace/name from rendered manifests: (group, resource, verb, ns) -> bool."""
+    def role(kind: str, role_name: str, ns: str | None) -> list[dict[str, Any]]:
+        found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == role_name
+                 and (kind == "ClusterRole" or d["metadata"].get("namespace") == ns)]
+        return found[0]["rules"] if found else []
+
+    subject = {"kind": "ServiceAccount", "name": name, "namespace": namespace}
+    cluster_rules: list[dict[str, Any]] = []
+    namespaced: dict[str, list[dict[str, Any]]] = {}
+    for binding in docs:
+        if binding["kind"] not in ("ClusterRoleBinding", "RoleBinding") or subject not in binding["subjects"]:
+            continue
+        ref = binding["roleRef"]
+        if binding["kind"] == "ClusterRoleBinding":
+            cluster_rules += role("ClusterRole", ref["name"], None)
+        else:
+            ns = binding["metadata"]["namespace"]
+            namespaced.setdefault(ns, []).extend(role(ref["kind"], ref["name"], ns))
+
+    def check(group: str, resource: str, verb: str, ns: str | None) -> bool:
+        if allowed(cluster_rules, group, resource, verb):
+            return True
+        return ns is not None and allowed(namespaced.get(ns, []), group, resource, verb)
+
+    return check
 
 
 def _free_port() -> int:
@@ -63,25 +93,25 @@ async def _until(predicate: Any, what: str, timeout: float = 30.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-async def test_operator_runs_within_its_rbac(tmp_path: Path) -> None:
+@pytest.mark.parametrize("folder", [BASE, ROOT / "manifests" / "overlays" / "single-namespace"],
+                         ids=["base", "single-namespace"])
+async def test_operator_runs_within_its_rbac(tmp_path: Path, folder: Path) -> None:
     from kmock import KubernetesError
 
     from im2txt_standins.kube_api import KubeAPI
 
-    rules = find(kustomize_build(BASE), "ClusterRole", "im2txt-operator")["rules"]
+    docs = kustomize_build(folder)
+    deployment = find(docs, "Deployment", "im2txt-operator")
+    pod = deployment["spec"]["template"]["spec"]
+    permitted = authorizer(docs, deployment["metadata"]["namespace"], pod["serviceAccountName"])
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "-m", "im2txt_operator", "run"]
     seen: set[tuple[str, str, str]] = set()
     denied: set[str] = set()
 
     def authorize(request: Any) -> KubernetesError | None:
         method = str(getattr(request.method, "value", request.method))
-        attributes = request_attributes(method, request.url.path, dict(request.params))
-        if attributes is None:
-            return None
-        seen.add(attributes)
-        if not allowed(rules, *attributes):
-            denied.add(f"{method} {request.url.path} -> {attributes}")
-            return KubernetesError(status=403, reason="Forbidden", message=f"RBAC: {attributes} is not allowed")
-        return None
+        return authorize_raw(method, request.url.path, dict(request.params))
 
     kubeconfig = tmp_path / "kubeconfig"
     health = f"http://127.0.0.1:{_free_port()}/healthz"
@@ -89,7 +119,35 @@ async def test_operator_runs_within_its_rbac(tmp_path: Path) -> None:
     (training,) = load_docs(ROOT / "examples" / "training.yaml")
     training = crd_validate.apply_defaults(crd_validate.version_schema(crd, "v1alpha1"), training)
 
-    async with KubeAPI.running(kubeconfig=kubeconfig, crds=[CRD_PATH]) as api:
+    class RbacKubeAPI(KubeAPI):
+        """The emulator serves namespaces before its per-request hooks; authorize them too, as RBAC would."""
+
+        async def __call__(self, raw_request: Any) -> Any:
+            path = raw_request.path
+            if path.startswith("/api/v1/namespaces") and path.count("/") <= 4 and (
+                error := authorize_raw(raw_request.method, path, dict(raw_request.query))
+            ):
+                return self._status(error)
+            if path == "/api/v1/namespaces" and raw_request.query.get("watch") in ("true", "1"):
+                # The emulator does not stream namespace events; no namespace changes here, so an idle stream
+                # (closed at timeoutSeconds, as the API server does) is a faithful answer.
+                response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+                await response.prepare(raw_request)
+                await asyncio.sleep(min(float(raw_request.query.get("timeoutSeconds", 60)), 60))
+                return response
+            return await super().__call__(raw_request)
+
+    def authorize_raw(method: str, path: str, params: dict[str, str]) -> KubernetesError | None:
+        attributes = request_attributes(method, path, params)
+        if attributes is None:
+            return None
+        seen.add(attributes[:3])
+        if not permitted(*attributes):
+            denied.add(f"{method} {path} -> {attributes}")
+            return KubernetesError(status=403, reason="Forbidden", message=f"RBAC: {attributes} is not allowed")
+        return None
+
+    async with RbacKubeAPI.running(kubeconfig=kubeconfig, crds=[CRD_PATH]) as api:
         api.faults.append(authorize)
         api.create_object(("", "v1", "secrets"), {
             "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ufile-keys", "namespace": "ml"},
@@ -98,7 +156,7 @@ async def test_operator_runs_within_its_rbac(tmp_path: Path) -> None:
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "IM2TXT_PROGRESS_INTERVAL": "0.5",
                "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), os.environ.get("PYTHONPATH", "")])}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "im2txt_operator", "run", "--all-namespaces", f"--liveness={health}",
+            sys.executable, "-m", "im2txt_operator", "run", *container["args"], f"--liveness={health}",
             env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         failure: AssertionError | None = None
         try:
@@ -151,6 +209,10 @@ async def test_operator_runs_within_its_rbac(tmp_path: Path) -> None:
     assert not {a for a in seen if a[0] == "" and a[1] == "secrets" and a[2] != "get"}
 
 
+    # kopf reads namespaces only when restricted to some (its namespace observer); --all-namespaces never does.
+    reads_namespaces = any(a[1] == "namespaces" for a in seen)
+    assert reads_namespaces is ("--all-namespaces" not in container["args"]), sorted(seen)
+
     # GitOps: nothing the operator writes may show as drift. It wrote only the status subresource: spec is
     # byte for byte what was applied, and no finalizer or annotation of its own was added.
     assert ("im2txt.dev", "im2txttrainings", "patch") not in seen
@@ -162,11 +224,21 @@ async def test_operator_runs_within_its_rbac(tmp_path: Path) -> None:
 
 
 def test_request_attributes_follow_the_api_servers_rules() -> None:
-    assert request_attributes("GET", "/api/v1/namespaces/ml/pods/p1/log", {}) == ("", "pods/log", "get")
-    assert request_attributes("GET", "/apis/batch/v1/jobs", {"watch": "true"}) == ("batch", "jobs", "watch")
-    assert request_attributes("GET", "/apis/batch/v1/namespaces/ml/jobs", {}) == ("batch", "jobs", "list")
+    assert request_attributes("GET", "/api/v1/namespaces/ml/pods/p1/log", {}) == ("", "pods/log", "get", "ml")
+    assert request_attributes("GET", "/apis/batch/v1/jobs", {"watch": "true"}) == ("batch", "jobs", "watch", None)
+    assert request_attributes("GET", "/apis/batch/v1/namespaces/ml/jobs", {}) == ("batch", "jobs", "list", "ml")
     assert request_attributes("PATCH", "/apis/im2txt.dev/v1alpha1/namespaces/ml/im2txttrainings/t/status", {}) == (
-        "im2txt.dev", "im2txttrainings/status", "patch")
+        "im2txt.dev", "im2txttrainings/status", "patch", "ml")
     assert request_attributes("DELETE", "/apis/batch/v1/namespaces/ml/jobs", {}) == (
-        "batch", "jobs", "deletecollection")
-    assert request_attributes("POST", "/api/v1/namespaces/ml/events", {}) == ("", "events", "create")
+        "batch", "jobs", "deletecollection", "ml")
+    assert request_attributes("POST", "/api/v1/namespaces/ml/events", {}) == ("", "events", "create", "ml")
+
+
+def test_authorizer_scopes_roles_to_their_namespace() -> None:
+    docs = kustomize_build(ROOT / "manifests" / "overlays" / "single-namespace")
+    check = authorizer(docs, "im2txt-system", "im2txt-operator")
+    assert check("batch", "jobs", "create", "ml")
+    assert not check("batch", "jobs", "create", "other")
+    assert not check("batch", "jobs", "watch", None)  # a cluster-wide watch needs a ClusterRole
+    assert check("apiextensions.k8s.io", "customresourcedefinitions", "watch", None)
+    assert not authorizer(docs, "im2txt-system", "someone-else")("batch", "jobs", "create", "ml")
