@@ -55,6 +55,8 @@ def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, v
     import im2txt_operator.handlers  # noqa: F401 - registers the handlers
 
     kopf.configure(verbose=verbose)
+    if not verbose:  # quiet by default: one line per transition from us, not one per event from kopf
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     kopf.run(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),

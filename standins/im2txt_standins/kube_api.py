@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import bisect
 import contextlib
-import copy
 import datetime
 import json
 import re
@@ -72,6 +71,11 @@ _PATH = re.compile(
 _NAMESPACES = re.compile(r"/api/v1/namespaces(?:/(?P<name>[^/]+))?/?")
 
 
+def _clone(obj: Any) -> Any:
+    """Deep copy of JSON data (several times faster than copy.deepcopy)."""
+    return json.loads(json.dumps(obj))
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -83,7 +87,7 @@ def _error(status: int, reason: str, message: str, **details: Any) -> Kubernetes
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch."""
     if not isinstance(patch, Mapping):
-        return copy.deepcopy(patch)
+        return _clone(patch)
     out = dict(target) if isinstance(target, Mapping) else {}
     for key, value in patch.items():
         if value is None:
@@ -156,7 +160,9 @@ class KubeAPI(kmock.KubernetesScaffold):
 
     _kinds: dict[Res, dict[str, Any]] = attrs.field(factory=dict, init=False)
     _objects: dict[tuple[Res, str | None, str], dict[str, Any]] = attrs.field(factory=dict, init=False)
-    _events: list[tuple[int, Res, dict[str, Any]]] = attrs.field(factory=list, init=False)
+    # (resourceVersion, resource, object, the serialised watch event): objects in the store are replaced,
+    # never changed in place, so events can share them; each event is serialised once for all watchers.
+    _events: list[tuple[int, Res, dict[str, Any], bytes]] = attrs.field(factory=list, init=False)
     _event_rvs: list[int] = attrs.field(factory=list, init=False)
     _changed: asyncio.Event | None = attrs.field(default=None, init=False)
     _revision: int = attrs.field(default=1000, init=False)
@@ -206,7 +212,8 @@ class KubeAPI(kmock.KubernetesScaffold):
 
     def _emit(self, res: Res, type_: str, obj: dict[str, Any]) -> None:
         rv = int(obj["metadata"]["resourceVersion"]) if type_ != "DELETED" else self._revision
-        self._events.append((rv, res, {"type": type_, "object": copy.deepcopy(obj)}))
+        line = json.dumps({"type": type_, "object": obj}).encode() + b"\n"
+        self._events.append((rv, res, obj, line))
         self._event_rvs.append(rv)
         if self._changed is not None:
             self._changed.set()
@@ -214,15 +221,15 @@ class KubeAPI(kmock.KubernetesScaffold):
 
     def get_object(self, res: Res, namespace: str | None, name: str) -> dict[str, Any] | None:
         obj = self._objects.get((res, namespace, name))
-        return copy.deepcopy(obj) if obj is not None else None
+        return _clone(obj) if obj is not None else None
 
     def list_objects(self, res: Res, namespace: str | None = None) -> list[dict[str, Any]]:
-        return [copy.deepcopy(o) for (r, ns, _), o in self._objects.items()
+        return [_clone(o) for (r, ns, _), o in self._objects.items()
                 if r == res and (namespace is None or ns == namespace)]
 
     def _store_create(self, res: Res, namespace: str | None, obj: dict[str, Any]) -> dict[str, Any]:
         info = self._kinds[res]
-        obj = copy.deepcopy(obj)
+        obj = _clone(obj)
         meta = obj.setdefault("metadata", {})
         if info["namespaced"]:
             namespace = namespace or meta.get("namespace") or "default"
@@ -251,9 +258,9 @@ class KubeAPI(kmock.KubernetesScaffold):
         self.created_at[key] = time.monotonic()
         self._emit(res, "ADDED", obj)
         owners = {r.get("uid") for r in meta.get("ownerReferences") or ()}
-        if owners and not owners & {o["metadata"]["uid"] for o in self._objects.values()}:
+        if owners and not any(o["metadata"]["uid"] in owners for o in self._objects.values()):
             self._collect_orphan(key)  # its owners are gone: the garbage collector deletes it
-        return copy.deepcopy(obj)
+        return _clone(obj)
 
     def _collect_orphan(self, key: tuple[Res, str | None, str]) -> None:
         def sweep() -> None:
@@ -269,9 +276,9 @@ class KubeAPI(kmock.KubernetesScaffold):
                        *, status_only: bool) -> dict[str, Any]:
         old = self._objects[key]
         info = self._kinds[res]
-        new = copy.deepcopy(new)
+        new = _clone(new)
         if status_only:
-            merged = copy.deepcopy(old)
+            merged = _clone(old)
             if "status" in new:
                 merged["status"] = new["status"]
             else:
@@ -279,7 +286,7 @@ class KubeAPI(kmock.KubernetesScaffold):
             new = merged
         elif "status" in info["sub"]:
             if "status" in old:
-                new["status"] = copy.deepcopy(old["status"])
+                new["status"] = _clone(old["status"])
             else:
                 new.pop("status", None)
         meta = new.setdefault("metadata", {})
@@ -292,7 +299,7 @@ class KubeAPI(kmock.KubernetesScaffold):
             raise _error(422, "Invalid", f'Job.batch "{key[2]}" is invalid: spec.template: Invalid value: '
                          "field is immutable", name=key[2], kind="Job")
         if new == old:
-            return copy.deepcopy(old)  # a no-op write does not change resourceVersion, like the real server
+            return _clone(old)  # a no-op write does not change resourceVersion, like the real server
         spec_changed = {k: v for k, v in new.items() if k not in ("metadata", "status")} != {
             k: v for k, v in old.items() if k not in ("metadata", "status")}
         if spec_changed and "generation" in meta:
@@ -302,10 +309,10 @@ class KubeAPI(kmock.KubernetesScaffold):
             del self._objects[key]
             self._emit(res, "DELETED", new)
             self._collect_garbage(meta["uid"])
-            return copy.deepcopy(new)
+            return _clone(new)
         self._objects[key] = new
         self._emit(res, "MODIFIED", new)
-        return copy.deepcopy(new)
+        return _clone(new)
 
     def _store_delete(self, res: Res, key: tuple[Res, str | None, str], policy: str | None) -> dict[str, Any]:
         obj = self._objects[key]
@@ -316,14 +323,14 @@ class KubeAPI(kmock.KubernetesScaffold):
             self._delete_dependents(meta["uid"])
         if meta.get("finalizers"):
             if not meta.get("deletionTimestamp"):
-                new = copy.deepcopy(obj)
+                new = _clone(obj)
                 new["metadata"]["deletionTimestamp"] = _now()
                 new["metadata"]["resourceVersion"] = str(self._bump())
                 self._objects[key] = new
                 self._emit(res, "MODIFIED", new)
-            return copy.deepcopy(self._objects[key])
+            return _clone(self._objects[key])
         del self._objects[key]
-        gone = copy.deepcopy(obj)
+        gone = _clone(obj)
         gone["metadata"]["resourceVersion"] = str(self._bump())
         self._emit(res, "DELETED", gone)
         if policy != "Orphan":
@@ -337,7 +344,7 @@ class KubeAPI(kmock.KubernetesScaffold):
 
     def _orphan(self, uid: str) -> None:
         for key in self._dependents(uid):
-            obj = copy.deepcopy(self._objects[key])
+            obj = _clone(self._objects[key])
             obj["metadata"]["ownerReferences"] = [
                 r for r in obj["metadata"]["ownerReferences"] if r.get("uid") != uid] or None
             if obj["metadata"]["ownerReferences"] is None:
@@ -456,7 +463,7 @@ class KubeAPI(kmock.KubernetesScaffold):
         current = self._objects[key]
         what = f"{res[2]}/{sub}" if sub else res[2]
         if method == "GET":
-            return aiohttp.web.json_response(copy.deepcopy(current))
+            return aiohttp.web.json_response(current)
         if method == "DELETE":
             self.writes[f"delete {what}"] += 1
             body = self._body(request, required=False) or {}
@@ -500,7 +507,7 @@ class KubeAPI(kmock.KubernetesScaffold):
         body = self._body(request)
         if ctype == "application/json-patch+json":
             try:
-                return jsonpatch.apply_patch(copy.deepcopy(current), body)
+                return jsonpatch.apply_patch(_clone(current), body)
             except jsonpatch.JsonPatchTestFailed as e:
                 raise _error(422, "Invalid", f"the server rejected our request due to an error in our request: {e}"
                              ) from None
@@ -528,7 +535,7 @@ class KubeAPI(kmock.KubernetesScaffold):
     def _list(self, res: Res, namespace: str | None, params: Mapping[str, str]) -> dict[str, Any]:
         ok = self._selected(res, namespace, params)
         ordered = sorted(self._objects.items(), key=lambda kv: (kv[0][1] or "", kv[0][2]))
-        items = [copy.deepcopy(o) for (r, _, _), o in ordered if ok(r, o)]
+        items = [dict(o) for (r, _, _), o in ordered if ok(r, o)]  # shallow: only top-level keys are added
         kind = self._kinds[res]["kind"]
         api_version = f"{res[0]}/{res[1]}" if res[0] else res[1]
         for item in items:
@@ -551,8 +558,7 @@ class KubeAPI(kmock.KubernetesScaffold):
         if since in ("", "0"):
             # No resourceVersion: synthetic ADDED events for what exists now, then what happens next.
             start = len(self._events)
-            initial = [{"type": "ADDED", "object": copy.deepcopy(o)} for (r, _, _), o in self._objects.items()
-                       if ok(r, o)]
+            initial = [{"type": "ADDED", "object": o} for (r, _, _), o in self._objects.items() if ok(r, o)]
         else:
             try:
                 start = bisect.bisect_right(self._event_rvs, int(since))
@@ -566,10 +572,10 @@ class KubeAPI(kmock.KubernetesScaffold):
             index = start
             while True:
                 while index < len(self._events):
-                    _, r, event = self._events[index]
+                    _, r, obj, line = self._events[index]
                     index += 1
-                    if ok(r, event["object"]):
-                        await response.write(json.dumps(event).encode() + b"\n")
+                    if ok(r, obj):
+                        await response.write(line)
                 changed = self._changed
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:

@@ -1,0 +1,16 @@
+# Operator part: run it against the current kubeconfig, preview the Jobs of an example, benchmark it.
+.PHONY: run render bench-operator
+
+OPERATOR_ENV := PYTHONPATH=operator:standins
+RENDER_EXAMPLE ?= tests/operator/data/training-ufile.yaml
+
+run: $(STAMP)  ## run the operator against the current kubeconfig, all namespaces
+	$(OPERATOR_ENV) $(PY) -m im2txt_operator run --all-namespaces
+
+render: $(STAMP)  ## print the Jobs an Im2txtTraining makes (RENDER_EXAMPLE=file.yaml), offline
+	$(OPERATOR_ENV) $(PY) -m im2txt_operator render $(RENDER_EXAMPLE)
+
+bench-operator: $(STAMP)  ## operator vs a raw-watch reactor: N=50/200 trainings, latency, writes, RSS
+	$(OPERATOR_ENV) $(PY) tests/operator/bench_operator.py
+
+BENCH_TARGETS += bench-operator

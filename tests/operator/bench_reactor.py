@@ -1,0 +1,60 @@
+"""The yardstick for the operator benchmark (DESIGN.md §7): the least an operator could do.
+
+A raw watch on trainings that creates stage 1's Job when one appears, and a raw watch on our Jobs that
+creates stage 2's Job when stage 1's completes. No status, no events, no restart safety. Run as
+``python bench_reactor.py URL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import aiohttp
+
+from im2txt_operator.jobs import Owner, build_job
+from im2txt_operator.spec import parse_spec
+
+TRAININGS = "/apis/im2txt.dev/v1alpha1/im2txttrainings"
+JOBS = "/apis/batch/v1/jobs"
+
+
+async def main(url: str) -> None:
+    specs: dict[tuple[str, str], dict[str, Any]] = {}
+    async with aiohttp.ClientSession() as session:
+        async def create(ns: str, name: str, uid: str, stage: int) -> None:
+            job = build_job(Owner(name, ns, uid), parse_spec(specs[(ns, name)]), stage)
+            async with session.post(f"{url}/apis/batch/v1/namespaces/{ns}/jobs", json=job) as r:
+                await r.read()
+
+        async def watch(path: str, params: dict[str, str], handle: Any) -> None:
+            async with session.get(url + path, params={"watch": "true", **params}, timeout=None) as r:
+                print("watching", path, flush=True)
+                async for line in r.content:
+                    event = json.loads(line)
+                    asyncio.get_running_loop().create_task(handle(event))
+
+        async def on_training(event: dict[str, Any]) -> None:
+            obj = event["object"]
+            meta = obj["metadata"]
+            if event["type"] == "ADDED":
+                specs[(meta["namespace"], meta["name"])] = obj["spec"]
+                await create(meta["namespace"], meta["name"], meta["uid"], 1)
+
+        async def on_job(event: dict[str, Any]) -> None:
+            obj = event["object"]
+            labels = obj["metadata"]["labels"]
+            done = any(c["type"] == "Complete" and c["status"] == "True"
+                       for c in (obj.get("status") or {}).get("conditions") or ())
+            if event["type"] == "MODIFIED" and done and labels["im2txt.dev/stage"] == "1":
+                ref = obj["metadata"]["ownerReferences"][0]
+                await create(obj["metadata"]["namespace"], ref["name"], ref["uid"], 2)
+
+        await asyncio.gather(watch(TRAININGS, {}, on_training),
+                             watch(JOBS, {"labelSelector": "app.kubernetes.io/managed-by=im2txt-operator"}, on_job))
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))
