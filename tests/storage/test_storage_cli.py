@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from storage_helpers import BUCKET, FAST, ROOT, storage_env, write_checkpoint
 
-from im2txt_standins.ufile_server import UFileServer
+from im2txt_standins.ufile_server import Fault, UFileServer
 from im2txt_storage.client import Credentials, UFileClient
 from im2txt_storage.paths import UFileURL
 from im2txt_storage.sync import Syncer
@@ -295,3 +295,18 @@ def test_a_checkpoint_deleted_during_a_round_is_skipped(
     res = syncer.run_round()
     assert all(not r.startswith("model.ckpt-1") for r in res.uploaded)
     assert {"model.ckpt-2.index", "checkpoint"} <= set(res.uploaded)
+
+
+@pytest.mark.timeout(60)
+def test_sync_exits_1_naming_the_file_when_the_final_upload_fails(
+    server: UFileServer, creds: Credentials, tmp_path: Path
+) -> None:
+    sync = Run([*_sync_args(tmp_path, "--interval=3600"), "--attempts=2"], storage_env(server, creds))
+    sync.wait_for("sync: watching")
+    write_checkpoint(tmp_path / "output", 3)
+    server.add_fault(Fault("status", method="PUT", key="coco/output/model.ckpt-3.index", count=-1, status=503))
+    sync.proc.send_signal(signal.SIGTERM)
+    assert sync.finish() == 1
+    assert "failed: upload" in sync.stderr and "ufile://im2txt-test/coco/output/model.ckpt-3.index" in sync.stderr
+    assert server.get_object(BUCKET, "coco/output/checkpoint") is None  # never an index without its files
+    sync.assert_no_secret(creds)
