@@ -71,6 +71,23 @@ class Entry:
     retry: asyncio.Task[None] | None = None
     failures: int = 0
     sample: tuple[int, float] | None = None  # (step, monotonic time) for the ETA without sec/step
+    # resourceVersions our own writes produced: their watch events bring nothing new, so they are not
+    # reconciled again (half the work in a burst). Anything else, or a restart, reconciles as usual.
+    own: set[str] = field(default_factory=set)
+
+    def remember(self, obj: Mapping[str, Any]) -> None:
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        if rv:
+            self.own.add(rv)
+            if len(self.own) > 16:
+                self.own.clear()
+
+    def is_own(self, obj: Mapping[str, Any]) -> bool:
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        if rv in self.own:
+            self.own.discard(rv)
+            return True
+        return False
 
 
 @dataclass
@@ -120,7 +137,7 @@ async def cleanup(**_: Any) -> None:
         if entry.retry is not None:
             entry.retry.cancel()
     if STATE.kube is not None:
-        STATE.kube.close()
+        await STATE.kube.close()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -140,7 +157,8 @@ async def training_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any
     if entry.body is not None and entry.body["metadata"].get("uid") != obj["metadata"].get("uid"):
         STATE.entries[key] = entry = Entry()  # deleted and re-created under the same name
     entry.body = newer(entry.body, obj)
-    await reconcile(key)
+    if not entry.is_own(obj):
+        await reconcile(key)
 
 
 def _job_key(body: Mapping[str, Any]) -> tuple[tuple[str, str], int] | None:
@@ -187,7 +205,8 @@ async def job_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any, Any
         return
     entry = STATE.entry(key)
     entry.jobs[int(stage)] = newer(entry.jobs.get(int(stage)), obj)
-    await reconcile(key)
+    if not entry.is_own(obj):
+        await reconcile(key)
 
 
 def _observed_jobs(key: tuple[str, str], entry: Entry) -> None:
@@ -240,7 +259,7 @@ async def reconcile(key: tuple[str, str]) -> None:
 
 def _short(e: Exception) -> str:
     if isinstance(e, ApiException):
-        return f"HTTP {e.status} {e.reason}"
+        return f"HTTP {e.status} {e.reason}: {e.message[:200]}"
     return f"{type(e).__name__}: {e}"
 
 
@@ -293,6 +312,7 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
     patch = status_patch(status, decision.status)
     if patch:
         updated = await kube.patch_training_status(namespace, name, patch)
+        entry.remember(updated)
         entry.body = newer(entry.body, updated)
     if decision.event is not None:
         kopf.event(body, type=decision.event.type, reason=decision.event.reason, message=decision.event.message)
@@ -314,10 +334,12 @@ async def _act(kube: Kube, entry: Entry, owner: Owner, settings: Settings | None
                 existing = await kube.get_job(owner.namespace, manifest["metadata"]["name"])
                 entry.jobs[action.stage] = newer(entry.jobs.get(action.stage), existing)
                 return True
+            entry.remember(created)
             entry.jobs[action.stage] = newer(entry.jobs.get(action.stage), created)
         elif isinstance(action, SetJobSuspend):
             job_name = f"{owner.name}-stage{action.stage}"
             patched = await kube.patch_job(owner.namespace, job_name, {"spec": {"suspend": action.suspend}})
+            entry.remember(patched)
             entry.jobs[action.stage] = newer(entry.jobs.get(action.stage), patched)
     return False
 
@@ -383,4 +405,5 @@ async def refresh_progress(key: tuple[str, str], entry: Entry) -> None:
         patch = {k: v for k, v in new.items() if v is not None and current.get(k) != v}
         if patch:
             updated = await kube.patch_training_status(namespace, name, patch)
+            entry.remember(updated)
             entry.body = newer(entry.body, updated)
