@@ -118,9 +118,16 @@ def run(a: argparse.Namespace) -> int:
     _check_args(a)
     _check_train_dir(a.train_dir)
     stop = _Stop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, stop)
+    # SIGTERM (the kubelet stopping the pod) and Ctrl-C end the current step, save, and exit 0.
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _train(a, stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
+
+def _train(a: argparse.Namespace, stop: _Stop) -> int:
     import tensorflow as tf
 
     from . import checkpoints, data, inception
