@@ -49,7 +49,11 @@ def render(paths: Sequence[str], out: Any = sys.stdout) -> int:
     return 0
 
 
-def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, verbose: bool) -> int:
+def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, verbose: bool,
+        metrics_port: int = 9090) -> int:
+    import os
+
+    os.environ["IM2TXT_METRICS_PORT"] = str(metrics_port)  # read by the handlers module at import
     import kopf
 
     import im2txt_operator.handlers  # noqa: F401 - registers the handlers
@@ -73,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scope.add_argument("--namespace", "-n", action="append", default=[], help="watch this namespace (repeat)")
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch all namespaces")
     p_run.add_argument("--liveness", default=LIVENESS, help=f"health endpoint (default {LIVENESS}; '' for none)")
+    p_run.add_argument("--metrics-port", type=int, default=9090, help="Prometheus /metrics port (0: off)")
     p_run.add_argument("--verbose", action="store_true")
     p_render = sub.add_parser("render", help="print the Jobs a training would get (offline)")
     p_render.add_argument("files", nargs="+", help="YAML files with Im2txtTraining resources ('-' for stdin)")
@@ -81,4 +86,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return render(args.files)
     if not args.namespace and not args.all_namespaces:
         parser.error("run: give --namespace NS or --all-namespaces")
-    return run(args.namespace, args.all_namespaces, args.liveness, args.verbose)
+    return run(args.namespace, args.all_namespaces, args.liveness, args.verbose, args.metrics_port)

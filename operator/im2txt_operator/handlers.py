@@ -32,6 +32,7 @@ from im2txt_operator.jobs import (
 )
 from im2txt_operator.kube import ApiException, Kube
 from im2txt_operator.lifecycle import CreateJob, Decision, Problem, SetJobSuspend, decide, job_state, status_patch
+from im2txt_operator.metrics import Metrics
 from im2txt_operator.progress import eta, last_step, percent
 from im2txt_operator.spec import GROUP, KIND, PLURAL, VERSION, Settings, SpecError, parse_spec
 
@@ -102,6 +103,8 @@ class State:
 
 
 STATE = State()
+METRICS = Metrics(lambda: [(e.body or {}).get("status") or {} for e in list(STATE.entries.values()) if e.body])
+METRICS_PORT = int(os.environ.get("IM2TXT_METRICS_PORT", "9090"))  # 0: no metrics endpoint
 
 
 def _now() -> str:
@@ -118,6 +121,11 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.batching.batch_window = 0.02  # react quickly; events are level-triggered anyway
     settings.watching.server_timeout = 600
     STATE.kube = Kube()
+    if METRICS_PORT:
+        try:
+            METRICS.serve(METRICS_PORT)
+        except OSError as e:  # metrics are auxiliary: never keep the operator from running
+            log.warning("metrics endpoint on port %s not started: %s", METRICS_PORT, e)
 
 
 def _ensure_loop() -> None:
@@ -253,6 +261,7 @@ async def reconcile(key: tuple[str, str]) -> None:
     except Exception as e:  # any API failure: log, retry with backoff
         delay = RETRY_DELAYS[min(entry.failures, len(RETRY_DELAYS) - 1)]
         entry.failures += 1
+        METRICS.errors.inc()
         log.warning("reconcile of %s/%s failed (%s); retrying in %ss", *key, _short(e), delay)
         _schedule_retry(key, entry, delay)
 
@@ -312,10 +321,13 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
     patch = status_patch(status, decision.status)
     if patch:
         updated = await kube.patch_training_status(namespace, name, patch)
+        METRICS.writes.labels(kind="status").inc()
         entry.remember(updated)
         entry.body = newer(entry.body, updated)
     if decision.event is not None:
         kopf.event(body, type=decision.event.type, reason=decision.event.reason, message=decision.event.message)
+        METRICS.writes.labels(kind="event").inc()
+        METRICS.record_event(decision.event.reason, decision.status)
         log.info("%s/%s: %s: %s", namespace, name, decision.event.reason, decision.event.message)
 
 
@@ -334,11 +346,13 @@ async def _act(kube: Kube, entry: Entry, owner: Owner, settings: Settings | None
                 existing = await kube.get_job(owner.namespace, manifest["metadata"]["name"])
                 entry.jobs[action.stage] = newer(entry.jobs.get(action.stage), existing)
                 return True
+            METRICS.writes.labels(kind="job").inc()
             entry.remember(created)
             entry.jobs[action.stage] = newer(entry.jobs.get(action.stage), created)
         elif isinstance(action, SetJobSuspend):
             job_name = f"{owner.name}-stage{action.stage}"
             patched = await kube.patch_job(owner.namespace, job_name, {"spec": {"suspend": action.suspend}})
+            METRICS.writes.labels(kind="job").inc()
             entry.remember(patched)
             entry.jobs[action.stage] = newer(entry.jobs.get(action.stage), patched)
     return False

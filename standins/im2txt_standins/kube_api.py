@@ -16,7 +16,8 @@ paths itself, faithfully to the real API server where the operator can tell the 
   the given resourceVersion (or synthetic ADDED events without one), honours timeoutSeconds and filters;
 - deletion with finalizers/deletionTimestamp, propagationPolicy Background/Foreground/Orphan, and a
   garbage collector that deletes dependents (ownerReferences) whose owners are all gone;
-- CRD objects register their resource for discovery; namespaces are listable;
+- CRD objects register their resource for discovery; namespaces are objects (created on first use), listed
+  and watched like any other (kmock cannot parse ``/api/v1/namespaces``, so that path is served directly);
 - pods, and ``pods/{name}/log`` (with tailLines) whose text tests set with ``set_log``.
 
 Not covered: admission webhooks, OpenAPI schema validation/defaulting (tests validate against the CRD
@@ -68,7 +69,7 @@ _PATH = re.compile(
     r"/(?:api/(?P<cv>v1)|apis/(?P<g>[^/]+)/(?P<v>[^/]+))"
     r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>[^/]+))?/?"
 )
-_NAMESPACES = re.compile(r"/api/v1/namespaces(?:/(?P<name>[^/]+))?/?")
+_NAMESPACES = re.compile(r"/api/v1/namespaces/?")
 
 
 def _clone(obj: Any) -> Any:
@@ -166,7 +167,6 @@ class KubeAPI(kmock.KubernetesScaffold):
     _event_rvs: list[int] = attrs.field(factory=list, init=False)
     _changed: asyncio.Event | None = attrs.field(default=None, init=False)
     _revision: int = attrs.field(default=1000, init=False)
-    _namespaces: set[str] = attrs.field(factory=lambda: {"default", "kube-system"}, init=False)
     logs: dict[tuple[str, str, str], str] = attrs.field(factory=dict, init=False)
     writes: Counter[str] = attrs.field(factory=Counter, init=False)  # "create jobs", "patch im2txttrainings/status"
     created_at: dict[tuple[Res, str | None, str], float] = attrs.field(factory=dict, init=False)
@@ -176,6 +176,8 @@ class KubeAPI(kmock.KubernetesScaffold):
         super().__attrs_post_init__()
         for res, info in BUILTIN.items():
             self._declare(res, info)
+        for namespace in ("default", "kube-system"):
+            self._ensure_namespace(namespace)
 
     # ---------------------------------------------------------------- resources and discovery
     def _declare(self, res: Res, info: dict[str, Any]) -> None:
@@ -254,7 +256,7 @@ class KubeAPI(kmock.KubernetesScaffold):
             meta["generation"] = 1
         self._objects[key] = obj
         if namespace:
-            self._namespaces.add(namespace)
+            self._ensure_namespace(namespace)
         self.created_at[key] = time.monotonic()
         self._emit(res, "ADDED", obj)
         owners = {r.get("uid") for r in meta.get("ownerReferences") or ()}
@@ -394,22 +396,21 @@ class KubeAPI(kmock.KubernetesScaffold):
 
     # ---------------------------------------------------------------- HTTP
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
-        # kmock cannot parse /api/v1/namespaces (no name after "namespaces"): serve it here.
-        if raw_request.method == "GET" and (m := _NAMESPACES.fullmatch(raw_request.path)):
-            names = sorted(self._namespaces | {ns for (_, ns, _) in self._objects if ns})
-            items = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n, "uid": f"ns-{n}",
-                      "resourceVersion": str(self._revision)}, "status": {"phase": "Active"}} for n in names]
-            if m["name"]:
-                found = [i for i in items if i["metadata"]["name"] == m["name"]]
-                if not found:
-                    return self._status(_error(404, "NotFound", f'namespaces "{m["name"]}" not found'))
-                return aiohttp.web.json_response(found[0])
-            if raw_request.query.get("watch") in ("true", "1"):
-                return self._status(_error(405, "MethodNotAllowed", "namespace watches are not emulated"))
-            return aiohttp.web.json_response({"apiVersion": "v1", "kind": "NamespaceList",
-                                              "metadata": {"resourceVersion": str(self._revision)},
-                                              "items": items})
+        # kmock cannot parse /api/v1/namespaces (no name after "namespaces"): list and watch it here.
+        if raw_request.method == "GET" and _NAMESPACES.fullmatch(raw_request.path):
+            res = ("", "v1", "namespaces")
+            params = dict(raw_request.query)
+            if params.get("watch") in ("true", "1"):
+                return await self._watch(raw_request, params, res, None)
+            return aiohttp.web.json_response(self._list(res, None, params))
         return await super().__call__(raw_request)
+
+    def _ensure_namespace(self, namespace: str) -> None:
+        """Namespaces appear as objects (created on first use: no admission plugin refuses unknown ones)."""
+        key = (("", "v1", "namespaces"), None, namespace)
+        if key not in self._objects:
+            self._store_create(key[0], None, {"apiVersion": "v1", "kind": "Namespace",
+                                              "metadata": {"name": namespace}, "status": {"phase": "Active"}})
 
     @staticmethod
     def _status(e: KubernetesError) -> aiohttp.web.Response:
@@ -443,7 +444,8 @@ class KubeAPI(kmock.KubernetesScaffold):
             namespace = None
         if name is None:
             if method == "GET" and params.get("watch") in ("true", "1"):
-                return await self._watch(request, res, namespace)
+                assert request._raw_request is not None  # kmock keeps aiohttp's request here
+                return await self._watch(request._raw_request, params, res, namespace)
             if method == "GET":
                 return aiohttp.web.json_response(self._list(res, namespace, params))
             if method == "POST":
@@ -544,13 +546,11 @@ class KubeAPI(kmock.KubernetesScaffold):
         return {"apiVersion": api_version, "kind": f"{kind}List",
                 "metadata": {"resourceVersion": str(self._revision)}, "items": items}
 
-    async def _watch(self, request: kmock.Request, res: Res, namespace: str | None) -> aiohttp.web.StreamResponse:
-        params = request.params
+    async def _watch(self, raw: aiohttp.web.BaseRequest, params: Mapping[str, str], res: Res,
+                     namespace: str | None) -> aiohttp.web.StreamResponse:
         ok = self._selected(res, namespace, params)
         since = params.get("resourceVersion") or ""
         timeout = float(params.get("timeoutSeconds") or 0) or None
-        raw = request._raw_request  # kmock keeps aiohttp's request here
-        assert raw is not None
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(raw)
         if self._changed is None:

@@ -41,7 +41,8 @@ async def _start(kind: str, api: KubeAPI, kubeconfig: Path) -> asyncio.subproces
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "IM2TXT_PROGRESS_INTERVAL": "30",
            "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("operator", "standins"))}
     if kind == "operator":
-        cmd = [sys.executable, "-m", "im2txt_operator", "run", "--all-namespaces", "--liveness="]
+        cmd = [sys.executable, "-m", "im2txt_operator", "run", "--all-namespaces", "--liveness=",
+               "--metrics-port=0"]
         if os.environ.get("BENCH_PROFILE"):  # e.g. BENCH_PROFILE=/tmp/operator.prof: where the time goes
             cmd[1:1] = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]]
     else:

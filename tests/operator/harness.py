@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -34,9 +35,11 @@ async def emulator(tmp_path: Path) -> AsyncIterator[KubeAPI]:
 class Operator:
     """``python -m im2txt_operator run --all-namespaces`` against the emulator."""
 
-    def __init__(self, kubeconfig: Path, interval: float = 0.5) -> None:
+    def __init__(self, kubeconfig: Path, interval: float = 0.5, args: tuple[str, ...] = ("--all-namespaces",)) -> None:
         self.kubeconfig = kubeconfig
         self.interval = interval
+        self.args = args
+        self.metrics_port = free_port()
         self.proc: asyncio.subprocess.Process | None = None
         self.lines: list[str] = []
         self._reader: asyncio.Task[None] | None = None
@@ -45,7 +48,8 @@ class Operator:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "IM2TXT_PROGRESS_INTERVAL": str(self.interval),
                "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("operator", "standins"))}
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "im2txt_operator", "run", "--all-namespaces", "--liveness=", env=env,
+            sys.executable, "-m", "im2txt_operator", "run", *self.args, "--liveness=",
+            f"--metrics-port={self.metrics_port}", env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         self._reader = asyncio.create_task(self._read())
         await wait_for(lambda: any("Initial authentication has finished" in line for line in self.lines),
@@ -74,9 +78,16 @@ class Operator:
         return "\n".join(self.lines)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @contextlib.asynccontextmanager
-async def operator(api: KubeAPI, tmp_path: Path, interval: float = 0.5) -> AsyncIterator[Operator]:
-    op = Operator(tmp_path / "kubeconfig", interval)
+async def operator(api: KubeAPI, tmp_path: Path, interval: float = 0.5,
+                   args: tuple[str, ...] = ("--all-namespaces",)) -> AsyncIterator[Operator]:
+    op = Operator(tmp_path / "kubeconfig", interval, args)
     await op.start()
     try:
         yield op

@@ -218,3 +218,22 @@ async def test_restart_in_every_state_creates_no_duplicates(tmp_path: Path) -> N
 
 def status_spec(api, name: str):  # type: ignore[no-untyped-def]
     return api.get_object(TRAININGS, "default", name)["spec"]
+
+
+async def test_metrics_and_single_namespace(tmp_path: Path) -> None:
+    import aiohttp
+
+    async with emulator(tmp_path) as api, operator(api, tmp_path, args=("--namespace", "ml")) as op:
+        new_training(api, "here", ns="ml")
+        new_training(api, "elsewhere", ns="default")
+        await wait_for(lambda: job(api, "here-stage1", ns="ml"), what="Job in the watched namespace")
+        complete_job(api, "here-stage1", ns="ml")
+        await wait_for(lambda: job(api, "here-stage2", ns="ml"), what="stage 2")
+        await still(lambda: job(api, "elsewhere-stage1") is None, 0.5)  # other namespaces are not ours
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{op.metrics_port}/metrics") as r:
+            text = await r.text()
+        assert 'im2txt_trainings{phase="Running"} 1.0' in text
+        assert 'im2txt_stage_transitions_total{outcome="started",stage="1"} 1.0' in text
+        assert 'im2txt_stage_transitions_total{outcome="started",stage="2"} 1.0' in text
+        assert 'im2txt_stage_duration_seconds_count{stage="1"} 1.0' in text
+        assert 'im2txt_api_writes_total{kind="job"} 2.0' in text
