@@ -1,0 +1,66 @@
+"""inference and evaluate command lines on a briefly trained checkpoint; their error messages."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+
+from im2txt_trainer import evaluate, inference, train
+
+TINY = ["--batch_size=4", "--image_size=75", "--vocab_size=12", "--embedding_size=16", "--num_lstm_units=16"]
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic, tmp_path_factory):
+    out, _ = synthetic
+    td = tmp_path_factory.mktemp("tools") / "train"
+    assert train.main([f"--input_file_pattern={out}/train-*", f"--train_dir={td}", *TINY,
+                       f"--inception_checkpoint_file={out}/inception_v3.ckpt", "--number_of_steps=2"]) == 0
+    return out, td
+
+
+@pytest.mark.slow
+def test_inference_prints_beam_captions(trained, capsys):
+    out, td = trained
+    from im2txt_trainer import data
+
+    rec = data.read_records([str(out / "test-00000-of-00001")])[0]
+    (out / "one.jpeg").write_bytes(rec["image_data"])
+    assert inference.main([f"--checkpoint_path={td}", f"--vocab_file={out}/word_counts.txt",
+                           f"--input_files={out}/one.jpeg", "--image_size=75"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("Captions for image one.jpeg:")
+    lines = re.findall(r"^  (\d)\) (.*) \(p=(\d\.\d+)\)$", text, re.M)
+    assert [n for n, _, _ in lines] == ["0", "1", "2"]  # beam size 3
+    probs = [float(p) for _, _, p in lines]
+    assert probs == sorted(probs, reverse=True)
+
+
+@pytest.mark.slow
+def test_evaluate_reports_perplexity_and_bleu(trained, capsys):
+    out, td = trained
+    assert evaluate.main([f"--checkpoint_path={td}", f"--input_file_pattern={out}/val-*", "--image_size=75",
+                          "--batch_size=2", f"--vocab_file={out}/word_counts.txt", "--bleu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["global_step"] == 2 and result["examples"] > 0
+    # An untrained 12-word model is near uniform: perplexity of the order of the vocabulary.
+    assert 1.0 < result["perplexity"] < 40 and math.isfinite(result["perplexity"])
+    assert 0.0 <= result["bleu4"] <= 1.0
+
+
+def test_missing_vocabulary_is_named(synthetic, tmp_path, capsys):
+    out, _ = synthetic
+    assert inference.main([f"--checkpoint_path={tmp_path}", f"--vocab_file={tmp_path}/word_counts.txt",
+                           f"--input_files={out}/*.jpg"]) == 1
+    assert "vocabulary file not found" in capsys.readouterr().err
+    assert evaluate.main([f"--checkpoint_path={tmp_path}", f"--input_file_pattern={out}/val-*", "--bleu"]) == 1
+    assert "--vocab_file is required with --bleu" in capsys.readouterr().err
+
+
+def test_no_checkpoint_is_named(synthetic, tmp_path, capsys):
+    out, _ = synthetic
+    assert evaluate.main([f"--checkpoint_path={tmp_path}", f"--input_file_pattern={out}/val-*"]) == 1
+    assert "no model.ckpt-N checkpoint" in capsys.readouterr().err
