@@ -55,14 +55,14 @@ from kmock import KubernetesError
 Res = tuple[str, str, str]
 
 BUILTIN: dict[Res, dict[str, Any]] = {
-    ("", "v1", "namespaces"): {"kind": "Namespace", "namespaced": False, "sub": ()},
-    ("", "v1", "pods"): {"kind": "Pod", "namespaced": True, "sub": ("status", "log")},
+    ("", "v1", "namespaces"): {"kind": "Namespace", "namespaced": False, "sub": (), "shortNames": ("ns",)},
+    ("", "v1", "pods"): {"kind": "Pod", "namespaced": True, "sub": ("status", "log"), "shortNames": ("po",)},
     ("", "v1", "secrets"): {"kind": "Secret", "namespaced": True, "sub": ()},
-    ("", "v1", "events"): {"kind": "Event", "namespaced": True, "sub": ()},
+    ("", "v1", "events"): {"kind": "Event", "namespaced": True, "sub": (), "shortNames": ("ev",)},
     ("events.k8s.io", "v1", "events"): {"kind": "Event", "namespaced": True, "sub": ()},
     ("batch", "v1", "jobs"): {"kind": "Job", "namespaced": True, "sub": ("status",)},
     ("apiextensions.k8s.io", "v1", "customresourcedefinitions"):
-        {"kind": "CustomResourceDefinition", "namespaced": False, "sub": ("status",)},
+        {"kind": "CustomResourceDefinition", "namespaced": False, "sub": ("status",), "shortNames": ("crd", "crds")},
 }
 VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 _PATH = re.compile(
@@ -75,6 +75,15 @@ _NAMESPACES = re.compile(r"/api/v1/namespaces/?")
 def _clone(obj: Any) -> Any:
     """Deep copy of JSON data (several times faster than copy.deepcopy)."""
     return json.loads(json.dumps(obj))
+
+
+def _age(timestamp: str) -> str:
+    then = datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    seconds = int((datetime.datetime.now(datetime.UTC) - then).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(0, seconds)}s"
 
 
 def _now() -> str:
@@ -187,6 +196,16 @@ class KubeAPI(kmock.KubernetesScaffold):
             singular=info.get("singular") or info["kind"].lower(), shortnames=info.get("shortNames", ()),
             categories=info.get("categories", ()))
 
+    async def _serve_version(self, request: kmock.Request) -> Any:
+        # Subresources get no short names or categories (else kubectl warns that "i2t" is ambiguous).
+        payload = await super()._serve_version(request)
+        if payload.get("groupVersion", "").startswith("/"):
+            payload["groupVersion"] = payload["groupVersion"][1:]  # the core group is "v1", not "/v1"
+        for entry in payload.get("resources", ()):
+            if "/" in entry["name"]:
+                entry.update(shortNames=[], categories=[], singularName="")
+        return payload
+
     def add_crd(self, crd: Mapping[str, Any] | str | Path) -> dict[str, Any]:
         """Install a CustomResourceDefinition (a dict, YAML text or file): stored and discoverable."""
         if isinstance(crd, Path) or (isinstance(crd, str) and "\n" not in crd):
@@ -205,7 +224,8 @@ class KubeAPI(kmock.KubernetesScaffold):
             self._declare((spec["group"], version["name"], names["plural"]), {
                 "kind": names["kind"], "namespaced": spec.get("scope") == "Namespaced",
                 "sub": tuple(version.get("subresources") or ()), "singular": names.get("singular"),
-                "shortNames": names.get("shortNames", ()), "categories": names.get("categories", ())})
+                "shortNames": names.get("shortNames", ()), "categories": names.get("categories", ()),
+                "columns": version.get("additionalPrinterColumns") or ()})
 
     # ---------------------------------------------------------------- the store
     def _bump(self) -> int:
@@ -447,7 +467,10 @@ class KubeAPI(kmock.KubernetesScaffold):
                 assert request._raw_request is not None  # kmock keeps aiohttp's request here
                 return await self._watch(request._raw_request, params, res, namespace)
             if method == "GET":
-                return aiohttp.web.json_response(self._list(res, namespace, params))
+                listing = self._list(res, namespace, params)
+                if self._wants_table(request):
+                    return aiohttp.web.json_response(self._table(res, listing["items"], listing["metadata"]))
+                return aiohttp.web.json_response(listing)
             if method == "POST":
                 self.writes[f"create {res[2]}"] += 1
                 obj = self._store_create(res, namespace, self._body(request))
@@ -465,6 +488,8 @@ class KubeAPI(kmock.KubernetesScaffold):
         current = self._objects[key]
         what = f"{res[2]}/{sub}" if sub else res[2]
         if method == "GET":
+            if self._wants_table(request) and sub is None:
+                return aiohttp.web.json_response(self._table(res, [current], {}))
             return aiohttp.web.json_response(current)
         if method == "DELETE":
             self.writes[f"delete {what}"] += 1
@@ -482,6 +507,34 @@ class KubeAPI(kmock.KubernetesScaffold):
             self._check_rv(new, current, key, required=False)
             return aiohttp.web.json_response(self._store_replace(res, key, new, status_only=sub == "status"))
         raise _error(405, "MethodNotAllowed", f"{method} is not supported")
+
+    @staticmethod
+    def _wants_table(request: kmock.Request) -> bool:
+        accept = {k.lower(): v for k, v in request.headers.items()}.get("accept", "")
+        return "as=Table" in accept
+
+    def _table(self, res: Res, items: list[dict[str, Any]], meta: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side printing for ``kubectl get``: Name, the CRD's printer columns (else Age)."""
+        columns = list(self._kinds[res].get("columns") or ()) or [
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]
+        rows = []
+        for obj in items:
+            cells: list[Any] = [obj["metadata"]["name"]]
+            for col in columns:
+                value: Any = obj
+                for part in col["jsonPath"].strip(".").split("."):
+                    value = value.get(part) if isinstance(value, Mapping) else None
+                if col["type"] == "date" and isinstance(value, str):
+                    value = _age(value)
+                cells.append(value)
+            rows.append({"cells": cells, "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                                                    "metadata": obj["metadata"]}})
+        definitions = [{"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0}]
+        definitions += [{"name": c["name"], "type": c["type"] if c["type"] != "date" else "string", "format": "",
+                         "description": c.get("description", ""), "priority": c.get("priority", 0)}
+                        for c in columns]
+        return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": dict(meta),
+                "columnDefinitions": definitions, "rows": rows}
 
     @staticmethod
     def _body(request: kmock.Request, required: bool = True) -> Any:

@@ -196,3 +196,16 @@ def test_cli_help(flag: str) -> None:
     out = subprocess.run([sys.executable, "-m", "im2txt_standins.kube_api", flag], capture_output=True, text=True,
                          cwd=Path(__file__).parents[2] / "standins", check=True)
     assert "--kubeconfig" in out.stdout
+
+
+async def test_table_output_uses_the_printer_columns(tmp_path: Path) -> None:
+    async with emulator(tmp_path) as api:
+        new_training(api, "t")
+        api.patch_object(TRAININGS, "default", "t", {"status": {"stage": 1, "phase": "Running", "step": 5,
+                                                                 "progress": 5.0, "eta": "1h"}}, status=True)
+        headers = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
+        async with aiohttp.ClientSession() as s, s.get(api.url + NS, headers=headers) as r:
+            table = await r.json()
+        assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Stage", "Phase", "Step", "Progress",
+                                                                   "ETA", "Age"]
+        assert table["rows"][0]["cells"][:6] == ["t", 1, "Running", 5, 5.0, "1h"]
