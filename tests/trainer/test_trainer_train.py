@@ -151,3 +151,45 @@ def test_save_interval_default_from_env(monkeypatch):
     monkeypatch.delenv("IM2TXT_SAVE_INTERVAL_SECS")
     a = train.build_parser().parse_args(["--input_file_pattern=x", "--train_dir=y", "--train_inception=True"])
     assert (a.save_interval_secs, a.number_of_steps, a.batch_size, a.train_inception) == (600, 1000000, 32, True)
+
+
+@pytest.mark.slow
+def test_precomputed_embeddings_for_stage1(synthetic, tmp_path, caplog):
+    import tensorflow as tf
+
+    from im2txt_trainer import data, inception, inference
+    from im2txt_trainer.config import ModelConfig
+
+    out, info = synthetic
+    cache = tmp_path / "cache"
+    caplog.set_level(logging.INFO)
+    flags = _flags(out, tmp_path / "t", f"--inception_checkpoint_file={out}/inception_v3.ckpt",
+                   "--precompute_embeddings=True", f"--embeddings_cache_dir={cache}")
+    assert train.main([*flags, "--number_of_steps=3"]) == 0
+    assert "precomputed 18 image embeddings" in caplog.text
+    (cached,) = cache.iterdir()
+    assert not (tmp_path / "t" / cached.name).exists()  # not in train_dir, which is uploaded
+    # The cache holds the frozen encoder's pooled output on the central crop, in file order.
+    first = tf.train.Example.FromString(next(iter(tf.data.TFRecordDataset(str(cached)))).numpy())
+    rec = data.read_records(info["splits"]["train"][:1])[0]
+    assert list(first.features.feature["image/caption_ids"].int64_list.value) == rec["caption_ids"]
+    enc = inception.InceptionV3Base(75, 75)
+    inception.load_slim_checkpoint(enc, str(out / "inception_v3.ckpt"))
+    image = inference.load_image("", ModelConfig.for_image_size(75), rec["image_data"])
+    expected = tf.reduce_mean(enc(image[None]), [1, 2])[0].numpy()
+    np.testing.assert_allclose(first.features.feature["features"].float_list.value, expected, rtol=1e-4, atol=1e-5)
+    caplog.clear()
+    assert train.main([*flags, "--number_of_steps=5"]) == 0
+    assert "reusing precomputed image embeddings" in caplog.text
+    assert [int(m.group(1)) for m in STEP_LINE.finditer(caplog.text)] == [4, 5]
+
+
+@pytest.mark.slow
+def test_bfloat16_encoder_runs(synthetic, tmp_path, caplog):
+    out, _ = synthetic
+    caplog.set_level(logging.INFO)
+    assert train.main(_flags(out, tmp_path / "t", f"--inception_checkpoint_file={out}/inception_v3.ckpt",
+                             "--number_of_steps=2", "--mixed_precision=true")) == 0
+    losses = [float(m.group(2)) for m in STEP_LINE.finditer(caplog.text)]
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    assert "mixed_precision=True" in caplog.text

@@ -79,8 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     own.add_argument("--shuffle_buffer", type=int, default=0, help="0: the reference 2300*2 examples")
     own.add_argument("--precompute_embeddings", type=str2bool, nargs="?", const=True, default=False,
                      help="stage 1 only: run the frozen InceptionV3 once per image (central crop, no distortion)")
+    own.add_argument("--embeddings_cache_dir", default="",
+                     help="where --precompute_embeddings keeps its cache (default: env IM2TXT_EMBEDDINGS_CACHE or "
+                          "$TMPDIR/im2txt-embeddings; not train_dir, which is uploaded)")
     own.add_argument("--jit_compile", type=tristate, default="auto", help="XLA for the image encoder (auto: GPU)")
-    own.add_argument("--mixed_precision", type=tristate, default="auto", help="bfloat16 InceptionV3 (auto: GPU)")
+    own.add_argument("--mixed_precision", type=tristate, default="auto",
+                     help="bfloat16 InceptionV3 compute (auto: on Ampere+ GPUs)")
     own.add_argument("--seed", type=int, default=None)
     return p
 
@@ -141,8 +145,13 @@ def _train(a: argparse.Namespace, stop: _Stop) -> int:
         raise TrainError(str(e)) from e
     log.info("training on %d input files matching %s", len(files), a.input_file_pattern)
 
-    gpu = bool(tf.config.list_physical_devices("GPU"))
-    mixed = a.mixed_precision == "true" or (a.mixed_precision == "auto" and gpu)
+    gpus = tf.config.list_physical_devices("GPU")
+    gpu = bool(gpus)
+    # bfloat16 needs no loss scaling; only Ampere (compute capability 8.0) and later run it fast.
+    bf16_gpu = bool(gpus) and all(
+        tuple(tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0))) >= (8, 0)
+        for g in gpus)
+    mixed = a.mixed_precision == "true" or (a.mixed_precision == "auto" and bf16_gpu)
     jit = a.jit_compile == "true" or (a.jit_compile == "auto" and gpu)
     cfg = ModelConfig.for_image_size(a.image_size, vocab_size=a.vocab_size, embedding_size=a.embedding_size,
                                      num_lstm_units=a.num_lstm_units, batch_size=a.batch_size)
@@ -181,7 +190,8 @@ def _train(a: argparse.Namespace, stop: _Stop) -> int:
 
     if a.precompute_embeddings and not a.train_inception:
         from .embeddings import embedding_dataset
-        ds = embedding_dataset(model, files, cfg, seed=a.seed, shuffle_buffer=a.shuffle_buffer or None, jit=jit)
+        ds = embedding_dataset(model, files, cfg, seed=a.seed, shuffle_buffer=a.shuffle_buffer or None, jit=jit,
+                               cache_dir=a.embeddings_cache_dir or None)
     else:
         ds = data.caption_dataset(files, cfg, is_training=True, seed=a.seed, shuffle_buffer=a.shuffle_buffer or None)
     train_step = make_train_step(model, a.train_inception, precomputed=a.precompute_embeddings and
