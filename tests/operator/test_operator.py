@@ -75,6 +75,10 @@ async def test_two_stages_with_progress(tmp_path: Path) -> None:
         await wait_for(lambda: "Stage2Complete" in event_reasons(api, "coco"), what="event")
         assert event_reasons(api, "coco") == ["Stage1Started", "Stage2Started", "Stage2Complete"]
         assert jobs(api) == ["coco-stage1", "coco-stage2"]
+        # Only our own Jobs are watched (server-side label selector): unrelated Jobs never reach the operator.
+        job_watches = [str(r.url) for r in list(api) if "watch=true" in str(r.url) and "/jobs" in str(r.url)]
+        assert job_watches and all("labelSelector=app.kubernetes.io/managed-by%3Dim2txt-operator" in w
+                                   for w in job_watches)
         assert created["spec"] == api.get_object(TRAININGS, "default", "coco")["spec"]  # type: ignore[index]
 
 
