@@ -204,7 +204,12 @@ async def job_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any, Any
             # The garbage collector deletes Jobs after their training; the two watches are not ordered, so ask
             # the API whether the training still exists before re-creating a deleted Job.
             assert STATE.kube is not None
-            current = await STATE.kube.get_training(*key)
+            try:
+                current = await STATE.kube.get_training(*key)
+            except Exception as e:  # the API is unreachable: decide later, with the backoff of reconcile
+                log.warning("reading training %s/%s failed (%s); retrying", *key, _short(e))
+                _schedule_retry(key, entry, RETRY_DELAYS[0])
+                return
             if current is None or current["metadata"].get("uid") != (entry.body or {}).get("metadata", {}).get("uid"):
                 STATE.entries.pop(key, None)
                 return
