@@ -33,6 +33,7 @@ from im2txt_operator.jobs import (
 from im2txt_operator.kube import ApiException, Kube
 from im2txt_operator.lifecycle import CreateJob, Decision, Problem, SetJobSuspend, decide, job_state, status_patch
 from im2txt_operator.metrics import Metrics
+from im2txt_operator.paths import PvcPath
 from im2txt_operator.progress import eta, last_step, percent
 from im2txt_operator.spec import GROUP, KIND, PLURAL, VERSION, Settings, SpecError, parse_spec
 
@@ -238,11 +239,39 @@ def _owned_by(job: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
                for ref in job.get("metadata", {}).get("ownerReferences") or ())
 
 
-async def _secret_problem(kube: Kube, namespace: str, settings: Settings) -> Problem | None:
+# Claims and Secrets found usable in the last SEEN_TTL seconds are not looked up again (a burst of new
+# trainings on one claim costs one lookup); what is missing is looked up every time, so a fix is seen at once.
+SEEN: dict[tuple[str, str, str], float] = {}
+SEEN_TTL = 60.0
+
+
+def _recently_seen(key: tuple[str, str, str]) -> bool:
+    return time.monotonic() - SEEN.get(key, -SEEN_TTL) < SEEN_TTL
+
+
+async def _remember(key: tuple[str, str, str], lookup: Any) -> bool | None:
+    found = await lookup
+    if found:
+        SEEN[key] = time.monotonic()
+    return found
+
+
+async def _cluster_problem(kube: Kube, namespace: str, settings: Settings) -> Problem | None:
+    """What only the cluster can tell: the PVCs of pvc:// paths and the UFile Secret must exist."""
+    for field_name, path in (("dataPath", settings.data_path), ("outputPath", settings.output_path)):
+        if isinstance(path, PvcPath) and not _recently_seen(("pvc", namespace, path.claim)) and \
+                await _remember(("pvc", namespace, path.claim), kube.claim_exists(namespace, path.claim)) is False:
+            return Problem(f"spec.{field_name}", "ClaimNotFound",
+                           f"spec.{field_name}: PersistentVolumeClaim {path.claim!r} not found in namespace "
+                           f"{namespace!r}; expected an existing claim for {path.url}")
     name = settings.credentials_secret
     if name is None:
         return None
+    if _recently_seen(("secret", namespace, name)):
+        return None
     keys = await kube.secret_keys(namespace, name)
+    if keys is not None and {"publicKey", "privateKey"} <= keys:
+        SEEN[("secret", namespace, name)] = time.monotonic()
     if keys is None:
         return Problem("spec.credentialsSecret", "SecretNotFound",
                        f"spec.credentialsSecret: Secret {name!r} not found in namespace {namespace!r}; expected a "
@@ -312,7 +341,7 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
     decision = decide(name, settings, problem, generation, status, jobs, _now())
     creating = any(isinstance(a, CreateJob) for a in decision.actions)
     if settings is not None and (creating or not cond.is_true(status.get("conditions"), "Ready")):
-        problem = await _secret_problem(kube, namespace, settings)
+        problem = await _cluster_problem(kube, namespace, settings)
         if problem is not None or not creating:
             decision = decide(name, settings, problem, generation, status, jobs, _now())
 

@@ -144,6 +144,19 @@ class Kube:
             raise
         return set(secret.get("data") or {}) | set(secret.get("stringData") or {})
 
+    async def claim_exists(self, namespace: str, name: str) -> bool | None:
+        """Whether a PersistentVolumeClaim exists; None when the operator may not look (RBAC without
+        ``persistentvolumeclaims: get``): the check is then skipped and the pod shows the problem."""
+        try:
+            await self._request("GET", f"/api/v1/namespaces/{quote(namespace)}/persistentvolumeclaims/{quote(name)}")
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            if e.status == 403:
+                return None
+            raise
+        return True
+
     async def list_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
         result = await self._request("GET", f"/api/v1/namespaces/{quote(namespace)}/pods",
                                      params={"labelSelector": f"job-name={job_name}"})

@@ -58,6 +58,8 @@ BUILTIN: dict[Res, dict[str, Any]] = {
     ("", "v1", "namespaces"): {"kind": "Namespace", "namespaced": False, "sub": (), "shortNames": ("ns",)},
     ("", "v1", "pods"): {"kind": "Pod", "namespaced": True, "sub": ("status", "log"), "shortNames": ("po",)},
     ("", "v1", "secrets"): {"kind": "Secret", "namespaced": True, "sub": ()},
+    ("", "v1", "persistentvolumeclaims"): {"kind": "PersistentVolumeClaim", "namespaced": True, "sub": ("status",),
+                                           "shortNames": ("pvc",)},
     ("", "v1", "events"): {"kind": "Event", "namespaced": True, "sub": (), "shortNames": ("ev",)},
     ("events.k8s.io", "v1", "events"): {"kind": "Event", "namespaced": True, "sub": ()},
     ("batch", "v1", "jobs"): {"kind": "Job", "namespaced": True, "sub": ("status",)},

@@ -22,6 +22,7 @@ JOBS = ("batch", "v1", "jobs")
 PODS = ("", "v1", "pods")
 SECRETS = ("", "v1", "secrets")
 EVENTS = ("", "v1", "events")
+CLAIMS = ("", "v1", "persistentvolumeclaims")
 PVC_SPEC = {"dataPath": "pvc://coco-data/mscoco", "outputPath": "pvc://runs/coco/", "numberOfSteps": 100,
             "stage2NumberOfSteps": 300, "gpus": 0}
 
@@ -114,10 +115,23 @@ async def still(predicate: Callable[[], Any], seconds: float = 1.5) -> None:
         await asyncio.sleep(0.05)
 
 
-def new_training(api: KubeAPI, name: str, spec: dict[str, Any] | None = None, ns: str = "default") -> dict[str, Any]:
+def add_claim(api: KubeAPI, name: str, ns: str = "default") -> None:
+    if api.get_object(CLAIMS, ns, name) is None:
+        api.create_object(CLAIMS, {"metadata": {"name": name, "namespace": ns},
+                                   "spec": {"accessModes": ["ReadWriteMany"],
+                                            "resources": {"requests": {"storage": "1Ti"}}}})
+
+
+def new_training(api: KubeAPI, name: str, spec: dict[str, Any] | None = None, ns: str = "default",
+                 claims: bool = True) -> dict[str, Any]:
+    """A training (by default on PVC paths, whose claims are created too unless ``claims`` is False)."""
+    full = {**PVC_SPEC, **(spec or {})}
+    for key in ("dataPath", "outputPath"):
+        if claims and full[key].startswith("pvc://"):
+            add_claim(api, full[key][len("pvc://"):].split("/")[0], ns)
     return api.create_object(TRAININGS, {"apiVersion": "im2txt.dev/v1alpha1", "kind": "Im2txtTraining",
                                          "metadata": {"name": name, "namespace": ns},
-                                         "spec": {**PVC_SPEC, **(spec or {})}})
+                                         "spec": full})
 
 
 def training(api: KubeAPI, name: str, ns: str = "default") -> dict[str, Any]:

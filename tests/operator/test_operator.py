@@ -153,6 +153,20 @@ async def test_missing_secret_then_created(tmp_path: Path) -> None:
         assert "cHJpdg==" not in text and "cHVi" not in text  # key material never leaks
 
 
+async def test_missing_claim_then_created(tmp_path: Path) -> None:
+    from harness import add_claim
+
+    async with emulator(tmp_path) as api, operator(api, tmp_path):
+        add_claim(api, "coco-data")
+        new_training(api, "p", claims=False)
+        await wait_for(lambda: condition(api, "p", "Ready").get("reason") == "ClaimNotFound", what="claim missing")
+        assert condition(api, "p", "Ready")["message"].startswith(
+            "spec.outputPath: PersistentVolumeClaim 'runs' not found in namespace 'default'")
+        await still(lambda: jobs(api) == [], 1.0)
+        add_claim(api, "runs")
+        await wait_for(lambda: job(api, "p-stage1"), what="Job after the claim exists")
+
+
 async def test_auto_advance_off_stops_after_stage_1(tmp_path: Path) -> None:
     async with emulator(tmp_path) as api, operator(api, tmp_path):
         new_training(api, "one", {"autoAdvance": False})
