@@ -149,7 +149,7 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
                    current: int) -> list[dict[str, Any]]:
         out = [cond.condition(prev_conds, "Ready", problem is None,
                               problem.reason if problem else "SpecValid",
-                              problem.message if problem else "the spec and its Secret are usable",
+                              problem.message if problem else "the spec, its claims and its Secret are usable",
                               generation, now)]
         for s in (1, 2):
             if s in done:
