@@ -63,7 +63,6 @@ class Kube:
         self.base = self.config.host.rstrip("/")
         self._ssl = _ssl_context(self.config)
         self._session: aiohttp.ClientSession | None = None
-        self.writes = 0  # API writes made (for the benchmark and metrics)
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
@@ -107,14 +106,12 @@ class Kube:
         return f"{path}/{quote(name)}" if name else path
 
     async def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.writes += 1
         return await self._request("POST", self._jobs(namespace), body=body)
 
     async def get_job(self, namespace: str, name: str) -> dict[str, Any]:
         return await self._request("GET", self._jobs(namespace, name))
 
     async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        self.writes += 1
         return await self._request("PATCH", self._jobs(namespace, name), body=patch, content_type=MERGE_PATCH)
 
     def _training(self, namespace: str, name: str) -> str:
@@ -130,7 +127,6 @@ class Kube:
 
     async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch the status subresource (never the spec)."""
-        self.writes += 1
         return await self._request("PATCH", self._training(namespace, name) + "/status", body={"status": status},
                                    content_type=MERGE_PATCH)
 
