@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from harness import JOBS, PODS, TRAININGS, emulator, new_training
 
 from im2txt_standins.kube_api import KubeAPI, label_matcher
@@ -188,14 +187,28 @@ async def test_discovery_lists_the_crd(tmp_path: Path) -> None:
         assert [c["metadata"]["name"] for c in body["items"]] == ["im2txttrainings.im2txt.dev"]
 
 
-@pytest.mark.parametrize("flag", ["--help"])
-def test_cli_help(flag: str) -> None:
-    import subprocess
+async def test_cli_serves_and_writes_a_kubeconfig(tmp_path: Path) -> None:
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "im2txt_standins.kube_api", flag], capture_output=True, text=True,
-                         cwd=Path(__file__).parents[2] / "standins", check=True)
-    assert "--kubeconfig" in out.stdout
+    import yaml
+    from harness import free_port
+
+    port = free_port()
+    root = Path(__file__).parents[2]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "im2txt_standins.kube_api", "--port", str(port), "--kubeconfig",
+        str(tmp_path / "kc"), "--crd", str(root / "crds" / "im2txt.dev_im2txttrainings.yaml"),
+        cwd=root / "standins", stdout=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 20)
+        assert f"http://127.0.0.1:{port}" in line.decode()
+        server = yaml.safe_load((tmp_path / "kc").read_text())["clusters"][0]["cluster"]["server"]
+        async with aiohttp.ClientSession() as s, s.get(f"{server}/apis/im2txt.dev/v1alpha1") as r:
+            assert r.status == 200
+    finally:
+        proc.terminate()
+        await proc.wait()
 
 
 async def test_table_output_uses_the_printer_columns(tmp_path: Path) -> None:

@@ -130,7 +130,7 @@ async def test_delete_removes_the_jobs_not_the_data(tmp_path: Path) -> None:
 async def test_missing_secret_then_created(tmp_path: Path) -> None:
     spec = {"dataPath": "ufile://im2txt-data/coco/", "outputPath": "ufile://im2txt-out/run/",
             "credentialsSecret": "ufile-keys"}
-    async with emulator(tmp_path) as api, operator(api, tmp_path):
+    async with emulator(tmp_path) as api, operator(api, tmp_path) as op:
         new_training(api, "u", spec)
         await wait_for(lambda: condition(api, "u", "Ready").get("status") == "False", what="Ready False")
         ready = condition(api, "u", "Ready")
@@ -139,18 +139,19 @@ async def test_missing_secret_then_created(tmp_path: Path) -> None:
         assert status(api, "u")["phase"] == "Pending"
         await still(lambda: jobs(api) == [])
         api.create_object(SECRETS, {"metadata": {"name": "ufile-keys", "namespace": "default"},
-                                    "data": {"publicKey": "cHVi"}})
+                                    "data": {"publicKey": "UFVCLUtFWS0xMjM="}})  # PUB-KEY-123
         await wait_for(lambda: condition(api, "u", "Ready").get("reason") == "SecretKeyMissing", what="key missing")
         assert "privateKey" in condition(api, "u", "Ready")["message"]
         assert jobs(api) == []
-        api.patch_object(SECRETS, "default", "ufile-keys", {"data": {"privateKey": "cHJpdg=="}})
+        api.patch_object(SECRETS, "default", "ufile-keys", {"data": {"privateKey": "UFJJVi1LRVktNDU2"}})  # PRIV-KEY-456
         await wait_for(lambda: job(api, "u-stage1"), what="Job after the fix")
         await wait_for(lambda: condition(api, "u", "Ready").get("status") == "True", what="Ready")
         reasons = await wait_for(lambda: "Stage1Started" in event_reasons(api, "u") and event_reasons(api, "u"),
                                  what="events")
         assert reasons == ["SecretNotFound", "SecretKeyMissing", "Stage1Started"]
         text = str(api.list_objects(("", "v1", "events"))) + str(status(api, "u"))
-        assert "cHJpdg==" not in text and "cHVi" not in text  # key material never leaks
+        for secret in ("UFVCLUtFWS0xMjM=", "PUB-KEY-123", "UFJJVi1LRVktNDU2", "PRIV-KEY-456"):
+            assert secret not in text and secret not in op.log  # key material never leaks
 
 
 async def test_missing_claim_then_created(tmp_path: Path) -> None:
