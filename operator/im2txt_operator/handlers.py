@@ -29,6 +29,7 @@ from im2txt_operator.jobs import (
     MANAGED_BY,
     Owner,
     build_job,
+    job_name,
 )
 from im2txt_operator.kube import ApiException, Kube
 from im2txt_operator.lifecycle import CreateJob, Decision, Problem, SetJobSuspend, decide, job_state, status_patch
@@ -332,6 +333,7 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
     settings: Settings | None
     try:
         settings = parse_spec(body.get("spec"))
+        job_name(name, 1)  # the name must leave room for "-stage<N>"
     except SpecError as e:
         settings, problem = None, Problem(e.field, "InvalidSpec", str(e))
     _observed_jobs(key, entry)
@@ -384,8 +386,8 @@ async def _act(kube: Kube, entry: Entry, owner: Owner, settings: Settings | None
             entry.remember(created)
             entry.jobs[action.stage] = newer(entry.jobs.get(action.stage), created)
         elif isinstance(action, SetJobSuspend):
-            job_name = f"{owner.name}-stage{action.stage}"
-            patched = await kube.patch_job(owner.namespace, job_name, {"spec": {"suspend": action.suspend}})
+            name = f"{owner.name}-stage{action.stage}"
+            patched = await kube.patch_job(owner.namespace, name, {"spec": {"suspend": action.suspend}})
             METRICS.writes.labels(kind="job").inc()
             entry.remember(patched)
             entry.jobs[action.stage] = newer(entry.jobs.get(action.stage), patched)
