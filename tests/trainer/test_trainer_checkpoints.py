@@ -91,3 +91,16 @@ def test_shape_mismatch_is_explained(model, tmp_path):
     checkpoints.save(str(tmp_path), other.named_variables(), 3)
     with pytest.raises(checkpoints.CheckpointError, match=r"seq_embedding/map has shape .*vocab_size"):
         checkpoints.restore_latest(str(tmp_path), model.named_variables())
+
+
+def test_a_reference_index_with_foreign_absolute_paths(tmp_path):
+    """A train_dir downloaded from elsewhere: the index names paths that do not exist here."""
+    v = {"global_step": tf.Variable(5, dtype=tf.int64), "w": tf.Variable(np.full(3, 5.0, np.float32))}
+    checkpoints.save(str(tmp_path), v, 5)
+    (tmp_path / "checkpoint").write_text('model_checkpoint_path: "/old/pod/output/model.ckpt-5"\n'
+                                         'all_model_checkpoint_paths: "/old/pod/output/model.ckpt-5"\n')
+    v["w"].assign(np.zeros(3, np.float32))
+    assert checkpoints.restore_latest(str(tmp_path), v) == str(tmp_path / "model.ckpt-5")
+    checkpoints.save(str(tmp_path), v, 6)
+    assert [os.path.basename(p) for p in checkpoints.listed_checkpoints(str(tmp_path))] == [
+        "model.ckpt-5", "model.ckpt-6"]  # still counted, so keep-5 rotates it out in time

@@ -193,3 +193,10 @@ def test_bfloat16_encoder_runs(synthetic, tmp_path, caplog):
     losses = [float(m.group(2)) for m in STEP_LINE.finditer(caplog.text)]
     assert len(losses) == 2 and all(np.isfinite(losses))
     assert "mixed_precision=True" in caplog.text
+
+
+def test_caption_ids_beyond_vocab_size(synthetic, tmp_path, capsys):
+    out, _ = synthetic
+    flags = [f for f in _flags(out, tmp_path / "t", f"--inception_checkpoint_file={out}/inception_v3.ckpt",
+                               "--number_of_steps=2") if not f.startswith("--vocab_size")]
+    _fails(capsys, [*flags, "--vocab_size=3"], r"bad input batch \(are all caption ids < --vocab_size=3\?\)")

@@ -197,6 +197,7 @@ def _train(a: argparse.Namespace, stop: _Stop) -> int:
     train_step = make_train_step(model, a.train_inception, precomputed=a.precompute_embeddings and
                                  not a.train_inception, jit=jit)
     saver = checkpoints.Saver(a.train_dir, variables, a.save_interval_secs, a.max_checkpoints)
+    saver.last_step = step if restored else None  # that checkpoint exists already
     writer = tf.summary.create_file_writer(a.train_dir)
     iterator = iter(ds)
     last_summary = time.monotonic()
@@ -213,7 +214,11 @@ def _train(a: argparse.Namespace, stop: _Stop) -> int:
                 saver.save(step)
             msg = getattr(e, "message", str(e)).splitlines()[0]
             raise TrainError(f"corrupt input record in --input_file_pattern {a.input_file_pattern!r}: {msg}") from e
-        batch_loss, total_loss, lr = train_step(*batch)
+        try:
+            batch_loss, total_loss, lr = train_step(*batch)
+        except tf.errors.InvalidArgumentError as e:
+            msg = getattr(e, "message", str(e)).splitlines()[0]
+            raise TrainError(f"bad input batch (are all caption ids < --vocab_size={a.vocab_size}?): {msg}") from e
         step = int(model.global_step.numpy())
         dt = time.monotonic() - t0
         if step % a.log_every_n_steps == 0:
