@@ -51,6 +51,8 @@ def test_build_data_round_trip(coco, tmp_path):
     # 4 train + 17 of 20 val images -> train; 1 val; 2 test (reference 85/5/10 split), 2 captions each.
     records = {name: data.read_records(files) for name, files in splits.items()}
     assert [len(records[k]) for k in ("train", "val", "test")] == [2 * 21, 2 * 1, 2 * 2]
+    assert {r["image_id"] for r in records["val"]} == {1017}  # COCO val in file order: 85% | 5% | 10%
+    assert {r["image_id"] for r in records["test"]} == {1018, 1019}
     for rec in records["train"] + records["test"]:
         cap = rec["caption"]
         assert cap[0] == "<S>" and cap[-1] == "</S>"

@@ -52,7 +52,7 @@ def load_captions(captions_file: str, image_dir: str) -> list[ImageMetadata]:
     except (KeyError, TypeError, ValueError) as e:
         raise BuildError(f"{captions_file!r} is not COCO captions JSON (images[].id/file_name, "
                          f"annotations[].image_id/caption): {e!r}") from e
-    out = [ImageMetadata(i, os.path.join(image_dir, names[i]), tuple(captions[i])) for i in sorted(names)
+    out = [ImageMetadata(i, os.path.join(image_dir, name), tuple(captions[i])) for i, name in names.items()
            if captions.get(i)]
     log.info("%s: %d images, %d captions", captions_file, len(out), sum(len(m.captions) for m in out))
     return out
@@ -91,7 +91,7 @@ def process_dataset(name: str, images: Sequence[ImageMetadata], vocab: vocabular
     from tqdm import tqdm
 
     items = [(m, c) for m in images for c in m.captions]
-    random.Random(seed).shuffle(items)
+    random.Random(seed).shuffle(items)  # the reference: random.seed(12345); random.shuffle(...)
     paths = [os.path.join(output_dir, f"{name}-{s:05d}-of-{num_shards:05d}") for s in range(num_shards)]
     bounds = [len(items) * s // num_shards for s in range(num_shards + 1)]
     with concurrent.futures.ThreadPoolExecutor(max_workers=num_threads) as pool, \
@@ -110,9 +110,7 @@ def build(train_captions_file: str, train_image_dir: str, val_captions_file: str
     os.makedirs(output_dir, exist_ok=True)
     train = load_captions(train_captions_file, train_image_dir)
     val = load_captions(val_captions_file, val_image_dir)
-    rng = random.Random(12345)
-    rng.shuffle(train)
-    rng.shuffle(val)
+    # As the reference: split COCO val in file order; records are shuffled per split below.
     train_cutoff, val_cutoff = int(0.85 * len(val)), int(0.90 * len(val))
     splits = {"train": train + val[:train_cutoff], "val": val[train_cutoff:val_cutoff], "test": val[val_cutoff:]}
     counts = vocabulary.count_words((c for m in splits["train"] for c in m.captions), min_word_count)
