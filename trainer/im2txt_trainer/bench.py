@@ -16,6 +16,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 CONFIGS = {
@@ -64,8 +65,8 @@ def measure(name: str, steps: int, batch: int, size: int) -> dict:
     elif name == "pipeline":
         from . import data, synthetic
 
-        out = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"im2txt-bench-{os.getpid()}")
-        info = synthetic.write_dataset(out, images=64, image_size=640, inception=False)
+        tmp = tempfile.TemporaryDirectory(prefix="im2txt-bench-")  # removed when the process exits
+        info = synthetic.write_dataset(tmp.name, images=64, image_size=640, inception=False)
         cfg = ModelConfig.for_image_size(size, batch_size=batch, vocab_size=vocab)
         it = iter(data.caption_dataset(info["splits"]["train"], cfg, is_training=True, shuffle_buffer=64))
         run = lambda: next(it)  # noqa: E731
