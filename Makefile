@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
-EXTRAS := operator,trainer,storage,dev
+EXTRAS := operator,trainer,storage,deploy,dev
 BENCH_TARGETS :=
 
 .DEFAULT_GOAL := help

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,6 +91,7 @@ class RunningPod:
     thread: threading.Thread | None = None
     outcome: str | None = None  # "Succeeded" | "Failed" once the pod ends
     reason: str = ""
+    waiting: str = ""  # why it is still Pending
 
 
 class LocalKubelet:
@@ -103,12 +104,17 @@ class LocalKubelet:
         *,
         extra_env: Mapping[str, str] | None = None,
         poll_seconds: float = 0.5,
+        publish_log: Callable[[str, str, str, str], None] | None = None,
     ) -> None:
         self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
         self.workdir = workdir
         self.extra_env = dict(extra_env or {})
         self.poll_seconds = poll_seconds
+        # A real kubelet serves container logs itself; the API stand-in gets them pushed (namespace, pod,
+        # container, text) so `pods/{name}/log` answers as on a cluster.
+        self.publish_log = publish_log
+        self._published: dict[Path, int] = {}
         self.pods: dict[str, RunningPod] = {}  # by job uid
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -137,6 +143,20 @@ class LocalKubelet:
         path = self.workdir / "pods" / namespace / pod / "logs" / f"{container}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def _publish_logs(self, tail_bytes: int = 64 * 1024) -> None:
+        if self.publish_log is None:
+            return
+        for pod in self.pods.values():
+            for path in (pod.folder / "logs").glob("*.log"):
+                size = path.stat().st_size
+                if self._published.get(path) == size:
+                    continue
+                self._published[path] = size
+                with path.open("rb") as f:
+                    f.seek(max(0, size - tail_bytes))
+                    text = f.read().decode(errors="replace")
+                self.publish_log(pod.namespace, pod.name, path.stem, text)
+
     # -- the image ---------------------------------------------------------------------------------------
     def _make_image(self) -> Path:
         """The trainer image's /data: just `train.py`, as in the real image."""
@@ -159,6 +179,7 @@ class LocalKubelet:
                     self._reconcile(job)
                 for uid in [u for u in self.pods if u not in seen]:  # Job deleted: so are its pods
                     self._terminate(self.pods.pop(uid), grace=5)
+                self._publish_logs()
             except Exception:  # a stand-in keeps going, as a kubelet would
                 log.exception("local kubelet loop")
             self._stop.wait(self.poll_seconds)
@@ -251,12 +272,15 @@ class LocalKubelet:
     def _run_pod(self, pod: RunningPod, spec: dict[str, Any]) -> None:
         try:
             paths = self._volumes(pod, spec)
+            envs = self._wait_for_env(pod, spec)
+            if envs is None:
+                return
             self._set_pod_phase(pod, "Running")
             sidecars: list[subprocess.Popen[bytes]] = []
             for container in spec.get("initContainers") or []:
                 if pod.stop.is_set():
                     break
-                proc = self._spawn(pod, container, paths)
+                proc = self._spawn(pod, container, paths, envs)
                 if container.get("restartPolicy") == "Always":
                     sidecars.append(proc)
                     continue
@@ -265,7 +289,7 @@ class LocalKubelet:
                     break
             ok = not pod.reason and not pod.stop.is_set()
             if ok:
-                mains = [self._spawn(pod, c, paths) for c in spec["containers"]]
+                mains = [self._spawn(pod, c, paths, envs) for c in spec["containers"]]
                 codes = [p.wait() for p in mains]
                 ok = all(code == 0 for code in codes) and not pod.stop.is_set()
                 if not ok and not pod.reason:
@@ -305,6 +329,20 @@ class LocalKubelet:
             maps[container["name"]] = PathMap(mounts, self.image_root)
         return maps
 
+    def _wait_for_env(self, pod: RunningPod, spec: dict[str, Any]) -> dict[str, dict[str, str]] | None:
+        """Like a kubelet, a pod whose Secret or key is missing stays Pending (CreateContainerConfigError)
+        and starts once it appears; it does not fail."""
+        while not pod.stop.is_set():
+            try:
+                return {c["name"]: self._env(pod, c) for c in [*(spec.get("initContainers") or []),
+                                                               *spec["containers"]]}
+            except LookupError as exc:
+                if pod.waiting != str(exc):
+                    pod.waiting = str(exc)
+                    log.warning("pod %s: CreateContainerConfigError: %s", pod.name, exc)
+            pod.stop.wait(2)
+        return None
+
     def _env(self, pod: RunningPod, container: dict[str, Any]) -> dict[str, str]:
         venv_bin = str(Path(sys.executable).parent)
         env = {"PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin", "HOME": str(pod.folder),
@@ -313,11 +351,19 @@ class LocalKubelet:
             if "value" in item:
                 env[item["name"]] = item["value"]
             elif ref := (item.get("valueFrom") or {}).get("secretKeyRef"):
-                secret = self.core.read_namespaced_secret(ref["name"], pod.namespace)
-                env[item["name"]] = base64.b64decode((secret.data or {})[ref["key"]]).decode()
+                try:
+                    secret = self.core.read_namespaced_secret(ref["name"], pod.namespace)
+                except ApiException as exc:
+                    if exc.status == 404:
+                        raise LookupError(f'secret "{ref["name"]}" not found') from None
+                    raise
+                if ref["key"] not in (secret.data or {}):
+                    raise LookupError(f'couldn\'t find key {ref["key"]} in Secret {pod.namespace}/{ref["name"]}')
+                env[item["name"]] = base64.b64decode(secret.data[ref["key"]]).decode()
         return env
 
-    def _spawn(self, pod: RunningPod, container: dict[str, Any], paths: dict[str, PathMap]) -> subprocess.Popen[bytes]:
+    def _spawn(self, pod: RunningPod, container: dict[str, Any], paths: dict[str, PathMap],
+               envs: dict[str, dict[str, str]]) -> subprocess.Popen[bytes]:
         pmap = paths[container["name"]]
         argv = [*container.get("command", []), *container.get("args", [])]
         argv = [pmap.arg(a) for a in argv]
@@ -327,7 +373,7 @@ class LocalKubelet:
         logs = pod.folder / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         out = open(logs / f"{container['name']}.log", "ab")  # noqa: SIM115 - the child owns it
-        proc = subprocess.Popen(argv, cwd=cwd, env=self._env(pod, container), stdout=out,
+        proc = subprocess.Popen(argv, cwd=cwd, env=envs[container["name"]], stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         out.close()
         pod.processes.append(proc)
