@@ -128,6 +128,9 @@ def _trainer_resources(settings: Settings) -> dict[str, Any]:
     return resources
 
 
+TERMINATION_GRACE_SECONDS = 300
+
+
 def build_job(owner: Owner, settings: Settings, stage: int) -> dict[str, Any]:
     """The Job that runs ``stage`` (1 or 2) of the training ``owner``."""
     if stage not in (1, 2):
@@ -148,7 +151,9 @@ def build_job(owner: Owner, settings: Settings, stage: int) -> dict[str, Any]:
     resources = _trainer_resources(settings)
     if resources:
         trainer["resources"] = resources
-    pod_spec: dict[str, Any] = {"restartPolicy": "Never"}
+    # A retried pod starts afresh and fetches the latest uploaded checkpoint, so the pod never restarts in place.
+    # The grace period covers the trainer's checkpoint on SIGTERM and then the sync sidecar's final upload.
+    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS}
     init = _init_containers(settings)
     if init:
         pod_spec["initContainers"] = init
@@ -161,7 +166,11 @@ def build_job(owner: Owner, settings: Settings, stage: int) -> dict[str, Any]:
         pod_spec["nodeSelector"] = dict(settings.node_selector)
     if settings.tolerations:
         pod_spec["tolerations"] = [dict(t) for t in settings.tolerations]
-    job_spec: dict[str, Any] = {"backoffLimit": settings.backoff_limit}
+    job_spec: dict[str, Any] = {
+        "backoffLimit": settings.backoff_limit,
+        # A pod evicted or preempted (drain, spot reclaim) resumes from its checkpoint without using a retry.
+        "podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]},
+    }
     if settings.max_run_seconds is not None:
         job_spec["activeDeadlineSeconds"] = settings.max_run_seconds
     job_spec["suspend"] = settings.suspend

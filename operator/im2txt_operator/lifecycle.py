@@ -235,6 +235,10 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
     job = jobs.get(current)
     target = (job.target if job and job.target else None) or targets[current]
     step = status.get("step") if isinstance(status.get("step"), int) else None
+    # A stage's Job succeeds only once the trainer reached that stage's target, whatever the last log read said.
+    reached = [job.target or targets[s] for s in done if (job := jobs.get(s)) is not None]
+    if reached:
+        step = max(step or 0, *reached)
     same_stage = status.get("stage") == current
     new: dict[str, Any] = {
         "phase": phase,

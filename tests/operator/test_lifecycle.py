@@ -157,6 +157,16 @@ def test_progress_fields_follow_the_stage() -> None:
     assert status_patch(status, d2.status)["eta"] is None  # removed by the merge patch
 
 
+def test_a_succeeded_stage_sets_the_step_to_its_target() -> None:
+    """The last log read may lag the trainer; a Job that succeeded reached its stage's target."""
+    spec = parse_spec(BASE)
+    stale = {**status_with(1, stage=2), "step": 280, "target": 300}
+    d = decide("t", spec, None, 1, stale, {1: succeeded(1), 2: succeeded(2)}, NOW)
+    assert (d.status["phase"], d.status["step"], d.status["progress"]) == ("Succeeded", 300, 100.0)
+    d1 = decide("t", spec, None, 1, {**status_with(), "step": 66}, {1: succeeded(1)}, NOW)
+    assert (d1.status["stage"], d1.status["step"]) == (2, 100)
+
+
 def test_job_state_reads_the_job_controller_conditions() -> None:
     job = {"metadata": {"name": "t-stage1"},
            "spec": {"suspend": False, "template": {"spec": {"containers": [

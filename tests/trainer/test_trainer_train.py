@@ -93,7 +93,7 @@ def test_sigterm_saves_and_a_restart_resumes(synthetic, tmp_path, caplog):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, rest
+    assert proc.returncode == 128 + signal.SIGTERM, rest  # saved, but the target was not reached
     prefix = checkpoints.candidates(str(td))[0]
     step = int(tf.train.load_checkpoint(prefix).get_tensor("global_step"))
     assert step >= seen and prefix.endswith(f"model.ckpt-{step}")

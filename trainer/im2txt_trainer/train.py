@@ -122,7 +122,8 @@ def run(a: argparse.Namespace) -> int:
     _check_args(a)
     _check_train_dir(a.train_dir)
     stop = _Stop()
-    # SIGTERM (the kubelet stopping the pod) and Ctrl-C end the current step, save, and exit 0.
+    # SIGTERM (the kubelet stopping the pod) and Ctrl-C end the current step, save, and exit 128+signal: the
+    # target was not reached, so the Job must not count the pod as succeeded (its retry resumes from the save).
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return _train(a, stop)
@@ -239,8 +240,8 @@ def _train(a: argparse.Namespace, stop: _Stop) -> int:
     writer.close()
     if stop.signal is not None:
         log.info("stopped by signal %d at global step %d; checkpoint saved", stop.signal, step)
-    else:
-        log.info("reached global step %d", step)
+        return 128 + stop.signal
+    log.info("reached global step %d", step)
     return 0
 
 
