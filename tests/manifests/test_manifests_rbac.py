@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import pytest
-from conftest import ROOT, allowed, find, grants
+from conftest import ROOT, allowed, find, grants, kustomize_build
 
 # docs/contracts.md, "What the operator may do on the API": (API group, resource) -> verbs.
 EXPECTED: dict[tuple[str, str], set[str]] = {
@@ -121,8 +121,6 @@ def test_binding_gives_the_role_to_the_deployments_service_account(base_docs: li
 
 
 def test_single_namespace_overlay_grants_the_contract_in_one_namespace() -> None:
-    from conftest import kustomize_build
-
     docs = kustomize_build(ROOT / "manifests" / "overlays" / "single-namespace")
     deployment = find(docs, "Deployment", "im2txt-operator")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]

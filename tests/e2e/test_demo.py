@@ -1,0 +1,56 @@
+"""`make demo`'s path end to end: CR -> stage-1 Job -> train.py -> checkpoints in UFile -> stage 2 -> caption.
+
+The real operator process, trainer and storage commands, on the stand-ins (API emulator, local kubelet,
+UFile server). This is the test that the parts fit together as the contracts say.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ROW = re.compile(r"^demo\s+(?P<stage>[12])\s+(?P<phase>\w+)\s+(?P<step>\d+)?\s", re.M)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_demo_runs_both_stages_and_captions(tmp_path: Path) -> None:
+    public, private = f"e2e-pub-{secrets.token_hex(6)}", f"e2e-priv-{secrets.token_hex(16)}"
+    env = {**os.environ, "DEMO_UFILE_PUBLIC_KEY": public, "DEMO_UFILE_PRIVATE_KEY": private,
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, "-m", "im2txt_standins.demo", "--work", str(tmp_path / "demo"),
+                           "--timeout", "600"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=800)
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+
+    rows = [(int(m["stage"]), m["phase"], int(m["step"]) if m["step"] else None) for m in ROW.finditer(out)]
+    # Live progress in both stages, stage 2 after stage 1, and the end state.
+    assert any(s == 1 and p == "Running" and step and 0 < step < 200 for s, p, step in rows), out
+    assert any(s == 2 and p == "Running" and step and 200 <= step < 300 for s, p, step in rows), out
+    first_stage2 = next(i for i, r in enumerate(rows) if r[0] == 2)
+    assert all(r[0] == 1 for r in rows[:first_stage2]) and all(r[0] == 2 for r in rows[first_stage2:])
+    assert rows[-1] == (2, "Succeeded", 300)
+
+    # Stage 2 resumed stage 1's checkpoint in the same output path; the newest is the stage-2 target.
+    assert "uai/im2txt/output/model.ckpt-200.index" in out
+    assert "uai/im2txt/output/model.ckpt-300.index" in out
+    assert "uai/im2txt/output/checkpoint" in out
+    assert re.search(r"^\s+0\) a red circle \(p=", out, re.M), out[-1500:]
+
+    # Stage 2 ran without the Inception file and from the uploaded checkpoint.
+    stage2_logs = list((tmp_path / "demo" / "node" / "pods" / "default").glob("demo-stage2-*/logs/trainer.log"))
+    assert stage2_logs and "resumed from" in stage2_logs[0].read_text()
+
+    # The key pair went only through the Secret: no log or file the run wrote holds it.
+    for path in (tmp_path / "demo").rglob("*"):
+        if path.is_file() and "ufile" not in path.relative_to(tmp_path / "demo").parts[:1]:
+            data = path.read_bytes()
+            assert private.encode() not in data and public.encode() not in data, path
+    assert private not in out + proc.stderr and public not in out + proc.stderr
