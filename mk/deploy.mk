@@ -32,7 +32,6 @@ push-images: images  ## push both images to IMAGE_REGISTRY
 
 manifests:  ## refresh generated manifests/docs and render manifests/base to build/im2txt-operator.yaml
 	$(need_kubectl)
-	cp crds/im2txt.dev_im2txttrainings.yaml manifests/crds/im2txt.dev_im2txttrainings.yaml
 	$(PY) tools/argocd_cm.py
 	$(PY) tools/crd_reference.py
 	@mkdir -p $(dir $(RENDERED))
@@ -58,4 +57,4 @@ undeploy:  ## remove the operator and its RBAC; keeps the CRD, every training an
 undeploy-crd:  ## delete the CRD and with it every training and its Jobs (needs CONFIRM=yes); data in UFile/PVCs stays
 	$(need_kubectl)
 	@[ "$(CONFIRM)" = "yes" ] || { echo "This deletes EVERY Im2txtTraining in the cluster (and their Jobs). Run: make undeploy-crd CONFIRM=yes" >&2; exit 1; }
-	$(KUBECTL) delete --ignore-not-found -f manifests/crds/im2txt.dev_im2txttrainings.yaml
+	$(KUBECTL) delete --ignore-not-found -f crds/im2txt.dev_im2txttrainings.yaml

@@ -169,7 +169,9 @@ def build_job(owner: Owner, settings: Settings, stage: int) -> dict[str, Any]:
     job_spec: dict[str, Any] = {
         "backoffLimit": settings.backoff_limit,
         # A pod evicted or preempted (drain, spot reclaim) resumes from its checkpoint without using a retry.
-        "podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]},
+        "podFailurePolicy": {"rules": [
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        ]},
     }
     if settings.max_run_seconds is not None:
         job_spec["activeDeadlineSeconds"] = settings.max_run_seconds

@@ -7,7 +7,7 @@ from typing import Any
 
 import crd_validate
 import pytest
-from conftest import ROOT, load_docs
+from manifests_support import ROOT, load_docs
 
 GOOD: dict[str, Any] = {
     "apiVersion": "im2txt.dev/v1alpha1",

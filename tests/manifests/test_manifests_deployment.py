@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 import pytest
-from conftest import ROOT, find, load_docs
+from manifests_support import ROOT, find, load_docs
 
 
 @pytest.fixture(scope="module")

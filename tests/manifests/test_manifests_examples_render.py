@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import K8S_VERSIONS, ROOT, k8s_validate, load_docs
+from manifests_support import K8S_VERSIONS, ROOT, k8s_validate, load_docs
 
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml")
                   if any(d["kind"] == "Im2txtTraining" for d in load_docs(p)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import crd_reference
 import yaml
-from conftest import CRD_PATH, ROOT
+from manifests_support import CRD_PATH, ROOT
 
 
 def test_reference_md_is_up_to_date() -> None:

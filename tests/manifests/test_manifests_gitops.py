@@ -8,8 +8,8 @@ import argocd_cm
 import celpy
 import pytest
 import yaml
-from conftest import ROOT, load_docs
 from lupa import lua51  # Argo CD runs health checks with gopher-lua, a Lua 5.1
+from manifests_support import ROOT, load_docs
 
 LUA_FILE = ROOT / "manifests" / "argocd" / "health-im2txttraining.lua"
 CM_FILE = ROOT / "manifests" / "argocd" / "argocd-cm.yaml"

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import pytest
-from conftest import ROOT, allowed, find, grants, kustomize_build
+from manifests_support import ROOT, allowed, find, grants, kustomize_build
 
 # docs/contracts.md, "What the operator may do on the API": (API group, resource) -> verbs.
 EXPECTED: dict[tuple[str, str], set[str]] = {

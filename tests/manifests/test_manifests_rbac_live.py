@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp.web
 import crd_validate
 import pytest
-from conftest import BASE, CRD_PATH, ROOT, allowed, find, kustomize_build, load_docs
+from manifests_support import BASE, CRD_PATH, ROOT, allowed, find, kustomize_build, load_docs
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

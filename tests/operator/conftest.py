@@ -1,20 +1,3 @@
-from __future__ import annotations
+"""Fixtures and helpers live in operator_support.py (a unique module name: every test folder has a conftest)."""
 
-from pathlib import Path
-from typing import Any
-
-import pytest
-import yaml
-
-HERE = Path(__file__).parent
-ROOT = HERE.parent.parent
-CRD_PATH = ROOT / "crds" / "im2txt.dev_im2txttrainings.yaml"
-
-
-def load(name: str) -> dict[str, Any]:
-    return yaml.safe_load((HERE / "data" / name).read_text())
-
-
-@pytest.fixture(scope="session")
-def crd() -> dict[str, Any]:
-    return yaml.safe_load(CRD_PATH.read_text())
+from operator_support import *  # noqa: F403 - registers its fixtures

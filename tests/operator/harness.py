@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import CRD_PATH, ROOT
+from operator_support import CRD_PATH, ROOT
 
 from im2txt_standins.kube_api import KubeAPI
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import HERE, ROOT
+from operator_support import HERE, ROOT
 
 from im2txt_operator import conditions as cond
 from im2txt_operator.cli import render

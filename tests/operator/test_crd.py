@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import CRD_PATH, HERE, ROOT
 from crd_check import apply_defaults, validate, version_schema
+from operator_support import CRD_PATH, HERE, ROOT
 
 EXAMPLES = sorted((HERE / "data").glob("training-*.yaml"))
 GOOD: dict[str, Any] = {"apiVersion": "im2txt.dev/v1alpha1", "kind": "Im2txtTraining",

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import HERE, load
+from operator_support import HERE, load
 
 from im2txt_operator.jobs import Owner, build_job, command_line, job_name
 from im2txt_operator.spec import SpecError, parse_spec

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import load
+from operator_support import load
 
 from im2txt_operator.paths import PvcPath, UFilePath, parse_path
 from im2txt_operator.spec import DEFAULTS, Settings, SpecError, parse_spec
