@@ -12,6 +12,13 @@ def test_reference_md_is_up_to_date() -> None:
     assert (ROOT / "docs" / "reference.md").read_text() == expected, "docs/reference.md is stale: make manifests"
 
 
+def test_readme_reference_is_up_to_date() -> None:
+    expected = crd_reference.render(yaml.safe_load(CRD_PATH.read_text()))
+    readme = (ROOT / "README.md").read_text()
+    assert readme == crd_reference.readme_with(readme, expected), "README.md's reference is stale: make manifests"
+    assert "| `spec.dataPath` |" in readme.split(crd_reference.BEGIN, 1)[1]
+
+
 def test_reference_lists_every_spec_field_with_default_and_constraints() -> None:
     crd = yaml.safe_load(CRD_PATH.read_text())
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
