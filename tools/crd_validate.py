@@ -9,7 +9,7 @@ validation); `x-kubernetes-preserve-unknown-fields` and `metadata` stay open.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,12 @@ def cel_errors(schema: Json, value: Json, path: str = "") -> list[str]:
     return errors
 
 
+def field_path(parts: Iterable[str | int]) -> str:
+    """`spec.tolerations[0].operator`, as the API server names fields."""
+    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+    return text or "<root>"
+
+
 def validate(crd: dict[str, Any], obj: dict[str, Any]) -> list[str]:
     """All the errors the API server would report for `obj` (empty when it would be accepted)."""
     group = crd["spec"]["group"]
@@ -139,7 +145,7 @@ def validate(crd: dict[str, Any], obj: dict[str, Any]) -> list[str]:
     defaulted = apply_defaults(schema, obj)
     validator = jsonschema.Draft202012Validator(to_json_schema(schema))
     errors = [
-        f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
+        f"{field_path(e.absolute_path)}: {e.message}"
         for e in sorted(validator.iter_errors(defaulted), key=lambda e: list(map(str, e.absolute_path)))
     ]
     if errors:

@@ -50,7 +50,7 @@ def test_minimal_training_is_accepted_and_defaulted(crd: dict[str, Any]) -> None
         ({"numberOfSteps": 5000000}, "spec.stage2NumberOfSteps must be greater"),
         ({"credentialsSecret": None}, "spec.credentialsSecret is required"),
         ({"extraArgs": ["--train_dir=/tmp"]}, "spec.extraArgs may not set"),
-        ({"extraArgs": ["image_size=75"]}, "spec.extraArgs.0"),
+        ({"extraArgs": ["image_size=75"]}, "spec.extraArgs[0]"),
         ({"numberOfStep": 10}, "'numberOfStep' was unexpected"),
         ({"ufile": {"uploadSufix": ".x.com"}}, "'uploadSufix' was unexpected"),
         ({"dataCacheSize": "lots"}, "spec.dataCacheSize"),

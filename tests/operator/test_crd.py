@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from crd_check import apply_defaults, validate, version_schema
+from crd_validate import apply_defaults, validate, version_schema
 from operator_support import CRD_PATH, HERE, ROOT
 
 EXAMPLES = sorted((HERE / "data").glob("training-*.yaml"))
@@ -43,13 +43,13 @@ def _walk(node: dict[str, Any], path: str) -> list[str]:
 
 
 def test_every_field_has_a_description(crd: dict[str, Any]) -> None:
-    schema = version_schema(crd)
+    schema = version_schema(crd, "v1alpha1")
     assert schema["description"]
     assert _walk(schema, "") == []
 
 
 def test_steps_semantics_are_documented(crd: dict[str, Any]) -> None:
-    spec = version_schema(crd)["properties"]["spec"]
+    spec = version_schema(crd, "v1alpha1")["properties"]["spec"]
     assert "absolute global step" in spec["description"]
     assert "absolute global step" in spec["properties"]["numberOfSteps"]["description"]
     assert "--train_inception=True" in spec["properties"]["stage2NumberOfSteps"]["description"]
@@ -70,7 +70,7 @@ def test_project_examples_validate(crd: dict[str, Any]) -> None:
 
 
 def test_defaults(crd: dict[str, Any]) -> None:
-    spec = apply_defaults(version_schema(crd), copy.deepcopy(GOOD))["spec"]
+    spec = apply_defaults(version_schema(crd, "v1alpha1"), copy.deepcopy(GOOD))["spec"]
     assert (spec["stage"], spec["numberOfSteps"], spec["stage2NumberOfSteps"], spec["autoAdvance"]) == (
         1, 1000000, 3000000, True)
     assert spec["ufile"] == {"uploadSuffix": ".cn-bj.ufileos.com", "downloadSuffix": ".cn-bj.ufileos.com"}
