@@ -50,8 +50,9 @@ def raw_dataset(files: Sequence[str], shuffle: bool, seed: int | None = None) ->
     ds = tf.data.Dataset.from_tensor_slices(list(files))
     if shuffle:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    # Parallel reads may yield out of order for speed, except when a seed asks for a reproducible run.
     return ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
-                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
+                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle or seed is not None)
 
 
 def caption_dataset(files: Sequence[str], cfg: ModelConfig, is_training: bool, seed: int | None = None,
@@ -72,7 +73,7 @@ def caption_dataset(files: Sequence[str], cfg: ModelConfig, is_training: bool, s
             ordering=index)
         return (image, *caption_to_example(caption))
 
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not is_training)
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not is_training or seed is not None)
     ds = ds.padded_batch(cfg.batch_size, padded_shapes=([cfg.image_height, cfg.image_width, 3], [None], [None],
                                                           [None]), drop_remainder=repeat)
     return ds.prefetch(tf.data.AUTOTUNE)
