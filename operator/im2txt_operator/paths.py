@@ -6,7 +6,9 @@ import re
 from dataclasses import dataclass
 
 # Same patterns as the CRD schema (crds/im2txt.dev_im2txttrainings.yaml), split by scheme.
-_UFILE = re.compile(r"ufile://(?P<bucket>[a-z0-9][a-z0-9.-]*[a-z0-9])/(?P<prefix>([^/\s]+/)*)")
+# UFile bucket names: 3-63 lowercase letters, digits and hyphens. Key segments may not hold `%?#`, which the
+# ufile SDK cannot put in a URL.
+_UFILE = re.compile(r"ufile://(?P<bucket>[a-z0-9][a-z0-9-]{1,61}[a-z0-9])/(?P<prefix>([^/\s%?#]+/)*)")
 _PVC = re.compile(r"pvc://(?P<claim>[a-z0-9]([-a-z0-9]*[a-z0-9])?)(?P<sub>(/[^/\s]+)*)/?")
 EXPECTED = "ufile://<bucket>/<prefix>/ or pvc://<claim>/<sub/path>"
 

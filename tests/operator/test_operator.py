@@ -213,6 +213,9 @@ async def test_restart_in_every_state_creates_no_duplicates(tmp_path: Path) -> N
         async with operator(api, tmp_path):
             await wait_for(lambda: jobs(api) == ["f-stage1", "r-stage1", "x-stage1"], what="stage-1 Jobs")
             await wait_for(lambda: all(status(api, n).get("phase") == "Running" for n in "rxf"), what="Running")
+            # kopf posts Events from a queue after the status write; a SIGKILL in between loses the Event
+            # (Events are best-effort), so wait for them: below, restarts must not post them again.
+            await wait_for(lambda: all("Stage1Started" in event_reasons(api, n) for n in "rxf"), what="Events")
         # Killed while stage 1 runs: a restart adopts, creates nothing.
         async with operator(api, tmp_path):
             await still(lambda: jobs(api) == ["f-stage1", "r-stage1", "x-stage1"], 1.5)
@@ -226,6 +229,7 @@ async def test_restart_in_every_state_creates_no_duplicates(tmp_path: Path) -> N
             await wait_for(lambda: status(api, "r").get("stage") == 2 and status(api, "x").get("stage") == 2,
                            what="stage 2 in status")
             await wait_for(lambda: status(api, "f").get("phase") == "Failed", what="f Failed")
+            await wait_for(lambda: "Stage2Started" in event_reasons(api, "r"), what="r's Stage2Started Event")
             await still(lambda: jobs(api) == ["f-stage1", "r-stage1", "r-stage2", "x-stage1", "x-stage2"], 1.0)
         # Stage 2 finishes while it is down; after a restart: Succeeded; after another: nothing changes.
         complete_job(api, "r-stage2")
