@@ -92,6 +92,9 @@ async def operator(api: KubeAPI, tmp_path: Path, interval: float = 0.5,
     await op.start()
     try:
         yield op
+    except BaseException:
+        print(f"--- operator log ---\n{op.log}")  # pytest shows it beside the failure
+        raise
     finally:
         await op.stop()
 
