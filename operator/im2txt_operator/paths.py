@@ -8,7 +8,8 @@ from dataclasses import dataclass
 # Same patterns as the CRD schema (crds/im2txt.dev_im2txttrainings.yaml), split by scheme.
 # UFile bucket names: 3-63 lowercase letters, digits and hyphens. Key segments may not hold `%?#`, which the
 # ufile SDK cannot put in a URL.
-_UFILE = re.compile(r"ufile://(?P<bucket>[a-z0-9][a-z0-9-]{1,61}[a-z0-9])/(?P<prefix>([^/\s%?#]+/)*)")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+_UFILE = re.compile(rf"ufile://(?P<bucket>{_BUCKET.pattern})/(?P<prefix>([^/\s%?#]+/)*)")
 _PVC = re.compile(r"pvc://(?P<claim>[a-z0-9]([-a-z0-9]*[a-z0-9])?)(?P<sub>(/[^/\s]+)*)/?")
 EXPECTED = "ufile://<bucket>/<prefix>/ or pvc://<claim>/<sub/path>"
 
@@ -45,6 +46,12 @@ def parse_path(value: object) -> StoragePath:
     if m := _PVC.fullmatch(value):
         return PvcPath(claim=m["claim"], sub_path=m["sub"].strip("/"))
     hint = ""
-    if value.startswith("ufile://") and not value.endswith("/"):
-        hint = " (a ufile:// prefix must end with '/')"
+    if value.startswith("ufile://"):
+        bucket, _, prefix = value[len("ufile://"):].partition("/")
+        if not _BUCKET.fullmatch(bucket):
+            hint = " (a UFile bucket name is 3-63 lowercase letters, digits and '-', no dots)"
+        elif not value.endswith("/"):
+            hint = " (a ufile:// prefix must end with '/')"
+        elif set(prefix) & set("%?#"):
+            hint = " (a ufile:// prefix may not hold '%', '?' or '#')"
     raise ValueError(f"expected {EXPECTED}, got {value!r}{hint}")
