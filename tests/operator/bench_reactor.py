@@ -1,4 +1,5 @@
-"""The yardstick for the operator benchmark (DESIGN.md §7): the least an operator could do.
+"""The yardstick for the operator benchmark: the least an operator could do (docs/design.md, "Performance
+yardsticks").
 
 A raw watch on trainings that creates stage 1's Job when one appears, and a raw watch on our Jobs that
 creates stage 2's Job when stage 1's completes. No status, no events, no restart safety. Run as

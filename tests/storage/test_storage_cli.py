@@ -15,6 +15,7 @@ import pytest
 from storage_helpers import BUCKET, FAST, ROOT, storage_env, write_checkpoint
 
 from im2txt_standins.ufile_server import Fault, UFileServer
+from im2txt_storage.__main__ import build_parser
 from im2txt_storage.client import Credentials, UFileClient
 from im2txt_storage.paths import UFileURL
 from im2txt_storage.sync import Syncer
@@ -310,3 +311,23 @@ def test_sync_exits_1_naming_the_file_when_the_final_upload_fails(
     assert "failed: upload" in sync.stderr and "ufile://im2txt-test/coco/output/model.ckpt-3.index" in sync.stderr
     assert server.get_object(BUCKET, "coco/output/checkpoint") is None  # never an index without its files
     sync.assert_no_secret(creds)
+
+
+@pytest.mark.parametrize("argv", [
+    ["sync", f"--output-url={OUTPUT_URL}", "--output-dir=/data/output", "--interv=1"],  # a sync flag
+    ["sync", f"--output-url={OUTPUT_URL}", "--output-d=/elsewhere", "--output-dir=/data/output"],
+    ["fetch", f"--output-url={OUTPUT_URL}", "--output-dir=/data/output", "--paral=2"],  # from the parent parser
+    ["fetch", "--data-u=ufile://other/x/", "--data-dir=/data/data"],
+])
+def test_abbreviated_flags_are_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(argv)
+    assert e.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_full_flag_names_parse() -> None:
+    a = build_parser().parse_args(["sync", f"--output-url={OUTPUT_URL}", "--output-dir", "/data/output",
+                                   "--interval=5", "--parallel=2", "--no-prune"])
+    assert (a.command, a.output_url, a.output_dir, a.interval, a.parallel, a.prune) == (
+        "sync", OUTPUT_URL, Path("/data/output"), 5.0, 2, False)

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from im2txt_trainer import evaluate, inference, train
+from im2txt_trainer import bench, build_data, evaluate, inference, synthetic, train
 
 TINY = ["--batch_size=4", "--image_size=75", "--vocab_size=12", "--embedding_size=16", "--num_lstm_units=16"]
 
@@ -64,3 +64,21 @@ def test_no_checkpoint_is_named(synthetic, tmp_path, capsys):
     out, _ = synthetic
     assert evaluate.main([f"--checkpoint_path={tmp_path}", f"--input_file_pattern={out}/val-*"]) == 1
     assert "no model.ckpt-N checkpoint" in capsys.readouterr().err
+
+
+# Every tool takes full flag names only. Each abbreviation below carries a bad value, so that a parser that
+# still expanded it would fail at once with a different message instead of running.
+@pytest.mark.parametrize("main, argv", [
+    (inference.main, ["--checkpoint_path=c", "--vocab_file=v", "--input_files=i", "--image_siz=x"]),
+    (evaluate.main, ["--checkpoint_path=c", "--input_file_pattern=p", "--beam_siz=x"]),
+    (build_data.main, ["--train_image_dir=a", "--val_image_dir=b", "--train_captions_file=c",
+                       "--val_captions_file=d", "--output_dir=e", "--train_shard=x"]),
+    (synthetic.main, ["--out=o", "--see=x"]),
+    (bench.main, ["--batc=x"]),
+    (train.main, ["--input_file_pattern=p", "--train_dir=t", "--number_of_st=x"]),
+], ids=["inference", "evaluate", "build_data", "synthetic", "bench", "train"])
+def test_tools_refuse_abbreviated_flags(main, argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert f"unrecognized arguments: {argv[-1]}" in capsys.readouterr().err

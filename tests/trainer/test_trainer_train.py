@@ -153,6 +153,28 @@ def test_save_interval_default_from_env(monkeypatch):
     assert (a.save_interval_secs, a.number_of_steps, a.batch_size, a.train_inception) == (600, 1000000, 32, True)
 
 
+
+# The operator reserves these flags (the Job sets them); argparse must not let extraArgs reach them by a prefix.
+@pytest.mark.parametrize("abbreviated", [
+    ["--train_d=/elsewhere"], ["--train_d", "/elsewhere"], ["--number_of_st=5"], ["--input_file_pat=/other/*"],
+    ["--inception_checkpoint=/other.ckpt"],
+])
+def test_reserved_flags_are_not_reachable_by_abbreviation(abbreviated, capsys):
+    with pytest.raises(SystemExit) as e:
+        train.build_parser().parse_args(["--input_file_pattern=x", "--train_dir=y", *abbreviated])
+    assert e.value.code == 2
+    assert f"unrecognized arguments: {' '.join(abbreviated)}" in capsys.readouterr().err
+
+
+def test_full_flag_names_still_parse():
+    a = train.build_parser().parse_args([
+        "--input_file_pattern=/data/data/train-?????-of-00256", "--inception_checkpoint_file=/data/data/i.ckpt",
+        "--train_dir=/data/output/", "--number_of_steps", "5", "--train_inception=True", "--log_every_n_steps=10"])
+    assert (a.input_file_pattern, a.inception_checkpoint_file, a.train_dir, a.number_of_steps, a.train_inception,
+            a.log_every_n_steps) == ("/data/data/train-?????-of-00256", "/data/data/i.ckpt", "/data/output/", 5,
+                                     True, 10)
+
+
 @pytest.mark.slow
 def test_precomputed_embeddings_for_stage1(synthetic, tmp_path, caplog):
     import tensorflow as tf

@@ -47,7 +47,7 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     common.add_argument("--parallel", type=_positive_int, default=16, help="concurrent transfers (default 16)")
     common.add_argument("--multipart-threshold-mib", type=_positive_int, default=16,
                         help="files of at least this many MiB are uploaded in 4 MiB parts (default 16)")
@@ -55,14 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds without data before a request is retried (default 120)")
     common.add_argument("--attempts", type=_positive_int, default=6, help="tries per request (default 6)")
     common.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    parser = argparse.ArgumentParser(prog="python -m im2txt_storage", description=__doc__)
+    # allow_abbrev=False everywhere (subparsers do not inherit it): only full flag names are accepted.
+    parser = argparse.ArgumentParser(prog="python -m im2txt_storage", description=__doc__, allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
-    f = sub.add_parser("fetch", parents=[common], help="data path -> data dir; existing output -> output dir")
+    f = sub.add_parser("fetch", parents=[common], allow_abbrev=False,
+                       help="data path -> data dir; existing output -> output dir")
     f.add_argument("--data-url", help="ufile://bucket/prefix/ holding the TFRecords and inception_v3.ckpt")
     f.add_argument("--data-dir", type=Path, help="where the data goes (/data/data)")
     f.add_argument("--output-url", help="ufile://bucket/prefix/ of the job's output (checkpoints)")
     f.add_argument("--output-dir", type=Path, help="where existing output goes (/data/output)")
-    s = sub.add_parser("sync", parents=[common], help="upload the output dir periodically and on SIGTERM")
+    s = sub.add_parser("sync", parents=[common], allow_abbrev=False,
+                       help="upload the output dir periodically and on SIGTERM")
     s.add_argument("--output-url", required=True, help="ufile://bucket/prefix/ of the job's output")
     s.add_argument("--output-dir", type=Path, required=True, help="the folder to upload (/data/output)")
     s.add_argument("--interval", type=_positive_float, default=600.0, help="seconds between uploads (600)")

@@ -1,11 +1,12 @@
-"""Trainer benchmark: examples/sec for stage 1 and stage 2 against bare InceptionV3 floors (DESIGN.md §7).
+"""Trainer benchmark: examples/sec for stage 1 and stage 2 against bare InceptionV3 floors.
 
     python -m im2txt_trainer.bench [--steps 3] [--batch 32] [--image-size 299]
 
 Each configuration runs in its own process (clean peak memory), on random in-memory batches, after one
 warm-up step. Floors: bare Keras InceptionV3 forward (stage 1: every example needs one) and forward+backward
 (stage 2). Baseline: the same Show and Tell step run eagerly, without tf.function. `pipeline` is the tf.data
-input pipeline alone (JPEG decode + reference preprocessing), which must outrun the step.
+input pipeline alone (JPEG decode + reference preprocessing), which must outrun the step. Targets: docs/design.md,
+"Performance yardsticks".
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def measure(name: str, steps: int, batch: int, size: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m im2txt_trainer.bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m im2txt_trainer.bench", allow_abbrev=False,
+                                description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=int(os.environ.get("BENCH_STEPS", "3")))
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--image-size", type=int, default=299)

@@ -124,7 +124,8 @@ def build(train_captions_file: str, train_image_dir: str, val_captions_file: str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m im2txt_trainer.build_data", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m im2txt_trainer.build_data", allow_abbrev=False,
+                                description=__doc__.splitlines()[0])
     p.add_argument("--train_image_dir", required=True)
     p.add_argument("--val_image_dir", required=True)
     p.add_argument("--train_captions_file", required=True)

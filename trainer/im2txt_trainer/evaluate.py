@@ -64,7 +64,8 @@ def bleu4(model, vocab, files: Sequence[str], beam_size: int = 3, max_images: in
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m im2txt_trainer.evaluate", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m im2txt_trainer.evaluate", allow_abbrev=False,
+                                description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint_path", required=True, help="train_dir or model.ckpt-N prefix")
     p.add_argument("--input_file_pattern", required=True, help="e.g. val-?????-of-00004")
     p.add_argument("--vocab_file", default="", help="word_counts.txt (needed for --bleu)")

@@ -163,7 +163,8 @@ def caption_images(model, vocab, images: Sequence[np.ndarray], beam_size: int = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m im2txt_trainer.inference", description="Caption images.")
+    p = argparse.ArgumentParser(prog="python -m im2txt_trainer.inference", allow_abbrev=False,
+                                description="Caption images.")
     p.add_argument("--checkpoint_path", required=True, help="train_dir or model.ckpt-N prefix")
     p.add_argument("--vocab_file", required=True, help="word_counts.txt")
     p.add_argument("--input_files", required=True, help="comma-separated image files or globs (JPEG)")

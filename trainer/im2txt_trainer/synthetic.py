@@ -142,7 +142,8 @@ def write_dataset(out: str, images: int = 48, image_size: int = 96, seed: int = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m im2txt_trainer.synthetic", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m im2txt_trainer.synthetic", allow_abbrev=False,
+                                description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
     p.add_argument("--images", type=int, default=48)
     p.add_argument("--image-size", type=int, default=96)

@@ -50,7 +50,9 @@ def _env_float(name: str, default: float) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="train.py", description="Train im2txt (Show and Tell).")
+    # allow_abbrev=False: argparse would otherwise take `--train_d=/elsewhere` for --train_dir, and the operator
+    # reserves the reference flags (the Job sets them; extraArgs must not reach them under a shorter name).
+    p = argparse.ArgumentParser(prog="train.py", description="Train im2txt (Show and Tell).", allow_abbrev=False)
     ref = p.add_argument_group("reference flags (as in the UAI Train guide)")
     ref.add_argument("--input_file_pattern", required=True,
                      help="TFRecord glob(s) of SequenceExamples, comma-separated, e.g. train-?????-of-00256")
@@ -169,6 +171,7 @@ def _train(a: argparse.Namespace, stop: _Stop) -> int:
     except checkpoints.CheckpointError as e:
         raise TrainError(f"--train_dir: {e}") from e
     if restored:
+        # Stable wording: tests and users read it to see which checkpoint a stage (or retry) continued from.
         log.info("resumed from %s at global step %d", restored, int(model.global_step.numpy()))
     else:
         path = a.inception_checkpoint_file
