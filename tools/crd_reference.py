@@ -59,7 +59,8 @@ def constraints(node: dict[str, Any], required: bool) -> list[str]:
         if key in node:
             out.append(f"{label} {node[key]}")
     for key, label in (("minLength", "min length"), ("maxLength", "max length"),
-                       ("minItems", "min items"), ("maxItems", "max items")):
+                       ("minItems", "min items"), ("maxItems", "max items"),
+                       ("minProperties", "min entries"), ("maxProperties", "max entries")):
         if key in node:
             out.append(f"{label} {node[key]}")
     if "pattern" in node:
@@ -70,6 +71,16 @@ def constraints(node: dict[str, Any], required: bool) -> list[str]:
             out.append("each matches " + _code(items["pattern"]))
         if "maxLength" in items:
             out.append(f"each max length {items['maxLength']}")
+        for rule in items.get("x-kubernetes-validations") or []:
+            out.append("each: " + _text(rule.get("message") or rule["rule"]))
+    values = node.get("additionalProperties")
+    if isinstance(values, dict) and node.get("type") == "object":
+        if "minimum" in values:
+            out.append(f"each value ≥ {values['minimum']}")
+        if "maxLength" in values:
+            out.append(f"each value max length {values['maxLength']}")
+        if "pattern" in values:
+            out.append("each value matches " + _code(values["pattern"]))
     for rule in node.get("x-kubernetes-validations") or []:
         out.append("rule: " + _text(rule.get("message") or rule["rule"]))
     return out

@@ -4,6 +4,12 @@ Steps, in the API server's order: apply the schema's defaults, check the OpenAPI
 JSON Schema for `jsonschema`), then evaluate every `x-kubernetes-validations` CEL rule (`cel-python`) where
 its schema node has a value. Unknown fields are reported as errors (kubectl's default strict field
 validation); `x-kubernetes-preserve-unknown-fields` and `metadata` stay open.
+
+Every error starts with the field the API server names in its error causes (`spec.tolerations[0].value: ...`):
+a missing required field is named itself (`spec.dataPath: Required value`), an unknown field too
+(`spec.numberOfStep: unknown field "spec.numberOfStep"`, as strict field validation says), a CEL rule's error
+the rule's node plus its fieldPath. Patterns are matched as Go's regexp would: a final `$` is the end of the text
+(Python's `$` also matches before a final newline); CEL `matches` is RE2 already (cel-python uses re2).
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ def to_json_schema(node: Json, *, is_metadata: bool = False) -> Json:
             out[key] = {k: to_json_schema(v, is_metadata=(k == "metadata")) for k, v in value.items()}
         elif key in ("items", "additionalProperties", "not") or key in ("allOf", "anyOf", "oneOf"):
             out[key] = to_json_schema(value)
+        elif key == "pattern" and isinstance(value, str) and value.endswith("$") and not value.endswith("\\$"):
+            out[key] = value[:-1] + "\\Z"  # Go's `$` (no multi-line flag) is the end of the text
         else:
             out[key] = value
     if node.get("x-kubernetes-int-or-string") and "anyOf" not in out:
@@ -134,6 +142,19 @@ def field_path(parts: Iterable[str | int]) -> str:
     return text or "<root>"
 
 
+def _schema_error(error: jsonschema.ValidationError) -> list[str]:
+    """One jsonschema error as the API server words it: the field first, then what is wrong with it."""
+    where = list(error.absolute_path)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [name for name in error.validator_value if name not in error.instance]
+        return [f"{field_path([*where, name])}: Required value" for name in missing]
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = set(error.schema.get("properties") or {})
+        return [f'{field_path([*where, name])}: unknown field "{field_path([*where, name])}"'
+                for name in error.instance if name not in known]
+    return [f"{field_path(where)}: {error.message}"]
+
+
 def validate(crd: dict[str, Any], obj: dict[str, Any]) -> list[str]:
     """All the errors the API server would report for `obj` (empty when it would be accepted)."""
     group = crd["spec"]["group"]
@@ -145,8 +166,9 @@ def validate(crd: dict[str, Any], obj: dict[str, Any]) -> list[str]:
     defaulted = apply_defaults(schema, obj)
     validator = jsonschema.Draft202012Validator(to_json_schema(schema))
     errors = [
-        f"{field_path(e.absolute_path)}: {e.message}"
+        message
         for e in sorted(validator.iter_errors(defaulted), key=lambda e: list(map(str, e.absolute_path)))
+        for message in _schema_error(e)
     ]
     if errors:
         return errors  # CEL rules only run on objects that pass the schema, as in the API server

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import re
+import sys
 from typing import Any
 
 import pytest
@@ -133,6 +134,7 @@ def test_image_has_every_third_party_module_the_operator_imports() -> None:
     runtime = {_dist_name(r) for r in _runtime_requirements()}
     by_module = importlib.metadata.packages_distributions()
     missing = {}
+    storage_modules = set()
     for path in (ROOT / "operator" / "im2txt_operator").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = []
@@ -142,7 +144,26 @@ def test_image_has_every_third_party_module_the_operator_imports() -> None:
                 names = [node.module]
             for name in names:
                 top = name.split(".")[0]
+                if top == "im2txt_storage":  # copied into the image file by file, see the next test
+                    storage_modules.add(name)
+                    continue
                 dists = {d.lower().replace("_", "-") for d in by_module.get(top, [])}
                 if dists and not dists & runtime and top != "im2txt_operator":
                     missing[f"{path.name}: {top}"] = sorted(dists)
     assert not missing, f"imported by the operator but not installed in the image: {missing}"
+    assert storage_modules == {"im2txt_storage.paths"}, storage_modules
+
+
+def test_image_copies_the_storage_path_parser_and_it_needs_no_sdk() -> None:
+    """The operator shares im2txt_storage.paths; the image copies just that module, so it must import only stdlib."""
+    assert re.search(r"^COPY trainer/im2txt_storage/__init__.py trainer/im2txt_storage/paths.py "
+                     r"/opt/app/im2txt_storage/$", DOCKERFILE, re.M)
+    ignore = (ROOT / "operator" / "Dockerfile.dockerignore").read_text().split()
+    assert "!trainer/im2txt_storage/paths.py" in ignore and "!trainer/im2txt_storage/__init__.py" in ignore
+    for module in ("__init__.py", "paths.py"):
+        tree = ast.parse((ROOT / "trainer" / "im2txt_storage" / module).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                for name in names:
+                    assert name.split(".")[0] in sys.stdlib_module_names | {"__future__"}, (module, name)

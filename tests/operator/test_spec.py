@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from crd_corpus import BAD as CORPUS_BAD
+from crd_corpus import GOOD_CASES, OPERATOR_ONLY
+from crd_validate import apply_defaults, validate, version_schema
 from operator_support import load
 
-from im2txt_operator.paths import PvcPath, UFilePath, parse_path
-from im2txt_operator.spec import DEFAULTS, Settings, SpecError, parse_spec
+from im2txt_operator import paths as operator_paths
+from im2txt_operator.spec import DEFAULTS, RESERVED_FLAGS, Settings, SpecError, parse_quantity, parse_spec
+from im2txt_storage.paths import PvcPath, UFilePath, parse_path, parse_ufile_url
 
 BASE: dict[str, Any] = {"dataPath": "pvc://data/coco", "outputPath": "pvc://out/model/"}
 
@@ -64,6 +69,9 @@ def test_paths(path: str, parsed: object) -> None:
 BAD: list[tuple[dict[str, Any], str, str]] = [
     ({"dataPath": "s3://bucket/x/"}, "spec.dataPath", "expected ufile://<bucket>/<prefix>/ or pvc://"),
     ({"dataPath": "ufile://bucket/prefix"}, "spec.dataPath", "must end with '/'"),
+    ({"dataPath": "pvc://im2txt/../../etc/"}, "spec.dataPath", "empty, '.' or '..' parts"),
+    ({"outputPath": "ufile://bucket/a/../"}, "spec.outputPath", "empty, '.' or '..' parts"),
+    ({"outputPath": "pvc://out/a\\b"}, "spec.outputPath", "spaces, control characters"),
     ({"outputPath": "pvc://Bad_Claim/x"}, "spec.outputPath", "expected ufile://"),
     ({"dataPath": "ufile://my.bucket/x/"}, "spec.dataPath", "bucket name is 3-63 lowercase letters"),
     ({"outputPath": "ufile://ab/x/"}, "spec.outputPath", "bucket name is 3-63 lowercase letters"),
@@ -86,16 +94,40 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
     ({"suspend": "no"}, "spec.suspend", "true or false"),
     ({"queueName": "bad queue"}, "spec.queueName", "a label value"),
     ({"dataCacheSize": "lots"}, "spec.dataCacheSize", "a quantity"),
+    ({"dataCacheSize": "1K"}, "spec.dataCacheSize", "a quantity"),
     ({"image": "has space"}, "spec.image", "without spaces"),
     ({"extraArgs": "--a=1"}, "spec.extraArgs", "a list of --flag=value"),
     ({"extraArgs": ["-x"]}, "spec.extraArgs[0]", "--flag or --flag=value"),
     ({"extraArgs": ["--ok=1", "--train_dir=/tmp"]}, "spec.extraArgs[1]", "--train_dir is set by the operator"),
     ({"extraArgs": ["--number_of_steps"]}, "spec.extraArgs[0]", "--number_of_steps is set by the operator"),
+    ({"extraArgs": ["--train_d=/x"]}, "spec.extraArgs[0]", "--train_d abbreviates --train_dir"),
+    ({"extraArgs": ["--ok", "--number_of_st=5"]}, "spec.extraArgs[1]", "--number_of_st abbreviates --number_of_steps"),
+    ({"extraArgs": ["--inc"]}, "spec.extraArgs[0]", "--inc abbreviates --inception_checkpoint_file"),
+    ({"extraArgs": ["--x=1"] * 65}, "spec.extraArgs", "at most 64"),
     ({"resources": {"requests": {"cpu": "lots"}}}, "spec.resources.requests.cpu", "a resource quantity"),
     ({"resources": {"claims": {}}}, "spec.resources.claims", "expected requests or limits"),
-    ({"nodeSelector": {"a": 1}}, "spec.nodeSelector", "string values"),
+    ({"resources": {"limits": {"gpu": 1}}}, "spec.resources.limits", "'gpu' is not a container resource name"),
+    ({"resources": {"limits": {"nvidia.com/gpu": 1}}}, "spec.resources.limits", "comes from spec.gpus"),
+    ({"resources": {"requests": {"example.com/x": 1}}}, "spec.resources.requests", "go in limits only"),
+    ({"resources": {"requests": {"cpu": 2}, "limits": {"cpu": "1500m"}}}, "spec.resources.requests.cpu",
+     "must be at most spec.resources.limits.cpu ('1500m'), got 2"),
+    ({"resources": {"limits": {"example.com/x": "1.5"}}}, "spec.resources.limits.example.com/x", "whole number"),
+    ({"nodeSelector": {"a": 1}}, "spec.nodeSelector.a", "a label value"),
+    ({"nodeSelector": {"a b": "x"}}, "spec.nodeSelector", "every key must be a label name"),
+    ({"nodeSelector": ["a"]}, "spec.nodeSelector", "expected a map"),
     ({"tolerations": [{"operator": "Maybe"}]}, "spec.tolerations[0].operator", "Exists or Equal"),
-    ({"tolerations": [{"effect": "Evict"}]}, "spec.tolerations[0].effect", "NoSchedule"),
+    ({"tolerations": [{"operator": "Exists", "effect": "Evict"}]}, "spec.tolerations[0].effect", "NoSchedule"),
+    ({"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}, "spec.tolerations[0].value",
+     "must be empty when operator is Exists"),
+    ({"tolerations": [{"value": "v"}]}, "spec.tolerations[0].operator", "must be Exists when key is empty"),
+    ({"tolerations": [{"key": "k", "tolerationSeconds": 5}]}, "spec.tolerations[0].tolerationSeconds",
+     "only allowed with effect NoExecute"),
+    ({"tolerations": [{"key": "k", "effect": "NoExecute", "tolerationSeconds": "5"}]},
+     "spec.tolerations[0].tolerationSeconds", "expected an integer"),
+    ({"tolerations": [{"key": "a/b/c", "operator": "Exists"}]}, "spec.tolerations[0].key", "a label name"),
+    ({"tolerations": [{"key": "k", "value": "-v"}]}, "spec.tolerations[0].value", "a label value"),
+    ({"ufile": {"uploadSufix": ".x.com"}}, "spec.ufile.uploadSufix", "unknown field"),
+    ({"numberOfStep": 5}, "spec.numberOfStep", "unknown field"),
     ({"ufile": {"uploadSuffix": "cn-bj.ufileos.com"}}, "spec.ufile.uploadSuffix", "a host suffix"),
 ]
 
@@ -124,3 +156,134 @@ def test_spec_must_be_an_object() -> None:
 
 def test_integer_data_cache_size_is_a_quantity() -> None:
     assert parse_spec({**BASE, "dataCacheSize": 1000}).data_cache_size == "1000"
+
+
+def test_integer_limits_and_quantities() -> None:
+    s = parse_spec({**BASE, "resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
+                                          "limits": {"cpu": 1, "memory": "1073741824", "example.com/x": "2"}}})
+    assert s.resources["limits"]["cpu"] == 1
+    assert parse_quantity("1Gi") == parse_quantity("1073741824") == Decimal(2**30)
+    assert parse_quantity("500m") == Decimal("0.5") and parse_quantity(".5") == parse_quantity("5e-1")
+    assert parse_quantity("1E") == Decimal(10**18) and parse_quantity("2Ei") == Decimal(2 * 2**60)
+    assert parse_quantity("+1.5k") == Decimal(1500) and parse_quantity("3n") == Decimal("3e-9")
+    for bad in ("1K", "-1", "1e", "1.2.3", "", "Gi", True):
+        with pytest.raises(ValueError):
+            parse_quantity(bad)
+
+
+# -- the corpus the CRD, the offline validator and a real API server are checked against ------------------
+def _spec(crd: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any]:
+    """The spec as the operator receives it: defaulted by the API server."""
+    return apply_defaults(version_schema(crd, "v1alpha1"), obj)["spec"]
+
+
+SPEC_BAD = [b for b in CORPUS_BAD if b[2].startswith("spec.")]
+
+
+@pytest.mark.parametrize(("obj", "field"), [b[1:] for b in SPEC_BAD], ids=[b[0] for b in SPEC_BAD])
+def test_operator_refuses_what_the_api_server_refuses(crd: dict[str, Any], obj: dict[str, Any], field: str) -> None:
+    """The operator (and render, offline) never acts on a spec the API server would refuse, naming its field."""
+    with pytest.raises(SpecError) as info:
+        parse_spec(_spec(crd, obj))
+    assert info.value.field == field, str(info.value)
+
+
+@pytest.mark.parametrize("obj", [g[1] for g in GOOD_CASES], ids=[g[0] for g in GOOD_CASES])
+def test_operator_accepts_what_the_api_server_accepts(crd: dict[str, Any], obj: dict[str, Any]) -> None:
+    parse_spec(_spec(crd, obj))
+
+
+@pytest.mark.parametrize(("obj", "field"), [o[1:] for o in OPERATOR_ONLY], ids=[o[0] for o in OPERATOR_ONLY])
+def test_operator_refuses_what_only_the_pod_api_checks(crd: dict[str, Any], obj: dict[str, Any], field: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(_spec(crd, obj))
+    assert info.value.field == field, str(info.value)
+
+
+@pytest.mark.parametrize("arg", ["--train_dir_suffix=x", "--trainer", "--number_of_steps2=1", "--x", "--n_x",
+                                 "--inception_v4", "--input_file_patterns", "--train_inception_lr=0.1"])
+def test_flags_that_only_start_like_a_reserved_one_are_allowed(arg: str) -> None:
+    """Only a flag name that is a prefix of a reserved flag's (what an abbreviating parser would expand) is
+    refused; a longer name that starts with one is another flag."""
+    assert parse_spec({**BASE, "extraArgs": [arg]}).extra_args == (arg,)
+
+
+@pytest.mark.parametrize("reserved", RESERVED_FLAGS)
+def test_every_prefix_of_a_reserved_flag_is_refused(crd: dict[str, Any], reserved: str) -> None:
+    for n in range(1, len(reserved) + 1):
+        for arg in (f"--{reserved[:n]}", f"--{reserved[:n]}=1"):
+            with pytest.raises(SpecError, match=r"^spec\.extraArgs\[0\]: "):
+                parse_spec({**BASE, "extraArgs": [arg]})
+            obj = {"apiVersion": "im2txt.dev/v1alpha1", "kind": "Im2txtTraining", "metadata": {"name": "t"},
+                   "spec": {**BASE, "extraArgs": [arg]}}
+            assert any(e.startswith("spec.extraArgs[0]: ") for e in validate(crd, obj)), arg
+
+
+# -- one parser for storage paths: the operator and the storage commands agree --------------------------------
+PATHS: list[tuple[str, bool]] = [
+    ("ufile://bucket/", True),
+    ("ufile://my-bucket/uai/im2txt/data/", True),
+    ("ufile://bucket/.hidden/..x/.../", True),
+    ("ufile://bucket/a b/", False),
+    ("ufile://bucket/../x/", False),
+    ("ufile://bucket/a/../", False),
+    ("ufile://bucket/./", False),
+    ("ufile://bucket//", False),
+    ("ufile://bucket/a//b/", False),
+    ("ufile://bucket/x", False),
+    ("ufile://bucket", False),
+    ("ufile://bucket/50%/", False),
+    ("ufile://bucket/a?b/", False),
+    ("ufile://bucket/a#b/", False),
+    ("ufile://bucket/a\\b/", False),
+    ("ufile://bucket/a\tb/", False),
+    ("ufile://bucket/x/\n", False),
+    ("ufile://my.bucket/x/", False),
+    ("ufile://ab/x/", False),
+    ("ufile://Bucket/x/", False),
+    ("ufile://-bucket/x/", False),
+    ("ufile://" + "b" * 63 + "/x/", True),
+    ("ufile://" + "b" * 64 + "/x/", False),
+    ("pvc://claim", True),
+    ("pvc://claim/", True),
+    ("pvc://claim/sub/path", True),
+    ("pvc://claim/sub/path/", True),
+    ("pvc://claim/50%/a?b#c", True),
+    ("pvc://claim/../../etc/", False),
+    ("pvc://claim/a/..", False),
+    ("pvc://claim/./a", False),
+    ("pvc://claim//a", False),
+    ("pvc://claim/a//", False),
+    ("pvc://Claim/a", False),
+    ("pvc://claim/a b", False),
+    ("s3://bucket/x/", False),
+    ("/data/x", False),
+    ("", False),
+]
+
+
+@pytest.mark.parametrize(("path", "ok"), PATHS, ids=[repr(p[0])[1:-1][:40] for p in PATHS])
+def test_operator_and_storage_commands_agree_on_paths(crd: dict[str, Any], path: str, ok: bool) -> None:
+    spec = {"dataPath": path, "outputPath": "pvc://out/", "credentialsSecret": "keys"}
+    try:
+        parse_spec(spec)
+        operator_ok = True
+    except SpecError as e:
+        assert e.field == "spec.dataPath", e
+        operator_ok = False
+    assert operator_ok is ok
+    obj = {"apiVersion": "im2txt.dev/v1alpha1", "kind": "Im2txtTraining", "metadata": {"name": "t"}, "spec": spec}
+    assert (validate(crd, obj) == []) is ok, validate(crd, obj)
+    if path.startswith("ufile://"):  # what `python -m im2txt_storage fetch|sync --...-url=` parses
+        try:
+            parse_ufile_url(path, field="--data-url")
+            storage_ok = True
+        except ValueError as e:
+            assert str(e).startswith("--data-url: "), e
+            storage_ok = False
+        assert storage_ok is ok
+
+
+def test_the_operator_uses_the_storage_packages_parser() -> None:
+    assert operator_paths.parse_path is parse_path and operator_paths.UFilePath is UFilePath
+    assert operator_paths.PvcPath is PvcPath

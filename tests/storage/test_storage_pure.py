@@ -25,22 +25,30 @@ from im2txt_storage.sync import (
     ("url", "bucket", "prefix"),
     [
         ("ufile://my-bucket/coco/data/", "my-bucket", "coco/data/"),
-        ("ufile://my-bucket/coco/data", "my-bucket", "coco/data/"),
         ("ufile://my-bucket/", "my-bucket", ""),
-        ("ufile://my-bucket", "my-bucket", ""),
+        ("ufile://my-bucket/.cache/v1.2/", "my-bucket", ".cache/v1.2/"),
     ],
 )
 def test_parse_ufile_url(url: str, bucket: str, prefix: str) -> None:
-    assert parse_ufile_url(url) == UFileURL(bucket, prefix)
+    parsed = parse_ufile_url(url)
+    assert parsed == UFileURL(bucket, prefix) and str(parsed) == url
+    assert parsed.key("model.ckpt-1.index") == prefix + "model.ckpt-1.index"
 
 
 @pytest.mark.parametrize(
     ("url", "needle"),
     [
         ("s3://b/x/", "is not a UFile URL"),
-        ("ufile://B_ad/x/", "not a valid UFile bucket name"),
+        ("pvc://claim/x/", "is not a UFile URL"),
+        ("ufile://B_ad/x/", "bucket name is 3-63 lowercase letters"),
         ("ufile://ok-bucket/a/../b/", "'..'"),
+        ("ufile://ok-bucket/./", "'.'"),
         ("ufile://ok-bucket/a//b/", "empty"),
+        # The operator passes the spec's path, which always ends with '/': the commands take exactly that form.
+        ("ufile://ok-bucket/coco/data", "must end with '/'"),
+        ("ufile://ok-bucket", "must end with '/'"),
+        ("ufile://ok-bucket/50%/", "'%', '?' or '#'"),
+        ("ufile://ok-bucket/a b/", "spaces"),
     ],
 )
 def test_parse_ufile_url_errors_name_the_field(url: str, needle: str) -> None:
