@@ -36,6 +36,7 @@ from im2txt_operator.lifecycle import CreateJob, Decision, Problem, SetJobSuspen
 from im2txt_operator.metrics import Metrics
 from im2txt_operator.paths import PvcPath
 from im2txt_operator.progress import eta, last_step, percent
+from im2txt_operator.rejections import is_refusal, not_owned, rejected
 from im2txt_operator.spec import GROUP, KIND, PLURAL, VERSION, Settings, SpecError, parse_spec
 
 log = logging.getLogger("im2txt_operator")
@@ -74,6 +75,8 @@ class Entry:
     retry: asyncio.Task[None] | None = None
     failures: int = 0
     sample: tuple[int, float] | None = None  # (step, monotonic time) for the ETA without sec/step
+    # The API refused this generation's Job (422, or an admission denial): not tried again until the spec changes.
+    rejected: tuple[int | None, Problem] | None = None
     # resourceVersions our own writes produced: their watch events bring nothing new, so they are not
     # reconciled again (half the work in a burst). Anything else, or a restart, reconciles as usual.
     own: set[str] = field(default_factory=set)
@@ -158,9 +161,7 @@ async def training_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any
     key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
     if event.get("type") == "DELETED":
         # The Jobs are owned by the training: the garbage collector deletes them. The data stays.
-        entry = STATE.entries.pop(key, None)
-        if entry is not None and entry.retry is not None:
-            entry.retry.cancel()
+        forget(key)
         log.info("training %s/%s deleted; its Jobs go with it (ownerReferences)", *key)
         return
     entry = STATE.entry(key)
@@ -169,6 +170,12 @@ async def training_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any
     entry.body = newer(entry.body, obj)
     if not entry.is_own(obj):
         await reconcile(key)
+
+
+def forget(key: tuple[str, str]) -> None:
+    entry = STATE.entries.pop(key, None)
+    if entry is not None and entry.retry is not None:
+        entry.retry.cancel()
 
 
 def _job_key(body: Mapping[str, Any]) -> tuple[tuple[str, str], int] | None:
@@ -218,7 +225,10 @@ async def job_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any, Any
             entry.body = newer(entry.body, current)
             await reconcile(key)
         return
-    entry = STATE.entry(key)
+    if entry is None:
+        # No training seen under that key (not yet, or gone): its own event reconciles it, reading the Jobs from
+        # the index. Making an entry here would bring a gone training's Jobs back into the cache until they go.
+        return
     entry.jobs[int(stage)] = newer(entry.jobs.get(int(stage)), obj)
     if not entry.is_own(obj):
         await reconcile(key)
@@ -336,23 +346,31 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
         job_name(name, 1)  # the name must leave room for "-stage<N>"
     except SpecError as e:
         settings, problem = None, Problem(e.field, "InvalidSpec", str(e))
+    if problem is None and entry.rejected is not None and entry.rejected[0] == generation:
+        problem = entry.rejected[1]  # the API refused this spec's Job: say so again, do not ask again
     _observed_jobs(key, entry)
     # Jobs of another object with this name (an earlier training) are not ours to drive.
     jobs = {s: job_state(j, s) for s, j in entry.jobs.items() if _owned_by(j, body)}
 
     decision = decide(name, settings, problem, generation, status, jobs, _now())
     creating = any(isinstance(a, CreateJob) for a in decision.actions)
-    if settings is not None and (creating or not cond.is_true(status.get("conditions"), "Ready")):
+    if problem is None and settings is not None and (creating or not cond.is_true(status.get("conditions"), "Ready")):
         problem = await _cluster_problem(kube, namespace, settings)
         if problem is not None or not creating:
             decision = decide(name, settings, problem, generation, status, jobs, _now())
 
     for _attempt in range(3):
-        adopted = await _act(kube, entry, owner, settings, decision)
-        if not adopted:
+        outcome = await _act(kube, entry, owner, settings, decision)
+        if outcome is False:
             break
+        if isinstance(outcome, Problem):
+            problem = outcome
+            if outcome.reason == "JobRejected":
+                entry.rejected = (generation, outcome)
         jobs = {s: job_state(j, s) for s, j in entry.jobs.items() if _owned_by(j, body)}
         decision = decide(name, settings, problem, generation, status, jobs, _now())
+        if problem is not None:
+            break
 
     patch = status_patch(status, decision.status)
     if patch:
@@ -367,8 +385,10 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
         log.info("%s/%s: %s: %s", namespace, name, decision.event.reason, decision.event.message)
 
 
-async def _act(kube: Kube, entry: Entry, owner: Owner, settings: Settings | None, decision: Decision) -> bool:
-    """Carry out the decision's actions; True when an existing Job was adopted (decide again)."""
+async def _act(kube: Kube, entry: Entry, owner: Owner, settings: Settings | None,
+               decision: Decision) -> bool | Problem:
+    """Carry out the decision's actions. True: an existing Job of this training was adopted (decide again);
+    a Problem: the API refused the Job, or a Job of that name belongs to something else (report it)."""
     for action in decision.actions:
         assert settings is not None
         if isinstance(action, CreateJob):
@@ -376,10 +396,16 @@ async def _act(kube: Kube, entry: Entry, owner: Owner, settings: Settings | None
             try:
                 created = await kube.create_job(owner.namespace, manifest)
             except ApiException as e:
+                if is_refusal(e.status, e.message):  # the API refused what the spec made: a spec problem
+                    log.warning("%s/%s: Job %s refused: %s", owner.namespace, owner.name,
+                                manifest["metadata"]["name"], e.message[:500])
+                    return rejected(manifest, e.message, e.details)
                 if e.status != 409:
                     raise
-                # Already there (a restart, or the watch had not shown it yet): adopt what exists.
+                # Already there (a restart, or the watch had not shown it yet): adopt it if it is this training's.
                 existing = await kube.get_job(owner.namespace, manifest["metadata"]["name"])
+                if not _owned_by(existing, {"metadata": {"uid": owner.uid}}):
+                    return not_owned(existing, owner.name, owner.namespace)
                 entry.jobs[action.stage] = newer(entry.jobs.get(action.stage), existing)
                 return True
             METRICS.writes.labels(kind="job").inc()
@@ -415,7 +441,36 @@ async def _periodic(interval: float) -> None:
 
     while True:
         await asyncio.sleep(interval)
+        try:
+            await prune()
+        except Exception as exc:  # best effort; the next tick retries
+            log.debug("pruning the cache: %s", _short(exc))
         await asyncio.gather(*(one(k, e) for k, e in list(STATE.entries.items())))
+
+
+def _uid(entry: Entry | None) -> str | None:
+    return ((entry.body if entry is not None else None) or {}).get("metadata", {}).get("uid")
+
+
+async def prune() -> None:
+    """Forget what the API no longer has. A training deleted while a watch re-lists (410 Gone) or with its CRD
+    brings no DELETED event; one metadata-only list per namespace and tick finds it. Expired SEEN entries go."""
+    now = time.monotonic()
+    for seen, at in list(SEEN.items()):
+        if now - at >= SEEN_TTL:
+            SEEN.pop(seen, None)
+    kube = STATE.kube
+    if kube is None:
+        return
+    snapshot = {key: _uid(entry) for key, entry in list(STATE.entries.items())}
+    for namespace in sorted({ns for ns, _ in snapshot}):
+        listed = await kube.training_uids(namespace)  # read after the snapshot: holds every training still there
+        for key, uid in snapshot.items():
+            if key[0] != namespace or (listed is not None and key[1] in listed and uid in (None, listed[key[1]])):
+                continue
+            if _uid(STATE.entries.get(key)) == uid:  # unchanged since the snapshot (no newer event came)
+                forget(key)
+                log.info("training %s/%s is gone from the API; forgotten", *key)
 
 
 async def refresh_progress(key: tuple[str, str], entry: Entry) -> None:

@@ -22,16 +22,20 @@ import kubernetes
 from im2txt_operator.spec import GROUP, PLURAL, VERSION
 
 MERGE_PATCH = "application/merge-patch+json"
+# Lists of metadata only (the API server's PartialObjectMetadataList), with full JSON as the fallback.
+PARTIAL_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 
 
 class ApiException(Exception):
-    """An API error answer: ``status`` (HTTP code), ``reason`` (the Status reason) and ``message``."""
+    """An API error answer: ``status`` (HTTP code), ``reason`` (the Status reason), ``message``, and the Status
+    ``details`` (for 422 Invalid: ``causes``, each with the ``field`` the server blames)."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(f"HTTP {status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.details = details or {}
 
 
 def load_configuration() -> kubernetes.client.Configuration:
@@ -64,8 +68,8 @@ class Kube:
         self._ssl = _ssl_context(self.config)
         self._session: aiohttp.ClientSession | None = None
 
-    def _headers(self, content_type: str | None = None) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
+    def _headers(self, content_type: str | None = None, accept: str = "application/json") -> dict[str, str]:
+        headers = {"Accept": accept}
         # Calls the refresh hook (rotated service-account tokens, exec plugins) like the client does.
         token = self.config.get_api_key_with_prefix("BearerToken", alias="authorization")
         if token:
@@ -77,23 +81,26 @@ class Kube:
         return headers
 
     async def _request(self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None,
-                       content_type: str = "application/json", text: bool = False) -> Any:
+                       content_type: str = "application/json", text: bool = False,
+                       accept: str = "application/json") -> Any:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self._ssl, limit=32),
                 timeout=aiohttp.ClientTimeout(total=60))
         data = None if body is None else json.dumps(body)
-        headers = self._headers(content_type if body is not None else None)
+        headers = self._headers(content_type if body is not None else None, accept)
         async with self._session.request(method, self.base + path, data=data, params=params,
                                          headers=headers) as resp:
             payload = await resp.read()
             if resp.status >= 400:
+                details = None
                 try:
                     status = json.loads(payload)
                     reason, message = status.get("reason") or resp.reason, status.get("message") or ""
+                    details = status.get("details") if isinstance(status.get("details"), dict) else None
                 except ValueError:
                     reason, message = resp.reason or "Error", payload[:200].decode(errors="replace")
-                raise ApiException(resp.status, str(reason), message)
+                raise ApiException(resp.status, str(reason), message, details)
             return payload.decode("utf-8", "replace") if text else json.loads(payload)
 
     async def close(self) -> None:
@@ -124,6 +131,17 @@ class Kube:
             if e.status == 404:
                 return None
             raise
+
+    async def training_uids(self, namespace: str) -> dict[str, str] | None:
+        """name -> uid of every training in the namespace (metadata only); None when the CRD is gone."""
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{PLURAL}"
+        try:
+            result = await self._request("GET", path, accept=PARTIAL_METADATA_LIST)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        return {i["metadata"]["name"]: i["metadata"].get("uid", "") for i in result.get("items") or ()}
 
     async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch the status subresource (never the spec)."""

@@ -2,7 +2,7 @@
 
 kmock gives the HTTP server, request parsing and the request log, API discovery from declared resources,
 and Kubernetes-style error bodies. kmock's own object store (``KubernetesEmulator``) lacks what an operator
-relies on (DESIGN.md §5), so this module keeps its own store behind kmock's server and serves resource
+relies on (docs/design.md, "How we test"), so this module keeps its own store behind kmock's server and serves resource
 paths itself, faithfully to the real API server where the operator can tell the difference:
 
 - metadata: uid, resourceVersion (one global counter, like etcd revisions), generation (bumped on spec
@@ -21,7 +21,10 @@ paths itself, faithfully to the real API server where the operator can tell the 
 - pods, and ``pods/{name}/log`` (with tailLines) whose text tests set with ``set_log``.
 
 Not covered: admission webhooks, OpenAPI schema validation/defaulting (tests validate against the CRD
-schema separately), field managers, server-side apply, authentication (any bearer token is accepted).
+schema separately), the built-in types' validation (a Job the real API answers with 422 is created here),
+field managers, server-side apply, authentication (any bearer token is accepted). Of a CRD's own validation,
+only what once let a broken CRD through is checked (its ``metadata`` schema). Behaviour that depends on
+what is not covered is tested on the real control plane (tests/cluster) and nowhere else.
 
 Use from Python: ``async with KubeAPI.running(kubeconfig=path) as api: ...`` (``api.url``), or from a shell:
 ``python -m im2txt_standins.kube_api --port 8001 --kubeconfig /tmp/kubeconfig``.
@@ -94,6 +97,23 @@ def _now() -> str:
 
 def _error(status: int, reason: str, message: str, **details: Any) -> KubernetesError:
     return KubernetesError(status=status, reason=reason, message=message, details=details or {})
+
+
+def check_crd_metadata_schema(crd: Mapping[str, Any]) -> None:
+    """The real API server's rule for a CRD's ``metadata`` schema: at most ``type: object`` and restrictions of
+    name/generateName (an emulator once accepted a ``description`` there that every real cluster refuses)."""
+    for i, version in enumerate((crd.get("spec") or {}).get("versions") or ()):
+        schema = ((version.get("schema") or {}).get("openAPIV3Schema") or {})
+        meta = (schema.get("properties") or {}).get("metadata")
+        if meta is None:
+            continue
+        extra = sorted(set(meta) - {"type", "properties"}) + sorted(
+            set(meta.get("properties") or {}) - {"name", "generateName"})
+        if extra or meta.get("type", "object") != "object":
+            raise _error(422, "Invalid", f"CustomResourceDefinition {crd.get('metadata', {}).get('name')!r} is "
+                         f"invalid: spec.versions[{i}].schema.openAPIV3Schema.properties[metadata]: Forbidden: must "
+                         "not specify anything other than name and generateName, but metadata is implicitly "
+                         "specified")
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -215,6 +235,7 @@ class KubeAPI(kmock.KubernetesScaffold):
         if isinstance(crd, str):
             crd = yaml.safe_load(crd)
         res = ("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        check_crd_metadata_schema(crd)
         obj = self._store_create(res, None, dict(crd))
         self._declare_crd(obj)
         return obj
@@ -475,7 +496,10 @@ class KubeAPI(kmock.KubernetesScaffold):
                 return aiohttp.web.json_response(listing)
             if method == "POST":
                 self.writes[f"create {res[2]}"] += 1
-                obj = self._store_create(res, namespace, self._body(request))
+                body = self._body(request)
+                if res[2] == "customresourcedefinitions":
+                    check_crd_metadata_schema(body)
+                obj = self._store_create(res, namespace, body)
                 if res[2] == "customresourcedefinitions":
                     self._declare_crd(obj)
                 return aiohttp.web.json_response(obj, status=201)

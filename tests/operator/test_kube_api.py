@@ -222,3 +222,20 @@ async def test_table_output_uses_the_printer_columns(tmp_path: Path) -> None:
         assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Stage", "Phase", "Step", "Progress",
                                                                    "ETA", "Age"]
         assert table["rows"][0]["cells"][:6] == ["t", 1, "Running", 5, 5.0, "1h"]
+
+
+async def test_crd_metadata_schema_is_refused_as_the_real_server_does(tmp_path: Path) -> None:
+    """A kube-apiserver refuses a CRD whose metadata schema says more than name/generateName (seen on v1.36)."""
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "things.example.com"},
+           "spec": {"group": "example.com", "scope": "Namespaced",
+                    "names": {"kind": "Thing", "plural": "things", "singular": "thing"},
+                    "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                        "type": "object", "properties": {"metadata": {"type": "object",
+                                                                      "description": "Standard object metadata."}}}}}]}}
+    async with emulator(tmp_path) as api:
+        code, err = await _req(api, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+        assert code == 422 and "properties[metadata]: Forbidden" in err["message"]
+        del crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["metadata"]["description"]
+        code, _ = await _req(api, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+        assert code == 201
