@@ -24,9 +24,9 @@ $(STAMP): pyproject.toml $(wildcard requirements/*.txt)
 
 install: $(STAMP)  ## create .venv with everything the project needs
 
-test: $(STAMP)  ## run the whole test suite (what CI runs)
+test: $(STAMP)  ## run the whole test suite (what CI runs), the real-API tier included (builds it once: make envtest)
 	$(PY) -m ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	assets="$$(tools/envtest/build.sh $(VENV))" && KUBEBUILDER_ASSETS="$$assets" $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff
 	$(PY) -m ruff check .

@@ -1,0 +1,212 @@
+"""Helpers of the real-API tier: a small REST client, the operator process, the kubelet's part for pods."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from control_plane import ControlPlane, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_NAME = "im2txttrainings.im2txt.dev"
+TRAININGS = "/apis/im2txt.dev/v1alpha1"
+OPERATOR_NS, OPERATOR_SA = "im2txt-system", "im2txt-operator"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(f"HTTP {status}: {body.get('message', body)}")
+        self.status = status
+        self.body = body
+
+    @property
+    def causes(self) -> list[dict[str, Any]]:
+        return list((self.body.get("details") or {}).get("causes") or [])
+
+
+class Api:
+    """Plain JSON over HTTPS with a bearer token: what a test needs, nothing generated."""
+
+    def __init__(self, plane: ControlPlane, token: str | None = None) -> None:
+        self.base = plane.server
+        self.session = requests.Session()
+        self.ca = str(plane.pki / "ca.crt")  # per request: REQUESTS_CA_BUNDLE would override a session's verify
+        self.session.headers["Authorization"] = f"Bearer {token or plane.admin_token}"
+
+    def request(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None,
+                content_type: str = "application/json") -> dict[str, Any]:
+        headers = {"Content-Type": content_type} if body is not None else {}
+        resp = self.session.request(method, self.base + path, data=None if body is None else json.dumps(body),
+                                    params=params, headers=headers, timeout=30, verify=self.ca)
+        payload = resp.json() if resp.content else {}
+        if resp.status_code >= 400:
+            raise ApiError(resp.status_code, payload)
+        return payload
+
+    def get(self, path: str, **params: str) -> dict[str, Any] | None:
+        try:
+            return self.request("GET", path, params=params or None)
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def create(self, path: str, body: dict[str, Any], strict: bool = True) -> dict[str, Any]:
+        return self.request("POST", path, body, params={"fieldValidation": "Strict"} if strict else None)
+
+    def merge_patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return self.request("PATCH", path, patch, content_type="application/merge-patch+json")
+
+    def delete(self, path: str, propagation: str = "Background") -> dict[str, Any]:
+        return self.request("DELETE", path, {"propagationPolicy": propagation})
+
+    # -- the objects of these tests
+    @staticmethod
+    def trainings(ns: str, name: str = "") -> str:
+        return f"{TRAININGS}/namespaces/{ns}/im2txttrainings" + (f"/{quote(name)}" if name else "")
+
+    @staticmethod
+    def jobs(ns: str, name: str = "") -> str:
+        return f"/apis/batch/v1/namespaces/{ns}/jobs" + (f"/{quote(name)}" if name else "")
+
+    @staticmethod
+    def core(ns: str, plural: str, name: str = "") -> str:
+        return f"/api/v1/namespaces/{ns}/{plural}" + (f"/{quote(name)}" if name else "")
+
+    def training(self, ns: str, name: str) -> dict[str, Any]:
+        return self.get(self.trainings(ns, name)) or {}
+
+    def status(self, ns: str, name: str) -> dict[str, Any]:
+        return self.training(ns, name).get("status") or {}
+
+    def condition(self, ns: str, name: str, type_: str) -> dict[str, Any]:
+        return next((c for c in self.status(ns, name).get("conditions") or () if c["type"] == type_), {})
+
+    def job(self, ns: str, name: str) -> dict[str, Any] | None:
+        return self.get(self.jobs(ns, name))
+
+    def job_names(self, ns: str) -> list[str]:
+        return sorted(j["metadata"]["name"] for j in self.request("GET", self.jobs(ns))["items"])
+
+    def pods(self, ns: str, job: str) -> list[dict[str, Any]]:
+        return self.request("GET", self.core(ns, "pods"), params={"labelSelector": f"job-name={job}"})["items"]
+
+    def events(self, ns: str, name: str) -> list[dict[str, Any]]:
+        items = self.request("GET", self.core(ns, "events"),
+                             params={"fieldSelector": f"involvedObject.name={name}"})["items"]
+        return sorted(items, key=lambda e: (e.get("firstTimestamp") or "", int(e["metadata"]["resourceVersion"])))
+
+    def event_reasons(self, ns: str, name: str) -> list[str]:
+        return [e["reason"] for e in self.events(ns, name)]
+
+    def namespace(self, name: str) -> str:
+        self.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        return name
+
+    def claim(self, ns: str, name: str) -> None:
+        self.create(self.core(ns, "persistentvolumeclaims"), {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}})
+
+    def new_training(self, ns: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return self.create(self.trainings(ns), {"apiVersion": "im2txt.dev/v1alpha1", "kind": "Im2txtTraining",
+                                                "metadata": {"name": name}, "spec": spec})
+
+    def finish_pods(self, ns: str, job: str, phase: str = "Succeeded", exit_code: int | None = None) -> list[str]:
+        """The kubelet's part: every live pod of the Job ends with ``phase`` (through the status subresource,
+        as a kubelet reports it); the real Job controller takes it from there."""
+        done = []
+        for pod in self.pods(ns, job):
+            if pod["status"].get("phase") in ("Succeeded", "Failed") or pod["metadata"].get("deletionTimestamp"):
+                continue
+            code = exit_code if exit_code is not None else (0 if phase == "Succeeded" else 1)
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            statuses = [{"name": c["name"], "image": c["image"], "imageID": "", "ready": False, "restartCount": 0,
+                         "state": {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                                                  "startedAt": now, "finishedAt": now}}}
+                        for c in pod["spec"]["containers"]]
+            self.merge_patch(self.core(ns, "pods", pod["metadata"]["name"]) + "/status",
+                             {"status": {"phase": phase, "containerStatuses": statuses}})
+            done.append(pod["metadata"]["name"])
+        return done
+
+
+def apply_base(plane: ControlPlane) -> str:
+    """What a user runs to install the project (make deploy does the same with its image set)."""
+    return plane.kubectl("apply", "--server-side", "--field-manager=im2txt-deploy", "-k",
+                         str(ROOT / "manifests" / "base")).stdout
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30, what: str = "condition",
+             on_timeout: Callable[[], str] | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            extra = f"\n{on_timeout()}" if on_timeout else ""
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{extra}")
+        time.sleep(0.2)
+
+
+def still(predicate: Callable[[], Any], seconds: float = 3.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert predicate()
+        time.sleep(0.2)
+
+
+class OperatorProcess:
+    """``python -m im2txt_operator run`` as the operator's own ServiceAccount (the kubeconfig's token)."""
+
+    def __init__(self, kubeconfig: Path, logfile: Path, args: tuple[str, ...] = ("--all-namespaces",),
+                 interval: float = 1.0) -> None:
+        self.kubeconfig, self.logfile, self.args, self.interval = kubeconfig, logfile, args, interval
+        self.metrics_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "IM2TXT_PROGRESS_INTERVAL": str(self.interval),
+               "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("operator", "trainer"))}
+        offset = self.logfile.stat().st_size if self.logfile.exists() else 0
+        with self.logfile.open("ab") as log:
+            cmd = [sys.executable, "-m", "im2txt_operator", "run", *self.args, "--liveness=",
+                   f"--metrics-port={self.metrics_port}"]
+            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(lambda: "Initial authentication has finished" in self.log[offset:] or self.proc.poll() is not None,
+                 timeout=30, what="operator start")
+        assert self.proc.poll() is None, self.log
+        return self
+
+    def metric(self, name: str, labels: str = "") -> float | None:
+        """One sample of the operator's /metrics, e.g. metric("im2txt_trainings", 'phase="Running"')."""
+        text = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        wanted = f"{name}{{{labels}}}" if labels else name
+        for line in text.splitlines():
+            if line.startswith(wanted + " "):
+                return float(line.split()[-1])
+        return None
+
+    @property
+    def log(self) -> str:
+        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)

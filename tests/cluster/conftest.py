@@ -1,0 +1,90 @@
+"""The real-API tier: one control plane for the session (tools/control_plane.py), the project installed on it
+with `kubectl apply --server-side -k manifests/base`, a namespace per test, the operator as its ServiceAccount."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cluster_support import CRD_NAME, OPERATOR_NS, OPERATOR_SA, Api, OperatorProcess, apply_base, wait_for
+from control_plane import ControlPlane, find_assets
+
+_names = itertools.count(1)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="session")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    plane = ControlPlane(find_assets(), tmp_path_factory.mktemp("envtest"))
+    try:
+        yield plane.start()
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def installed(plane: ControlPlane) -> ControlPlane:
+    """The project as a user installs it; returns when the CRD serves and its OpenAPI (kubectl explain) is up."""
+    apply_base(plane)
+    plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    # The CRD's OpenAPI is published a few seconds after Established.
+    wait_for(lambda: plane.kubectl("explain", "im2txttraining.spec.dataPath", check=False).returncode == 0,
+             timeout=60, what="the CRD's OpenAPI")
+    return plane
+
+
+@pytest.fixture(scope="session")
+def admin(installed: ControlPlane) -> Api:
+    return Api(installed)
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(installed: ControlPlane) -> Path:
+    """A kubeconfig with a token of the operator's own ServiceAccount: exactly manifests/base/rbac.yaml."""
+    token = installed.kubectl("create", "token", OPERATOR_SA, "-n", OPERATOR_NS, "--duration=6h").stdout.strip()
+    return installed.write_kubeconfig(installed.workdir / "operator.kubeconfig", token, OPERATOR_SA)
+
+
+@pytest.fixture
+def ns(admin: Api, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test, deleted after it (the namespace controller removes what is left)."""
+    name = admin.namespace(f"t{next(_names)}-{request.node.name[5:25].strip('_').replace('_', '-').lower()}"
+                           .rstrip("-"))
+    yield name
+    admin.delete(f"/api/v1/namespaces/{name}")
+
+
+def dump_on_failure(request: pytest.FixtureRequest, api: Api, ns: str, op: OperatorProcess | None) -> None:
+    failed = any(getattr(request.node, f"report_{w}", None) is not None and
+                 getattr(request.node, f"report_{w}").failed for w in ("setup", "call"))
+    if not failed:
+        return
+    if op is not None:
+        print(f"--- operator log ---\n{op.log[-8000:]}")
+    for path in (api.trainings(ns), api.jobs(ns)):
+        items = api.request("GET", path)["items"]
+        print(f"--- {path} ---\n" + json.dumps([{k: i.get(k) for k in ("metadata", "status")} for i in items],
+                                                 indent=1)[-6000:])
+
+
+@pytest.fixture
+def operator(operator_kubeconfig: Path, admin: Api, ns: str, request: pytest.FixtureRequest,
+             tmp_path: Path) -> Iterator[OperatorProcess]:
+    """The operator as manifests/base deploys it: all namespaces, the ClusterRole of rbac.yaml. (``--namespace``
+    needs the single-namespace overlay's extra right to list namespaces, which kopf asks for.)"""
+    op = OperatorProcess(operator_kubeconfig, tmp_path / "operator.log").start()
+    try:
+        yield op
+    finally:
+        op.stop()
+        dump_on_failure(request, admin, ns, op)
