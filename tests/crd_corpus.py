@@ -94,6 +94,9 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("steps as string", _with({"numberOfSteps": "1000"}), "spec.numberOfSteps"),
     ("gpus 17", _with({"gpus": 17}), "spec.gpus"),
     ("backoffLimit negative", _with({"backoffLimit": -1}), "spec.backoffLimit"),
+    ("runAsUser root", _with({"runAsUser": 0}), "spec.runAsUser"),
+    ("runAsGroup root", _with({"runAsGroup": 0}), "spec.runAsGroup"),
+    ("runAsUser too large", _with({"runAsUser": 2_147_483_648}), "spec.runAsUser"),
     ("checkpoint interval too short", _with({"checkpointIntervalSeconds": 1}), "spec.checkpointIntervalSeconds"),
     ("maxRunSeconds zero", _with({"maxRunSeconds": 0}), "spec.maxRunSeconds"),
     ("autoAdvance string", _with({"autoAdvance": "yes"}), "spec.autoAdvance"),
@@ -192,6 +195,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
 GOOD_CASES: list[tuple[str, dict[str, Any]]] = [
     ("minimal ufile", _with()),
     ("pvc paths need no secret", _pvc()),
+    ("another uid and gid", _with({"runAsUser": 65532, "runAsGroup": 2000})),
     ("pvc claim roots", _pvc(dataPath="pvc://data", outputPath="pvc://out/")),
     ("pvc parts that start with dots", _pvc(dataPath="pvc://data/.cache/..v2/...", outputPath="pvc://out/a.b/c..")),
     ("ufile whole bucket and dotted parts", _with({"dataPath": "ufile://im2txt-data/",

@@ -129,6 +129,22 @@ def _trainer_resources(settings: Settings) -> dict[str, Any]:
 
 
 TERMINATION_GRACE_SECONDS = 300
+# Every container meets the restricted Pod Security Standard; the pod-level part is in _pod_security.
+CONTAINER_SECURITY: dict[str, Any] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                      "runAsNonRoot": True}
+
+
+def _pod_security(settings: Settings) -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": settings.run_as_user,
+        "runAsGroup": settings.run_as_group,
+        # Volumes (an output claim) are made group-writable for this group; OnRootMismatch skips the recursive
+        # change on every start when the claim's root already belongs to it (large claims start fast).
+        "fsGroup": settings.run_as_group,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def build_job(owner: Owner, settings: Settings, stage: int) -> dict[str, Any]:
@@ -153,8 +169,13 @@ def build_job(owner: Owner, settings: Settings, stage: int) -> dict[str, Any]:
         trainer["resources"] = resources
     # A retried pod starts afresh and fetches the latest uploaded checkpoint, so the pod never restarts in place.
     # The grace period covers the trainer's checkpoint on SIGTERM and then the sync sidecar's final upload.
-    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS}
+    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+                                # The trainer never talks to the Kubernetes API: no token in the pod.
+                                "automountServiceAccountToken": False,
+                                "securityContext": _pod_security(settings)}
     init = _init_containers(settings)
+    for container in [*init, trainer]:
+        container["securityContext"] = dict(CONTAINER_SECURITY)
     if init:
         pod_spec["initContainers"] = init
     pod_spec["containers"] = [trainer]

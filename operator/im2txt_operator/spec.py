@@ -35,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
     "gpus": 1,
     "backoffLimit": 3,
     "checkpointIntervalSeconds": 600,
+    "runAsUser": 1000,
+    "runAsGroup": 1000,
     "suspend": False,
     "dataCacheSize": "100Gi",
     "extraArgs": [],
@@ -43,6 +45,7 @@ SPEC_FIELDS = frozenset({*DEFAULTS, "dataPath", "outputPath", "credentialsSecret
                          "nodeSelector", "tolerations", "maxRunSeconds", "queueName"})
 UFILE_SUFFIX_DEFAULT = ".cn-bj.ufileos.com"
 MAX_STEPS = 1_000_000_000_000
+MAX_ID = 2_147_483_647  # the largest uid/gid the Pod API accepts
 
 # Flags the operator sets from the spec; extraArgs may not set them, in full or abbreviated (a flag name that is a
 # prefix of one of them is what an argument parser that accepts abbreviations would read as that flag).
@@ -176,6 +179,8 @@ class Settings:
     max_run_seconds: int | None = None
     backoff_limit: int = 3
     checkpoint_interval_seconds: int = 600
+    run_as_user: int = 1000  # the trainer image's user; never 0 (restricted Pod Security Standard)
+    run_as_group: int = 1000  # also the fsGroup, so the trainer can write an output claim
     suspend: bool = False
     queue_name: str | None = None
     data_cache_size: str = "100Gi"
@@ -439,6 +444,8 @@ def parse_spec(spec: Mapping[str, Any] | None) -> Settings:
         max_run_seconds=None if max_run is None else _int(spec, "maxRunSeconds", 1),
         backoff_limit=_int(spec, "backoffLimit", 0, 100),
         checkpoint_interval_seconds=_int(spec, "checkpointIntervalSeconds", 10, 86400),
+        run_as_user=_int(spec, "runAsUser", 1, MAX_ID),
+        run_as_group=_int(spec, "runAsGroup", 1, MAX_ID),
         suspend=_bool(spec, "suspend"),
         queue_name=_str(spec, "queueName", _LABEL_VALUE, "a label value (Kueue LocalQueue name)", max_len=63),
         data_cache_size=str(_str(_int_as_str(spec, "dataCacheSize"), "dataCacheSize", _QUANTITY,

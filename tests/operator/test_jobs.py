@@ -100,3 +100,29 @@ def test_keys_only_from_the_secret() -> None:
 def test_long_names_are_refused_with_the_field() -> None:
     with pytest.raises(SpecError, match=r"^metadata.name: must be at most 56"):
         job_name("x" * 57, 1)
+
+
+@pytest.mark.parametrize(("example", "stage"), CASES)
+def test_every_container_meets_the_restricted_pod_security_standard(example: str, stage: int) -> None:
+    pod = _job(example, stage)["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    security = pod["securityContext"]
+    assert security["runAsNonRoot"] is True and security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert security["runAsUser"] == 1000 and security["runAsGroup"] == 1000 and security["fsGroup"] == 1000
+    containers = [*pod.get("initContainers", []), *pod["containers"]]
+    assert [c["name"] for c in containers] in (["trainer"], ["fetch", "sync", "trainer"], ["fetch", "trainer"])
+    for container in containers:
+        assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                                "runAsNonRoot": True}, container["name"]
+
+
+def test_uid_and_gid_are_configurable_and_never_root() -> None:
+    training = load("training-pvc.yaml")
+    spec = {**training["spec"], "runAsUser": 65532, "runAsGroup": 2000}
+    pod = build_job(Owner("t", "ns", UID), parse_spec(spec), 1)["spec"]["template"]["spec"]
+    assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"],
+            pod["securityContext"]["fsGroup"]) == (65532, 2000, 2000)
+    for field in ("runAsUser", "runAsGroup"):
+        with pytest.raises(SpecError) as e:
+            parse_spec({**training["spec"], field: 0})
+        assert e.value.field == f"spec.{field}"

@@ -1,0 +1,44 @@
+"""Least privilege on a real API server: restricted training pods, no Secret reads by the operator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from cluster_support import Api, ApiError, OperatorProcess, wait_for
+
+pytestmark = pytest.mark.timeout(240)
+
+UFILE: dict[str, Any] = {"dataPath": "ufile://im2txt-data/coco/", "outputPath": "ufile://im2txt-out/run1/",
+                         "credentialsSecret": "ufile-keys", "numberOfSteps": 100, "stage2NumberOfSteps": 300,
+                         "gpus": 0}
+
+
+def _secret(admin: Api, ns: str, data: dict[str, str]) -> None:
+    admin.create(admin.core(ns, "secrets"), {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ufile-keys"},
+                                             "data": data})
+
+
+def _live_pods(admin: Api, ns: str, job: str) -> list[dict[str, Any]]:
+    return [p for p in admin.pods(ns, job) if p["status"].get("phase") not in ("Succeeded", "Failed")]
+
+
+def test_restricted_namespace_admits_the_pods_of_both_stages(admin: Api, ns: str, operator: OperatorProcess) -> None:
+    admin.merge_patch(f"/api/v1/namespaces/{ns}", {"metadata": {"labels": {
+        "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"}}})
+    # The label is enforced: an ordinary pod is refused here.
+    plain = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain"},
+             "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    with pytest.raises(ApiError) as refused:
+        admin.request("POST", admin.core(ns, "pods"), plain, params={"dryRun": "All"})
+    assert refused.value.status == 403 and "violates PodSecurity" in refused.value.body["message"]
+    _secret(admin, ns, {"publicKey": "cHVi", "privateKey": "cHJpdg=="})
+    admin.new_training(ns, "coco", UFILE)
+    for stage in (1, 2):
+        job = f"coco-stage{stage}"
+        pods = wait_for(lambda j=job: _live_pods(admin, ns, j), timeout=60, what=f"the pod of {job}",
+                        on_timeout=lambda j=job: str([e.get("message") for e in admin.events(ns, j)]))
+        containers = pods[0]["spec"]["initContainers"] + pods[0]["spec"]["containers"]
+        assert [c["name"] for c in containers] == ["fetch", "sync", "trainer"]
+        admin.finish_pods(ns, job)
+    wait_for(lambda: admin.status(ns, "coco").get("phase") == "Succeeded", what="Succeeded")
