@@ -35,6 +35,7 @@ from im2txt_operator.kube import ApiException, Kube
 from im2txt_operator.lifecycle import CreateJob, Decision, Problem, SetJobSuspend, decide, job_state, status_patch
 from im2txt_operator.metrics import Metrics
 from im2txt_operator.paths import PvcPath
+from im2txt_operator.pod_problems import pod_problem
 from im2txt_operator.progress import eta, last_step, percent
 from im2txt_operator.rejections import is_refusal, not_owned, rejected
 from im2txt_operator.spec import GROUP, KIND, PLURAL, VERSION, Settings, SpecError, parse_spec
@@ -77,6 +78,8 @@ class Entry:
     sample: tuple[int, float] | None = None  # (step, monotonic time) for the ETA without sec/step
     # The API refused this generation's Job (422, or an admission denial): not tried again until the spec changes.
     rejected: tuple[int | None, Problem] | None = None
+    # The running stage's pod cannot start (its Job's name, the problem), from the pod's status: a missing Secret.
+    pod_problem: tuple[str, Problem] | None = None
     # resourceVersions our own writes produced: their watch events bring nothing new, so they are not
     # reconciled again (half the work in a burst). Anything else, or a restart, reconciles as usual.
     own: set[str] = field(default_factory=set)
@@ -250,7 +253,7 @@ def _owned_by(job: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
                for ref in job.get("metadata", {}).get("ownerReferences") or ())
 
 
-# Claims and Secrets found usable in the last SEEN_TTL seconds are not looked up again (a burst of new
+# Claims found in the last SEEN_TTL seconds are not looked up again (a burst of new
 # trainings on one claim costs one lookup); what is missing is looked up every time, so a fix is seen at once.
 SEEN: dict[tuple[str, str, str], float] = {}
 SEEN_TTL = 60.0
@@ -268,30 +271,15 @@ async def _remember(key: tuple[str, str, str], lookup: Any) -> bool | None:
 
 
 async def _cluster_problem(kube: Kube, namespace: str, settings: Settings) -> Problem | None:
-    """What only the cluster can tell: the PVCs of pvc:// paths and the UFile Secret must exist."""
+    """What only the cluster can tell before a Job exists: the PVCs of pvc:// paths must exist."""
     for field_name, path in (("dataPath", settings.data_path), ("outputPath", settings.output_path)):
         if isinstance(path, PvcPath) and not _recently_seen(("pvc", namespace, path.claim)) and \
                 await _remember(("pvc", namespace, path.claim), kube.claim_exists(namespace, path.claim)) is False:
             return Problem(f"spec.{field_name}", "ClaimNotFound",
                            f"spec.{field_name}: PersistentVolumeClaim {path.claim!r} not found in namespace "
                            f"{namespace!r}; expected an existing claim for {path.url}")
-    name = settings.credentials_secret
-    if name is None:
-        return None
-    if _recently_seen(("secret", namespace, name)):
-        return None
-    keys = await kube.secret_keys(namespace, name)
-    if keys is not None and {"publicKey", "privateKey"} <= keys:
-        SEEN[("secret", namespace, name)] = time.monotonic()
-    if keys is None:
-        return Problem("spec.credentialsSecret", "SecretNotFound",
-                       f"spec.credentialsSecret: Secret {name!r} not found in namespace {namespace!r}; expected a "
-                       "Secret with keys publicKey and privateKey")
-    missing = [k for k in ("publicKey", "privateKey") if k not in keys]
-    if missing:
-        return Problem("spec.credentialsSecret", "SecretKeyMissing",
-                       f"spec.credentialsSecret: Secret {name!r} lacks key(s) {', '.join(missing)}; expected keys "
-                       "publicKey and privateKey")
+    # The credentials Secret is not read (no RBAC on Secrets): a missing one shows in the pod's status, see
+    # pod_problems and refresh_progress.
     return None
 
 
@@ -348,6 +336,8 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
         settings, problem = None, Problem(e.field, "InvalidSpec", str(e))
     if problem is None and entry.rejected is not None and entry.rejected[0] == generation:
         problem = entry.rejected[1]  # the API refused this spec's Job: say so again, do not ask again
+    if problem is None and entry.pod_problem is not None and entry.pod_problem[0] == status.get("jobName"):
+        problem = entry.pod_problem[1]  # the stage's pod cannot start (e.g. its Secret is missing)
     _observed_jobs(key, entry)
     # Jobs of another object with this name (an earlier training) are not ours to drive.
     jobs = {s: job_state(j, s) for s, j in entry.jobs.items() if _owned_by(j, body)}
@@ -432,7 +422,9 @@ async def _periodic(interval: float) -> None:
             body = entry.body or {}
             status = body.get("status") or {}
             try:
-                if not cond.is_true(status.get("conditions"), "Ready"):
+                if entry.pod_problem is not None:
+                    await refresh_progress(key, entry)  # the pod's status says when the problem is gone
+                elif not cond.is_true(status.get("conditions"), "Ready"):
                     await reconcile(key)
                 elif status.get("phase") == "Running":
                     await refresh_progress(key, entry)
@@ -474,7 +466,8 @@ async def prune() -> None:
 
 
 async def refresh_progress(key: tuple[str, str], entry: Entry) -> None:
-    """status.step/progress/eta from the trainer's log: one pod list + one log read (+ one patch)."""
+    """status.step/progress/eta from the trainer's log: one pod list + one log read (+ one patch). The same pod
+    list tells whether the stage's pod cannot start (pod_problems); a change of that reconciles."""
     kube = STATE.kube
     body = entry.body
     if kube is None or body is None:
@@ -485,6 +478,12 @@ async def refresh_progress(key: tuple[str, str], entry: Entry) -> None:
     if not job_name or not isinstance(target, int):
         return
     pods = await kube.list_pods(namespace, job_name)
+    secret = (body.get("spec") or {}).get("credentialsSecret")
+    found = pod_problem(pods, secret if isinstance(secret, str) else None, namespace)
+    if found != (entry.pod_problem[1] if entry.pod_problem else None):
+        entry.pod_problem = (job_name, found) if found else None
+        await reconcile(key)
+        return
     started = [p for p in pods if (p.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed")]
     if not started:
         return

@@ -148,16 +148,6 @@ class Kube:
         return await self._request("PATCH", self._training(namespace, name) + "/status", body={"status": status},
                                    content_type=MERGE_PATCH)
 
-    async def secret_keys(self, namespace: str, name: str) -> set[str] | None:
-        """The key names of a Secret, or None when it does not exist. Values are dropped at once."""
-        try:
-            secret = await self._request("GET", f"/api/v1/namespaces/{quote(namespace)}/secrets/{quote(name)}")
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
-        return set(secret.get("data") or {}) | set(secret.get("stringData") or {})
-
     async def claim_exists(self, namespace: str, name: str) -> bool | None:
         """Whether a PersistentVolumeClaim exists; None when the operator may not look (RBAC without
         ``persistentvolumeclaims: get``): the check is then skipped and the pod shows the problem."""

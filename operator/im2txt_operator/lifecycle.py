@@ -149,7 +149,7 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
                    current: int) -> list[dict[str, Any]]:
         out = [cond.condition(prev_conds, "Ready", problem is None,
                               problem.reason if problem else "SpecValid",
-                              problem.message if problem else "the spec, its claims and its Secret are usable",
+                              problem.message if problem else "the spec and its claims are usable",
                               generation, now)]
         for s in (1, 2):
             if s in done:
@@ -228,6 +228,8 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
             target = job.target or targets[s]
             if settings.suspend:
                 phase, message = "Suspended", f"stage {s} Job {job.name} suspended (spec.suspend is true)"
+            elif problem is not None:  # the Job exists but its pod cannot start (e.g. its Secret is missing)
+                phase, message = "Pending", f"stage {s} waits: {problem.message}"
             else:
                 phase, message = "Running", f"stage {s}: Job {job.name} trains to global step {target}"
         break

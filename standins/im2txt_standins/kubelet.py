@@ -333,13 +333,22 @@ class LocalKubelet:
         """Like a kubelet, a pod whose Secret or key is missing stays Pending (CreateContainerConfigError)
         and starts once it appears; it does not fail."""
         while not pod.stop.is_set():
+            envs: dict[str, dict[str, str]] = {}
             try:
-                return {c["name"]: self._env(pod, c) for c in [*(spec.get("initContainers") or []),
-                                                               *spec["containers"]]}
+                for kind in ("initContainers", "containers"):
+                    for c in spec.get(kind) or []:
+                        envs[c["name"]] = self._env(pod, c)
+                return envs
             except LookupError as exc:
                 if pod.waiting != str(exc):
                     pod.waiting = str(exc)
                     log.warning("pod %s: CreateContainerConfigError: %s", pod.name, exc)
+                    # As the kubelet reports it: the container that cannot start waits, with the reason.
+                    key = "initContainerStatuses" if kind == "initContainers" else "containerStatuses"
+                    self._patch_pod_status(pod, {"phase": "Pending", key: [{
+                        "name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False,
+                        "restartCount": 0, "state": {"waiting": {"reason": "CreateContainerConfigError",
+                                                                 "message": str(exc)}}}]})
             pod.stop.wait(2)
         return None
 
@@ -399,8 +408,15 @@ class LocalKubelet:
                 raise
 
     def _set_pod_phase(self, pod: RunningPod, phase: str) -> None:
+        status: dict[str, Any] = {"phase": phase}
+        if pod.waiting:  # started after all: nothing waits any more
+            status |= {"initContainerStatuses": None, "containerStatuses": None}
+            pod.waiting = ""
+        self._patch_pod_status(pod, status)
+
+    def _patch_pod_status(self, pod: RunningPod, status: dict[str, Any]) -> None:
         try:
-            self.core.patch_namespaced_pod_status(pod.name, pod.namespace, {"status": {"phase": phase}})
+            self.core.patch_namespaced_pod_status(pod.name, pod.namespace, {"status": status})
         except ApiException as exc:
             if exc.status != 404:
                 raise

@@ -140,6 +140,18 @@ class Api:
         return done
 
 
+    def config_error(self, ns: str, pod: dict[str, Any], message: str | None) -> None:
+        """The kubelet's part for a pod whose Secret or key is missing: its first init container waits with
+        CreateContainerConfigError and the kubelet's message; ``None``: it started (the Secret is there now)."""
+        first = pod["spec"]["initContainers"][0]
+        state = ({"running": {"startedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}} if message is None
+                 else {"waiting": {"reason": "CreateContainerConfigError", "message": message}})
+        self.merge_patch(self.core(ns, "pods", pod["metadata"]["name"]) + "/status", {"status": {
+            "phase": "Pending", "initContainerStatuses": [{"name": first["name"], "image": first["image"],
+                                                           "imageID": "", "ready": False, "restartCount": 0,
+                                                           "state": state}]}})
+
+
 def apply_base(plane: ControlPlane) -> str:
     """What a user runs to install the project (make deploy does the same with its image set)."""
     return plane.kubectl("apply", "--server-side", "--field-manager=im2txt-deploy", "-k",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -42,3 +43,28 @@ def test_restricted_namespace_admits_the_pods_of_both_stages(admin: Api, ns: str
         assert [c["name"] for c in containers] == ["fetch", "sync", "trainer"]
         admin.finish_pods(ns, job)
     wait_for(lambda: admin.status(ns, "coco").get("phase") == "Succeeded", what="Succeeded")
+
+
+def test_a_missing_secret_is_reported_without_reading_secrets(admin: Api, ns: str, operator: OperatorProcess) -> None:
+    rules = admin.get("/apis/rbac.authorization.k8s.io/v1/clusterroles/im2txt-operator")["rules"]  # type: ignore[index]
+    assert not any("secrets" in r["resources"] for r in rules)
+    admin.new_training(ns, "coco", UFILE)  # no Secret ufile-keys in this namespace
+    pod = wait_for(lambda: _live_pods(admin, ns, "coco-stage1"), timeout=60, what="the stage-1 pod")[0]
+    admin.config_error(ns, pod, 'secret "ufile-keys" not found')
+    ready = wait_for(lambda: (c := admin.condition(ns, "coco", "Ready")).get("reason") == "SecretNotFound" and c,
+                     what="Ready=False SecretNotFound")
+    assert ready["status"] == "False"
+    assert ready["message"].startswith(f"spec.credentialsSecret: Secret 'ufile-keys' not found in namespace '{ns}'; "
+                                       "expected a Secret with keys publicKey and privateKey")
+    assert admin.status(ns, "coco")["phase"] == "Pending"
+    _secret(admin, ns, {"publicKey": "cHVi"})
+    admin.config_error(ns, pod, f"couldn't find key privateKey in Secret {ns}/ufile-keys")
+    wait_for(lambda: admin.condition(ns, "coco", "Ready").get("reason") == "SecretKeyMissing", what="key missing")
+    admin.config_error(ns, pod, None)
+    wait_for(lambda: admin.condition(ns, "coco", "Ready").get("status") == "True", what="Ready again")
+    assert admin.status(ns, "coco")["phase"] == "Running"
+    assert admin.job_names(ns) == ["coco-stage1"]
+    reasons = wait_for(lambda: "SpecValid" in (r := admin.event_reasons(ns, "coco")) and r, what="the events")
+    assert reasons == ["Stage1Started", "SecretNotFound", "SecretKeyMissing", "SpecValid"]
+    refused = re.findall(r'forbidden: User "[^"]*" cannot [^"]*"[^"]*"', operator.log)
+    assert not refused, refused

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from harness import (
     JOBS,
-    SECRETS,
+    PODS,
     TRAININGS,
     complete_job,
     condition,
@@ -26,6 +26,7 @@ from harness import (
 
 from im2txt_operator.jobs import command_line
 from im2txt_operator.spec import parse_spec
+from im2txt_standins.kube_api import KubeAPI
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -127,31 +128,44 @@ async def test_delete_removes_the_jobs_not_the_data(tmp_path: Path) -> None:
         assert not any(k.startswith("delete") for k in api.writes if api.writes[k] != writes_before.get(k, 0))
 
 
-async def test_missing_secret_then_created(tmp_path: Path) -> None:
+def _config_error(api: KubeAPI, pod: str, message: str | None) -> None:
+    """The kubelet's part: the fetch container waits with CreateContainerConfigError, or (None) it started."""
+    if message is None:
+        api.patch_object(PODS, "default", pod, {"status": {"phase": "Running", "initContainerStatuses": None}},
+                         status=True)
+        return
+    api.patch_object(PODS, "default", pod, {"status": {"phase": "Pending", "initContainerStatuses": [
+        {"name": "fetch", "ready": False, "restartCount": 0,
+         "state": {"waiting": {"reason": "CreateContainerConfigError", "message": message}}}]}}, status=True)
+
+
+async def test_missing_secret_is_read_from_the_pods_status(tmp_path: Path) -> None:
+    """The operator reads no Secret: the Job is created, and the pod's CreateContainerConfigError names it."""
     spec = {"dataPath": "ufile://im2txt-data/coco/", "outputPath": "ufile://im2txt-out/run/",
             "credentialsSecret": "ufile-keys"}
     async with emulator(tmp_path) as api, operator(api, tmp_path) as op:
         new_training(api, "u", spec)
+        await wait_for(lambda: job(api, "u-stage1"), what="the Job, without any Secret lookup")
+        pod = start_pod(api, "u-stage1", "")
+        _config_error(api, pod, 'secret "ufile-keys" not found')
         await wait_for(lambda: condition(api, "u", "Ready").get("status") == "False", what="Ready False")
         ready = condition(api, "u", "Ready")
         assert ready["reason"] == "SecretNotFound"
-        assert ready["message"].startswith("spec.credentialsSecret: Secret 'ufile-keys' not found")
+        assert ready["message"].startswith("spec.credentialsSecret: Secret 'ufile-keys' not found in namespace "
+                                           "'default'; expected a Secret with keys publicKey and privateKey")
         assert status(api, "u")["phase"] == "Pending"
-        await still(lambda: jobs(api) == [])
-        api.create_object(SECRETS, {"metadata": {"name": "ufile-keys", "namespace": "default"},
-                                    "data": {"publicKey": "UFVCLUtFWS0xMjM="}})  # PUB-KEY-123
+        assert status(api, "u")["message"].startswith("stage 1 waits: spec.credentialsSecret:")
+        _config_error(api, pod, "couldn't find key privateKey in Secret default/ufile-keys")
         await wait_for(lambda: condition(api, "u", "Ready").get("reason") == "SecretKeyMissing", what="key missing")
-        assert "privateKey" in condition(api, "u", "Ready")["message"]
-        assert jobs(api) == []
-        api.patch_object(SECRETS, "default", "ufile-keys", {"data": {"privateKey": "UFJJVi1LRVktNDU2"}})  # PRIV-KEY-456
-        await wait_for(lambda: job(api, "u-stage1"), what="Job after the fix")
+        assert "lacks key privateKey" in condition(api, "u", "Ready")["message"]
+        _config_error(api, pod, None)  # the Secret is complete: the kubelet starts the containers
         await wait_for(lambda: condition(api, "u", "Ready").get("status") == "True", what="Ready")
-        reasons = await wait_for(lambda: "Stage1Started" in event_reasons(api, "u") and event_reasons(api, "u"),
+        assert status(api, "u")["phase"] == "Running"
+        reasons = await wait_for(lambda: "SpecValid" in event_reasons(api, "u") and event_reasons(api, "u"),
                                  what="events")
-        assert reasons == ["SecretNotFound", "SecretKeyMissing", "Stage1Started"]
-        text = str(api.list_objects(("", "v1", "events"))) + str(status(api, "u"))
-        for secret in ("UFVCLUtFWS0xMjM=", "PUB-KEY-123", "UFJJVi1LRVktNDU2", "PRIV-KEY-456"):
-            assert secret not in text and secret not in op.log  # key material never leaks
+        assert reasons == ["Stage1Started", "SecretNotFound", "SecretKeyMissing", "SpecValid"]
+        assert jobs(api) == ["u-stage1"]  # the same Job throughout: nothing was re-created
+        assert "secrets" not in op.log
 
 
 async def test_missing_claim_then_created(tmp_path: Path) -> None:

@@ -1,0 +1,59 @@
+"""A stage's pod that cannot start its containers, read from the pod's own status, named as a spec problem.
+
+The operator reads no Secrets (its ClusterRole has no rule on them). A missing credentials Secret, or one without
+a key, shows where the kubelet reports it: the container waits with reason ``CreateContainerConfigError`` and a
+message that names the Secret and the key. Pods are listed anyway for the step, so this costs no request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from im2txt_operator.lifecycle import Problem
+
+CONFIG_ERROR = "CreateContainerConfigError"
+EXPECTED_KEYS = "publicKey and privateKey"
+# The kubelet's words (pkg/kubelet/kubelet_pods.go), stable for years.
+_SECRET_NOT_FOUND = re.compile(r'secret "(?P<name>[^"]+)" not found')
+_KEY_MISSING = re.compile(r"couldn't find key (?P<key>\S+) in Secret (?P<namespace>[^/\s]+)/(?P<name>\S+)")
+
+
+def _waiting(pod: Mapping[str, Any]) -> Iterable[tuple[str, str, str]]:
+    """(container, reason, message) of every waiting container, init containers first (they start first)."""
+    status = pod.get("status") or {}
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for c in status.get(key) or ():
+            waiting = (c.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason"):
+                yield c.get("name", ""), waiting["reason"], waiting.get("message") or ""
+
+
+def _newest_live(pods: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    live = [p for p in pods if (p.get("status") or {}).get("phase") in (None, "Pending", "Running")
+            and not (p.get("metadata") or {}).get("deletionTimestamp")]
+    return max(live, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", default=None)
+
+
+def pod_problem(pods: Iterable[Mapping[str, Any]], secret: str | None, namespace: str) -> Problem | None:
+    """The problem that keeps the newest live pod of a stage from starting, or None."""
+    pod = _newest_live(pods)
+    if pod is None:
+        return None
+    pod_name = (pod.get("metadata") or {}).get("name", "")
+    for container, reason, message in _waiting(pod):
+        if reason != CONFIG_ERROR:
+            continue
+        where = f"(pod {pod_name}, container {container}: {CONFIG_ERROR})"
+        if (m := _SECRET_NOT_FOUND.search(message)) and m["name"] == secret:
+            return Problem("spec.credentialsSecret", "SecretNotFound",
+                           f"spec.credentialsSecret: Secret {secret!r} not found in namespace {namespace!r}; "
+                           f"expected a Secret with keys {EXPECTED_KEYS} {where}")
+        if (m := _KEY_MISSING.search(message)) and m["name"] == secret:
+            return Problem("spec.credentialsSecret", "SecretKeyMissing",
+                           f"spec.credentialsSecret: Secret {secret!r} lacks key {m['key']}; expected keys "
+                           f"{EXPECTED_KEYS} {where}")
+        return Problem("spec", "ContainerConfigError", f"spec: pod {pod_name} cannot start container {container}: "
+                       f"{message}")
+    return None

@@ -1,0 +1,59 @@
+"""pod_problems.pod_problem: a stage's pod that cannot start, from the kubelet's words in the pod's status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from im2txt_operator.pod_problems import pod_problem
+
+
+def _pod(name: str, created: str, phase: str = "Pending", init: list[dict[str, Any]] | None = None,
+         main: list[dict[str, Any]] | None = None, deleting: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "creationTimestamp": created}
+    if deleting:
+        meta["deletionTimestamp"] = created
+    return {"metadata": meta, "status": {"phase": phase, "initContainerStatuses": init or [],
+                                         "containerStatuses": main or []}}
+
+
+def _waiting(container: str, reason: str, message: str = "") -> dict[str, Any]:
+    return {"name": container, "state": {"waiting": {"reason": reason, "message": message}}}
+
+
+def test_a_missing_secret_names_the_field_and_what_is_expected() -> None:
+    pods = [_pod("coco-stage1-a", "2026-01-01T00:00:00Z",
+                 init=[_waiting("fetch", "CreateContainerConfigError", 'secret "ufile-keys" not found')])]
+    problem = pod_problem(pods, "ufile-keys", "ml")
+    assert problem is not None and (problem.field, problem.reason) == ("spec.credentialsSecret", "SecretNotFound")
+    assert problem.message == ("spec.credentialsSecret: Secret 'ufile-keys' not found in namespace 'ml'; expected "
+                               "a Secret with keys publicKey and privateKey (pod coco-stage1-a, container fetch: "
+                               "CreateContainerConfigError)")
+
+
+def test_a_missing_key_is_named() -> None:
+    pods = [_pod("p", "t", main=[_waiting("trainer", "CreateContainerConfigError",
+                                          "couldn't find key publicKey in Secret ml/ufile-keys")])]
+    problem = pod_problem(pods, "ufile-keys", "ml")
+    assert problem is not None and problem.reason == "SecretKeyMissing"
+    assert problem.message.startswith("spec.credentialsSecret: Secret 'ufile-keys' lacks key publicKey; expected keys")
+
+
+def test_other_config_errors_quote_the_kubelet() -> None:
+    message = "container has runAsNonRoot and image will run as root"
+    pods = [_pod("p", "t", init=[_waiting("fetch", "CreateContainerConfigError", message)])]
+    problem = pod_problem(pods, "ufile-keys", "ml")
+    assert problem is not None and problem.reason == "ContainerConfigError" and problem.message.endswith(message)
+    # Another Secret than the training's is not blamed on spec.credentialsSecret.
+    other = [_pod("p", "t", init=[_waiting("fetch", "CreateContainerConfigError", 'secret "x" not found')])]
+    assert pod_problem(other, "ufile-keys", "ml").reason == "ContainerConfigError"  # type: ignore[union-attr]
+
+
+def test_only_the_newest_live_pod_counts_and_ordinary_waits_are_no_problem() -> None:
+    stuck = _waiting("fetch", "CreateContainerConfigError", 'secret "ufile-keys" not found')
+    old = _pod("old", "2026-01-01T00:00:00Z", init=[stuck])
+    new = _pod("new", "2026-01-01T00:05:00Z", phase="Running", main=[_waiting("trainer", "PodInitializing")])
+    assert pod_problem([old, new], "ufile-keys", "ml") is None
+    assert pod_problem([_pod("gone", "t", init=[stuck], deleting=True)], "ufile-keys", "ml") is None
+    assert pod_problem([_pod("done", "t", phase="Failed", init=[stuck])], "ufile-keys", "ml") is None
+    assert pod_problem([old], "ufile-keys", "ml") is not None
+    assert pod_problem([], "ufile-keys", "ml") is None
