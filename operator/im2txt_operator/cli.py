@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
+import os
+import socket
 import sys
+import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -49,10 +56,17 @@ def render(paths: Sequence[str], out: Any = sys.stdout) -> int:
     return 0
 
 
-def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, verbose: bool,
-        metrics_port: int = 9090) -> int:
-    import os
+@dataclass(frozen=True)
+class Election:
+    """Where the Lease is and who this process is (``run --leader-elect``)."""
 
+    namespace: str
+    name: str
+    identity: str
+
+
+def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, verbose: bool,
+        metrics_port: int = 9090, election: Election | None = None) -> int:
     os.environ["IM2TXT_METRICS_PORT"] = str(metrics_port)  # read by the handlers module at import
     import kopf
 
@@ -63,8 +77,69 @@ def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, v
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
-    kopf.run(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
-             liveness_endpoint=liveness or None)
+    if election is None:
+        kopf.run(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
+                 liveness_endpoint=liveness or None)
+        return 0
+    return asyncio.run(_run_as_leader(election, all_namespaces, namespaces, liveness or None))
+
+
+async def _serve_liveness(endpoint: str | None) -> asyncio.Server | None:
+    """A standby is alive: answer the liveness probe (kopf's own endpoint starts only with the operator)."""
+    if not endpoint:
+        return None
+    url = urlsplit(endpoint)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n"
+                         b"Connection: close\r\n\r\nstandby\n")
+            await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(answer, url.hostname, url.port)
+
+
+async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: Sequence[str],
+                         liveness: str | None) -> int:
+    """Wait for the Lease, then run the operator while renewing it. Losing it ends the process at once (the
+    Deployment restarts it as a standby): a leader that may no longer act must not finish what it started."""
+    import kopf
+
+    from im2txt_operator.kube import Kube
+    from im2txt_operator.leader import LeaderElector
+
+    kube = Kube()
+    elector = LeaderElector(kube, election.namespace, election.name, election.identity)
+    server = await _serve_liveness(liveness)
+    try:
+        await elector.acquire()
+    finally:
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+
+    async def hold_or_exit() -> None:
+        await elector.hold()  # returns only when the Lease is lost
+        logging.getLogger("im2txt_operator").error("leadership lost: exiting")
+        logging.shutdown()
+        os._exit(1)
+
+    holding = asyncio.create_task(hold_or_exit())
+
+    @kopf.on.cleanup()
+    async def stop_renewing(**_: Any) -> None:
+        # kopf waits up to 5 s for every other task of the loop to end before it returns; the renewal loop must
+        # not be one of them. The Lease stays ours until released below, or until it expires.
+        holding.cancel()
+
+    # In this task, not a new one: kopf would wait for a task that waits for it.
+    await kopf.operator(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
+                        liveness_endpoint=liveness)
+    holding.cancel()
+    await elector.release()  # a clean stop (SIGTERM): the standby takes over now, not after the lease expires
+    await kube.close()
     return 0
 
 
@@ -79,6 +154,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--liveness", default=LIVENESS, help=f"health endpoint (default {LIVENESS}; '' for none)")
     p_run.add_argument("--metrics-port", type=int, default=9090, help="Prometheus /metrics port (0: off)")
     p_run.add_argument("--verbose", action="store_true")
+    p_run.add_argument("--leader-elect", action="store_true",
+                       help="run only while holding a coordination.k8s.io Lease (replicas > 1: one acts, the "
+                            "others stand by)")
+    p_run.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE") or "im2txt-system",
+                       help="namespace of the Lease (default $POD_NAMESPACE, else im2txt-system)")
+    p_run.add_argument("--lease-name", default="im2txt-operator", help="name of the Lease (default im2txt-operator)")
+    p_run.add_argument("--identity", default=os.environ.get("POD_NAME") or f"{socket.gethostname()}_{uuid.uuid4()}",
+                       help="this process in the Lease (default $POD_NAME, else <hostname>_<uuid>)")
     p_render = sub.add_parser("render", help="print the Jobs a training would get (offline)")
     p_render.add_argument("files", nargs="+", help="YAML files with Im2txtTraining resources ('-' for stdin)")
     args = parser.parse_args(argv)
@@ -86,4 +169,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return render(args.files)
     if not args.namespace and not args.all_namespaces:
         parser.error("run: give --namespace NS or --all-namespaces")
-    return run(args.namespace, args.all_namespaces, args.liveness, args.verbose, args.metrics_port)
+    election = Election(args.lease_namespace, args.lease_name, args.identity) if args.leader_elect else None
+    return run(args.namespace, args.all_namespaces, args.liveness, args.verbose, args.metrics_port, election)

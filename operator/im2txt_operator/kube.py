@@ -121,6 +121,26 @@ class Kube:
     async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         return await self._request("PATCH", self._jobs(namespace, name), body=patch, content_type=MERGE_PATCH)
 
+    @staticmethod
+    def _lease(namespace: str, name: str | None = None) -> str:
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{quote(namespace)}/leases"
+        return f"{path}/{quote(name)}" if name else path
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self._request("GET", self._lease(namespace, name))
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._request("POST", self._lease(namespace), body=body)
+
+    async def replace_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT with the resourceVersion read before: a concurrent writer makes it answer 409."""
+        return await self._request("PUT", self._lease(namespace, body["metadata"]["name"]), body=body)
+
     def _training(self, namespace: str, name: str) -> str:
         return f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{PLURAL}/{quote(name)}"
 

@@ -66,6 +66,7 @@ BUILTIN: dict[Res, dict[str, Any]] = {
     ("", "v1", "events"): {"kind": "Event", "namespaced": True, "sub": (), "shortNames": ("ev",)},
     ("events.k8s.io", "v1", "events"): {"kind": "Event", "namespaced": True, "sub": ()},
     ("batch", "v1", "jobs"): {"kind": "Job", "namespaced": True, "sub": ("status",)},
+    ("coordination.k8s.io", "v1", "leases"): {"kind": "Lease", "namespaced": True, "sub": ()},
     ("apiextensions.k8s.io", "v1", "customresourcedefinitions"):
         {"kind": "CustomResourceDefinition", "namespaced": False, "sub": ("status",), "shortNames": ("crd", "crds")},
 }

@@ -182,8 +182,9 @@ class OperatorProcess:
     """``python -m im2txt_operator run`` as the operator's own ServiceAccount (the kubeconfig's token)."""
 
     def __init__(self, kubeconfig: Path, logfile: Path, args: tuple[str, ...] = ("--all-namespaces",),
-                 interval: float = 1.0) -> None:
+                 interval: float = 1.0, started: tuple[str, ...] = ("Initial authentication has finished",)) -> None:
         self.kubeconfig, self.logfile, self.args, self.interval = kubeconfig, logfile, args, interval
+        self.started = started  # any of these in the log: up (a standby of leader election never starts kopf)
         self.metrics_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -195,7 +196,7 @@ class OperatorProcess:
             cmd = [sys.executable, "-m", "im2txt_operator", "run", *self.args, "--liveness=",
                    f"--metrics-port={self.metrics_port}"]
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(lambda: "Initial authentication has finished" in self.log[offset:] or self.proc.poll() is not None,
+        wait_for(lambda: any(t in self.log[offset:] for t in self.started) or self.proc.poll() is not None,
                  timeout=30, what="operator start")
         assert self.proc.poll() is None, self.log
         return self

@@ -156,10 +156,11 @@ def grants(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
     return out
 
 
-def allowed(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
-    """Kubernetes RBAC's rule matching (wildcards included, so a stray '*' would show up here too)."""
+def allowed(rules: list[dict[str, Any]], group: str, resource: str, verb: str, name: str | None = None) -> bool:
+    """Kubernetes RBAC's rule matching (wildcards included, so a stray '*' would show up here too); a rule with
+    resourceNames matches only a request for one of those names."""
     for rule in rules:
-        if rule.get("resourceNames"):
+        if rule.get("resourceNames") and name not in rule["resourceNames"]:
             continue
         if (
             (group in rule["apiGroups"] or "*" in rule["apiGroups"])

@@ -28,9 +28,21 @@ def container(pod: dict[str, Any]) -> dict[str, Any]:
     return pod["containers"][0]
 
 
-def test_one_replica_recreated_never_two_at_once(deployment: dict[str, Any]) -> None:
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+def test_two_replicas_one_acting_by_leader_election(deployment: dict[str, Any], container: dict[str, Any],
+                                                    pod: dict[str, Any], base_docs: list[dict[str, Any]]) -> None:
+    assert deployment["spec"]["replicas"] == 2
+    assert "--leader-elect" in container["args"]
+    # The Lease holder is the pod, in the pod's namespace (the downward API).
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in container["env"]}
+    assert env["POD_NAME"] == "metadata.name" and env["POD_NAMESPACE"] == "metadata.namespace"
+    # A rolling update never leaves no operator (the standby takes over when the old leader releases the Lease).
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    term = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    pdb = find(base_docs, "PodDisruptionBudget", "im2txt-operator")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
 
 
 def test_selector_matches_pod_labels(deployment: dict[str, Any]) -> None:

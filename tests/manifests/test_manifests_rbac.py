@@ -115,18 +115,34 @@ def test_binding_gives_the_role_to_the_deployments_service_account(base_docs: li
     ]
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
     assert deployment["metadata"]["namespace"] == sa["metadata"]["namespace"]
-    # Nothing else grants rights.
-    assert not [d for d in base_docs if d["kind"] in ("Role", "RoleBinding")]
+    # Nothing else grants rights, but the Lease of leader election (test_leader_election_grows_rbac_by_the_lease).
+    assert [d["metadata"]["name"] for d in base_docs if d["kind"] in ("Role", "RoleBinding")] == [
+        "im2txt-operator-leader-election"] * 2
     assert len([d for d in base_docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]) == 2
+
+
+def test_leader_election_grows_rbac_by_the_lease_alone(base_docs: list[dict[str, Any]]) -> None:
+    role = find(base_docs, "Role", "im2txt-operator-leader-election")
+    sa = find(base_docs, "ServiceAccount", "im2txt-operator")
+    assert role["metadata"]["namespace"] == sa["metadata"]["namespace"]  # the operator's namespace, not cluster-wide
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["im2txt-operator"],
+         "verbs": ["get", "update"]},
+    ]
+    binding = find(base_docs, "RoleBinding", "im2txt-operator-leader-election")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"] and binding["roleRef"]["kind"] == "Role"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "im2txt-operator",
+                                    "namespace": sa["metadata"]["namespace"]}]
 
 
 def test_single_namespace_overlay_grants_the_contract_in_one_namespace() -> None:
     docs = kustomize_build(ROOT / "manifests" / "overlays" / "single-namespace")
     deployment = find(docs, "Deployment", "im2txt-operator")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert len(args) == 1 and args[0].startswith("--namespace=")
+    assert len(args) == 2 and args[0].startswith("--namespace=") and args[1] == "--leader-elect"
     namespace = args[0].split("=", 1)[1]
-    role, binding = find(docs, "Role"), find(docs, "RoleBinding")
+    role, binding = find(docs, "Role", "im2txt-operator"), find(docs, "RoleBinding", "im2txt-operator")
     assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == namespace
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "im2txt-operator"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "im2txt-operator", "namespace": "im2txt-system"}]

@@ -35,8 +35,9 @@ PODS = ("", "v1", "pods")
 TRAININGS = ("im2txt.dev", "v1alpha1", "im2txttrainings")
 
 
-def request_attributes(method: str, path: str, params: dict[str, str]) -> tuple[str, str, str, str | None] | None:
-    """(group, resource[/subresource], verb, namespace) as the API server's RequestInfo derives them."""
+def request_attributes(method: str, path: str,
+                       params: dict[str, str]) -> tuple[str, str, str, str | None, str | None] | None:
+    """(group, resource[/subresource], verb, namespace, name) as the API server's RequestInfo derives them."""
     m = _PATH.fullmatch(path)
     if m is None:
         return None
@@ -47,7 +48,7 @@ def request_attributes(method: str, path: str, params: dict[str, str]) -> tuple[
     else:
         verb = {"POST": "create", "PUT": "update", "PATCH": "patch",
                 "DELETE": "delete" if m["name"] else "deletecollection"}[method]
-    return m["g"] or "", resource, verb, m["ns"]
+    return m["g"] or "", resource, verb, m["ns"], m["name"]
 
 
 def authorizer(docs: list[dict[str, Any]], namespace: str, name: str) -> Any:
@@ -70,10 +71,10 @@ def authorizer(docs: list[dict[str, Any]], namespace: str, name: str) -> Any:
             ns = binding["metadata"]["namespace"]
             namespaced.setdefault(ns, []).extend(role(ref["kind"], ref["name"], ns))
 
-    def check(group: str, resource: str, verb: str, ns: str | None) -> bool:
-        if allowed(cluster_rules, group, resource, verb):
+    def check(group: str, resource: str, verb: str, ns: str | None, name: str | None = None) -> bool:
+        if allowed(cluster_rules, group, resource, verb, name):
             return True
-        return ns is not None and allowed(namespaced.get(ns, []), group, resource, verb)
+        return ns is not None and allowed(namespaced.get(ns, []), group, resource, verb, name)
 
     return check
 
@@ -223,14 +224,25 @@ async def test_operator_runs_within_its_rbac(tmp_path: Path, folder: Path) -> No
 
 
 def test_request_attributes_follow_the_api_servers_rules() -> None:
-    assert request_attributes("GET", "/api/v1/namespaces/ml/pods/p1/log", {}) == ("", "pods/log", "get", "ml")
-    assert request_attributes("GET", "/apis/batch/v1/jobs", {"watch": "true"}) == ("batch", "jobs", "watch", None)
-    assert request_attributes("GET", "/apis/batch/v1/namespaces/ml/jobs", {}) == ("batch", "jobs", "list", "ml")
+    assert request_attributes("GET", "/api/v1/namespaces/ml/pods/p1/log", {}) == ("", "pods/log", "get", "ml", "p1")
+    assert request_attributes("GET", "/apis/batch/v1/jobs", {"watch": "true"}) == (
+        "batch", "jobs", "watch", None, None)
+    assert request_attributes("GET", "/apis/batch/v1/namespaces/ml/jobs", {}) == ("batch", "jobs", "list", "ml", None)
     assert request_attributes("PATCH", "/apis/im2txt.dev/v1alpha1/namespaces/ml/im2txttrainings/t/status", {}) == (
-        "im2txt.dev", "im2txttrainings/status", "patch", "ml")
+        "im2txt.dev", "im2txttrainings/status", "patch", "ml", "t")
     assert request_attributes("DELETE", "/apis/batch/v1/namespaces/ml/jobs", {}) == (
-        "batch", "jobs", "deletecollection", "ml")
-    assert request_attributes("POST", "/api/v1/namespaces/ml/events", {}) == ("", "events", "create", "ml")
+        "batch", "jobs", "deletecollection", "ml", None)
+    assert request_attributes("POST", "/api/v1/namespaces/ml/events", {}) == ("", "events", "create", "ml", None)
+
+
+def test_the_lease_rule_is_limited_to_its_name() -> None:
+    check = authorizer(kustomize_build(ROOT / "manifests" / "base"), "im2txt-system", "im2txt-operator")
+    assert check("coordination.k8s.io", "leases", "get", "im2txt-system", "im2txt-operator")
+    assert check("coordination.k8s.io", "leases", "update", "im2txt-system", "im2txt-operator")
+    assert check("coordination.k8s.io", "leases", "create", "im2txt-system", None)
+    assert not check("coordination.k8s.io", "leases", "update", "im2txt-system", "kube-scheduler")
+    assert not check("coordination.k8s.io", "leases", "get", "kube-system", "im2txt-operator")
+    assert not check("coordination.k8s.io", "leases", "list", "im2txt-system", None)
 
 
 def test_authorizer_scopes_roles_to_their_namespace() -> None:

@@ -101,9 +101,11 @@ def test_kubectl_kustomize_agrees_with_the_offline_build(folder: Path) -> None:
 def test_base_holds_everything_to_run_the_operator(base_docs: list[dict[str, Any]]) -> None:
     kinds = sorted(d["kind"] for d in base_docs)
     assert kinds == sorted(
-        ["Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"]
+        ["Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment",
+         "Role", "RoleBinding", "PodDisruptionBudget"]  # Role/RoleBinding: the Lease of leader election
     )
-    namespaced = [d for d in base_docs if d["kind"] in ("ServiceAccount", "Deployment")]
+    namespaced = [d for d in base_docs if d["kind"] in ("ServiceAccount", "Deployment", "Role", "RoleBinding",
+                                                        "PodDisruptionBudget")]
     assert {d["metadata"]["namespace"] for d in namespaced} == {"im2txt-system"}
     deployment = find(base_docs, "Deployment")
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "im2txt-operator:0.1.0"
