@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cluster_support import Api, ApiError, OperatorProcess, wait_for
+from cluster_support import ROOT, Api, ApiError, OperatorProcess, wait_for
+from control_plane import ControlPlane
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -68,3 +70,46 @@ def test_a_missing_secret_is_reported_without_reading_secrets(admin: Api, ns: st
     assert reasons == ["Stage1Started", "SecretNotFound", "SecretKeyMissing", "SpecValid"]
     refused = re.findall(r'forbidden: User "[^"]*" cannot [^"]*"[^"]*"', operator.log)
     assert not refused, refused
+
+
+@pytest.fixture
+def allowed_images(installed: ControlPlane, admin: Api) -> Iterator[None]:
+    """manifests/policies/allowed-images as a cluster admin applies it, with its example registries."""
+    folder = str(ROOT / "manifests" / "policies" / "allowed-images")
+    installed.kubectl("apply", "--server-side", "-k", folder)
+    try:
+        yield
+    finally:
+        installed.kubectl("delete", "-k", folder, "--wait=true")
+        wait_for(lambda: admin.get("/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/"
+                                   "im2txt-allowed-images") is None, what="the policy gone")
+
+
+def _dry_run(admin: Api, ns: str, image: str) -> None:
+    admin.request("POST", admin.trainings(ns), {
+        "apiVersion": "im2txt.dev/v1alpha1", "kind": "Im2txtTraining", "metadata": {"name": "coco"},
+        "spec": {**UFILE, "image": image}}, params={"dryRun": "All", "fieldValidation": "Strict"})
+
+
+def test_the_allowed_images_policy_refuses_other_registries(admin: Api, ns: str, allowed_images: None) -> None:
+    def enforced() -> bool:  # a policy takes effect a moment after it is created
+        try:
+            _dry_run(admin, ns, "evil.example.org/miner:1")
+        except ApiError as e:
+            return e.status == 422
+        return False
+
+    wait_for(enforced, what="the policy enforced")
+    with pytest.raises(ApiError) as refused:
+        _dry_run(admin, ns, "evil.example.org/miner:1")
+    message = refused.value.body["message"]
+    assert "spec.image: evil.example.org/miner:1 is not from an allowed registry" in message, message
+    assert "registry.example.com/ml/, ghcr.io/your-org/" in message
+    with pytest.raises(ApiError):  # the CRD's default image is not from a listed registry either
+        admin.request("POST", admin.trainings(ns), {"apiVersion": "im2txt.dev/v1alpha1", "kind": "Im2txtTraining",
+                                                    "metadata": {"name": "coco"}, "spec": UFILE},
+                      params={"dryRun": "All"})
+    _dry_run(admin, ns, "registry.example.com/ml/im2txt-trainer:0.1.0")
+    _dry_run(admin, ns, "ghcr.io/your-org/im2txt-trainer@sha256:" + "0" * 64)
+    with pytest.raises(ApiError):  # a prefix match, not a substring one
+        _dry_run(admin, ns, "evil.example.org/registry.example.com/ml/x:1")
