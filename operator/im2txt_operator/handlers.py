@@ -33,6 +33,7 @@ from im2txt_operator.jobs import (
 )
 from im2txt_operator.kube import ApiException, Kube
 from im2txt_operator.lifecycle import CreateJob, Decision, Problem, SetJobSuspend, decide, job_state, status_patch
+from im2txt_operator.loss import loss_patch
 from im2txt_operator.metrics import Metrics
 from im2txt_operator.paths import PvcPath
 from im2txt_operator.pod_problems import pod_problem
@@ -111,7 +112,8 @@ class State:
 
 
 STATE = State()
-METRICS = Metrics(lambda: [(e.body or {}).get("status") or {} for e in list(STATE.entries.values()) if e.body])
+METRICS = Metrics(lambda: [(e.body or {}).get("status") or {} for e in list(STATE.entries.values()) if e.body],
+                  lambda: [e.body for e in list(STATE.entries.values()) if e.body])
 METRICS_PORT = int(os.environ.get("IM2TXT_METRICS_PORT", "9090"))  # 0: no metrics endpoint
 
 
@@ -498,8 +500,8 @@ async def refresh_progress(key: tuple[str, str], entry: Entry) -> None:
     if sample is None:
         return
     now = time.monotonic()
-    new = {"step": sample.step, "progress": percent(sample.step, target),
-           "eta": eta(sample.step, target, sample.sec_per_step, entry.sample, now)}
+    new: dict[str, Any] = {"step": sample.step, "progress": percent(sample.step, target),
+                           "eta": eta(sample.step, target, sample.sec_per_step, entry.sample, now)}
     if entry.sample is None or entry.sample[0] != sample.step:
         entry.sample = (sample.step, now)
     async with entry.lock:
@@ -507,7 +509,14 @@ async def refresh_progress(key: tuple[str, str], entry: Entry) -> None:
         if current.get("phase") != "Running" or current.get("jobName") != job_name:
             return
         patch = {k: v for k, v in new.items() if v is not None and current.get(k) != v}
+        diverged = loss_patch(current, sample, (entry.body or {}).get("metadata", {}).get("generation"), _now())
+        patch |= diverged.patch
         if patch:
             updated = await kube.patch_training_status(namespace, name, patch)
             entry.remember(updated)
             entry.body = newer(entry.body, updated)
+        if diverged.event is not None:
+            kopf.event(entry.body, type=diverged.event.type, reason=diverged.event.reason,
+                       message=diverged.event.message)
+            METRICS.writes.labels(kind="event").inc()
+            log.warning("%s/%s: %s: %s", namespace, name, diverged.event.reason, diverged.event.message)

@@ -174,7 +174,9 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
                                   "SuspendRequested" if phase == "Suspended" else "NotSuspended",
                                   message if phase == "Suspended" else "spec.suspend is false",
                                   generation, now))
-        return out
+        # Conditions set from the trainer's log between transitions (LossDiverged) are kept as they are.
+        ours = {c["type"] for c in out}
+        return out + [dict(c) for c in prev_conds if c.get("type") not in ours]
 
     if settings is None:
         # The spec cannot be parsed (the schema was bypassed): touch nothing, say which field is wrong.

@@ -29,10 +29,30 @@ class _Phases(Collector):
         yield family
 
 
+class _Losses(Collector):
+    """The trainer's last finite loss per training and stage, from the cached statuses at scrape time."""
+
+    def __init__(self, trainings: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
+        self._trainings = trainings
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("im2txt_training_loss", "Total loss the trainer last logged, by training and stage",
+                                   labels=["namespace", "training", "stage"])
+        for body in self._trainings():
+            status, meta = body.get("status") or {}, body.get("metadata") or {}
+            loss = status.get("loss")
+            if isinstance(loss, int | float) and not isinstance(loss, bool):
+                family.add_metric([meta.get("namespace", ""), meta.get("name", ""), str(status.get("stage") or "")],
+                                  float(loss))
+        yield family
+
+
 class Metrics:
-    def __init__(self, statuses: Callable[[], Iterable[Mapping[str, Any]]] = list) -> None:
+    def __init__(self, statuses: Callable[[], Iterable[Mapping[str, Any]]] = list,
+                 trainings: Callable[[], Iterable[Mapping[str, Any]]] = list) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_Phases(statuses))
+        self.registry.register(_Losses(trainings))
         self.transitions = Counter("im2txt_stage_transitions", "Stage transitions by stage and outcome",
                                    ["stage", "outcome"], registry=self.registry)
         self.errors = Counter("im2txt_reconcile_errors", "Reconciles that failed (retried with backoff)",

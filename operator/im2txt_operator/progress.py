@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_STEP = re.compile(r"global step (\d+)(?:: loss = [-+.\deEnaif]+ \(([\d.]+) sec/step\))?")
+_STEP = re.compile(r"global step (\d+)(?:: loss = ([-+.\deEnaifNAIF]+) \(([\d.]+) sec/step\))?")
 
 
 @dataclass(frozen=True)
 class StepSample:
     step: int
     sec_per_step: float | None  # as logged by the trainer, when present
+    loss: float | None = None  # the total loss of that step (nan or inf when training diverged)
 
 
 def last_step(log: str) -> StepSample | None:
@@ -21,8 +22,12 @@ def last_step(log: str) -> StepSample | None:
         pass
     if found is None:
         return None
-    sec = float(found[2]) if found[2] else None
-    return StepSample(step=int(found[1]), sec_per_step=sec)
+    sec = float(found[3]) if found[3] else None
+    try:
+        loss = float(found[2]) if found[2] else None
+    except ValueError:  # not a number the trainer would print: no loss rather than a wrong one
+        loss = None
+    return StepSample(step=int(found[1]), sec_per_step=sec, loss=loss)
 
 
 def percent(step: int, target: int) -> float:
@@ -59,3 +64,4 @@ def eta(step: int, target: int, sec_per_step: float | None,
     if rate is None or rate <= 0:
         return None
     return format_duration((target - step) * rate)
+

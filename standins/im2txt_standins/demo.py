@@ -77,12 +77,13 @@ def row(training: dict[str, Any]) -> list[str]:
     status = training.get("status") or {}
     progress = status.get("progress")
     return [training["metadata"]["name"], str(status.get("stage", "")), status.get("phase", ""),
-            str(status.get("step", "")), f"{progress:.0f}%" if isinstance(progress, int | float) else "",
+            str(status.get("step", "")), str(status.get("loss", "")),
+            f"{progress:.0f}%" if isinstance(progress, int | float) else "",
             status.get("eta", "") or "", status.get("message", "") or ""]
 
 
-HEAD = ["NAME", "STAGE", "PHASE", "STEP", "PROGRESS", "ETA", "MESSAGE"]
-WIDTHS = [8, 5, 10, 6, 8, 9, 0]
+HEAD = ["NAME", "STAGE", "PHASE", "STEP", "LOSS", "PROGRESS", "ETA", "MESSAGE"]
+WIDTHS = [8, 5, 10, 6, 7, 8, 9, 0]
 
 
 def line(cells: list[str]) -> str:

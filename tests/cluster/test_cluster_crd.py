@@ -41,9 +41,12 @@ def test_kubectl_explain_shows_the_field_docs(installed: ControlPlane) -> None:
 
 def test_printer_columns_and_short_name(installed: ControlPlane, admin: Api, ns: str) -> None:
     admin.claim(ns, "data")
-    admin.new_training(ns, "coco", {"dataPath": "pvc://data/", "outputPath": "pvc://data/out/"})
-    header = installed.kubectl("get", "i2t", "-n", ns).stdout.splitlines()[0].split()
-    assert header == ["NAME", "STAGE", "PHASE", "STEP", "PROGRESS", "ETA", "AGE"]
+    created = admin.new_training(ns, "coco", {"dataPath": "pvc://data/", "outputPath": "pvc://data/out/"})
+    admin.request("PUT", admin.trainings(ns, "coco") + "/status", {**created, "status": {
+        "stage": 1, "phase": "Running", "step": 4200, "loss": 2.4567, "progress": 0.4, "eta": "3d2h"}})
+    header, row = (line.split() for line in installed.kubectl("get", "i2t", "-n", ns).stdout.splitlines()[:2])
+    assert header == ["NAME", "STAGE", "PHASE", "STEP", "LOSS", "PROGRESS", "ETA", "AGE"]
+    assert row[:7] == ["coco", "1", "Running", "4200", "2.4567", "0.4", "3d2h"]
     assert "coco" in installed.kubectl("get", "im2txt", "-n", ns).stdout  # the category
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import subprocess
 import sys
 
@@ -12,7 +13,8 @@ from operator_support import HERE, ROOT
 
 from im2txt_operator import conditions as cond
 from im2txt_operator.cli import render
-from im2txt_operator.progress import eta, format_duration, last_step, percent
+from im2txt_operator.loss import LossUpdate, loss_patch
+from im2txt_operator.progress import StepSample, eta, format_duration, last_step, percent
 
 
 def test_render_prints_both_stages_offline() -> None:
@@ -44,14 +46,41 @@ def test_render_cli_reports_the_bad_field(tmp_path) -> None:  # type: ignore[no-
     assert "spec.dataPath: expected ufile://<bucket>/<prefix>/ or pvc://<claim>/<sub/path>" in run.stderr
 
 
-@pytest.mark.parametrize(("log", "step", "sec"), [
-    ("global step 5: loss = 3.2 (1.10 sec/step)\nglobal step 6: loss = 3.1 (1.20 sec/step)\n", 6, 1.2),
-    ("INFO:tensorflow:global step 1000001: loss = nan (0.61 sec/step)", 1000001, 0.61),
-    ("starting\nglobal step 7\n", 7, None),
+@pytest.mark.parametrize(("log", "step", "sec", "loss"), [
+    ("global step 5: loss = 3.2 (1.10 sec/step)\nglobal step 6: loss = 3.1 (1.20 sec/step)\n", 6, 1.2, 3.1),
+    ("INFO:tensorflow:global step 1000001: loss = nan (0.61 sec/step)", 1000001, 0.61, math.nan),
+    ("global step 9: loss = inf (0.61 sec/step)", 9, 0.61, math.inf),
+    ("global step 9: loss = -1.5e-03 (0.61 sec/step)", 9, 0.61, -0.0015),
+    ("starting\nglobal step 7\n", 7, None, None),
 ])
-def test_last_step(log: str, step: int, sec: float | None) -> None:
+def test_last_step(log: str, step: int, sec: float | None, loss: float | None) -> None:
     sample = last_step(log)
     assert sample is not None and (sample.step, sample.sec_per_step) == (step, sec)
+    if loss is None or not math.isnan(loss):
+        assert sample.loss == loss
+    else:
+        assert sample.loss is not None and math.isnan(sample.loss)
+
+
+def test_loss_in_status_and_diverged_once() -> None:
+    now = "2026-12-03T00:00:00Z"
+    first = loss_patch({}, StepSample(10, 0.5, 2.345678), 1, now)
+    assert first.patch == {"loss": 2.346} and first.event is None
+    assert loss_patch({"loss": 2.346}, StepSample(11, 0.5, 2.3456), 1, now).patch == {}  # unchanged: no write
+    nan = loss_patch({"loss": 2.346, "conditions": [{"type": "Ready", "status": "True"}]},
+                     StepSample(12, 0.5, math.nan), 1, now)
+    assert nan.patch["loss"] is None  # no number to show
+    diverged = [c for c in nan.patch["conditions"] if c["type"] == "LossDiverged"]
+    assert [c["type"] for c in nan.patch["conditions"]] == ["Ready", "LossDiverged"]
+    assert diverged[0]["status"] == "True" and diverged[0]["reason"] == "NonFiniteLoss"
+    assert diverged[0]["message"].startswith("global step 12: loss = nan: training diverged")
+    assert nan.event is not None and (nan.event.type, nan.event.reason) == ("Warning", "LossDiverged")
+    after = {"conditions": nan.patch["conditions"]}
+    assert loss_patch(after, StepSample(13, 0.5, math.inf), 1, now) == LossUpdate({})  # one Event, not one per read
+    recovered = loss_patch(after, StepSample(20, 0.5, 1.9), 1, now)
+    assert recovered.patch["loss"] == 1.9 and recovered.event is None
+    assert cond.find(recovered.patch["conditions"], "LossDiverged")["status"] == "False"  # type: ignore[index]
+    assert loss_patch({}, StepSample(7, None, None), 1, now) == LossUpdate({})  # a line without a loss
 
 
 def test_no_step_yet() -> None:

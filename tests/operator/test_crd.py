@@ -26,8 +26,8 @@ def test_identity(crd: dict[str, Any]) -> None:
     assert spec["names"]["shortNames"] == ["i2t"] and spec["names"]["categories"] == ["im2txt"]
     version = spec["versions"][0]
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Stage", "Phase", "Step", "Progress", "ETA",
-                                                                        "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "Stage", "Phase", "Step", "Loss", "Progress", "ETA", "Age"]
 
 
 def _walk(node: dict[str, Any], path: str) -> list[str]:

@@ -215,13 +215,14 @@ async def test_table_output_uses_the_printer_columns(tmp_path: Path) -> None:
     async with emulator(tmp_path) as api:
         new_training(api, "t")
         api.patch_object(TRAININGS, "default", "t", {"status": {"stage": 1, "phase": "Running", "step": 5,
-                                                                 "progress": 5.0, "eta": "1h"}}, status=True)
+                                                                 "loss": 2.5, "progress": 5.0, "eta": "1h"}},
+                         status=True)
         headers = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
         async with aiohttp.ClientSession() as s, s.get(api.url + NS, headers=headers) as r:
             table = await r.json()
-        assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Stage", "Phase", "Step", "Progress",
-                                                                   "ETA", "Age"]
-        assert table["rows"][0]["cells"][:6] == ["t", 1, "Running", 5, 5.0, "1h"]
+        assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Stage", "Phase", "Step", "Loss",
+                                                                   "Progress", "ETA", "Age"]
+        assert table["rows"][0]["cells"][:7] == ["t", 1, "Running", 5, 2.5, 5.0, "1h"]
 
 
 async def test_crd_metadata_schema_is_refused_as_the_real_server_does(tmp_path: Path) -> None:

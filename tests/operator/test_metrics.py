@@ -21,3 +21,14 @@ def test_metrics_from_events_and_cache() -> None:
     assert 'im2txt_stage_transitions_total{outcome="failed",stage="2"} 1.0' in text
     assert 'im2txt_stage_duration_seconds_sum{stage="1"} 3600.0' in text
     assert 'im2txt_stage_duration_seconds_count{stage="2"}' not in text  # stage 2 has no times yet
+
+
+def test_loss_gauge_by_training_and_stage_from_the_cache() -> None:
+    trainings = [
+        {"metadata": {"namespace": "ml", "name": "coco"}, "status": {"stage": 2, "loss": 2.31}},
+        {"metadata": {"namespace": "ml", "name": "new"}, "status": {"phase": "Pending"}},  # no loss yet
+        {"metadata": {"namespace": "ml", "name": "nan"}, "status": {"stage": 1}},  # diverged: loss removed
+    ]
+    text = generate_latest(Metrics(list, lambda: trainings).registry).decode()
+    assert 'im2txt_training_loss{namespace="ml",stage="2",training="coco"} 2.31' in text
+    assert 'training="new"' not in text and 'training="nan"' not in text

@@ -52,6 +52,7 @@ async def test_two_stages_with_progress(tmp_path: Path) -> None:
                                       "global step 40: loss = 2.3 (0.50 sec/step)\n")
         await wait_for(lambda: status(api, "coco").get("step") == 40, what="step 40")
         assert status(api, "coco")["progress"] == 40.0 and status(api, "coco")["eta"] == "30s"
+        assert status(api, "coco")["loss"] == 2.3
 
         # Stage 1 completes -> stage 2 with the stage-2 command, at most 3 writes for the transition.
         await wait_for(lambda: "Stage1Started" in event_reasons(api, "coco"), what="event")
@@ -280,3 +281,23 @@ async def test_metrics_and_single_namespace(tmp_path: Path) -> None:
         assert 'im2txt_stage_transitions_total{outcome="started",stage="2"} 1.0' in text
         assert 'im2txt_stage_duration_seconds_count{stage="1"} 1.0' in text
         assert 'im2txt_api_writes_total{kind="job"} 2.0' in text
+
+
+async def test_a_diverged_loss_is_a_condition_and_one_warning(tmp_path: Path) -> None:
+    async with emulator(tmp_path) as api, operator(api, tmp_path):
+        new_training(api, "coco")
+        await wait_for(lambda: status(api, "coco").get("phase") == "Running", what="Running")
+        pod = start_pod(api, "coco-stage1", "global step 40: loss = 2.3 (0.50 sec/step)\n")
+        await wait_for(lambda: status(api, "coco").get("loss") == 2.3, what="the loss")
+        api.set_log("default", pod, "trainer", "global step 40: loss = 2.3 (0.50 sec/step)\n"
+                                               "global step 41: loss = nan (0.50 sec/step)\n")
+        diverged = await wait_for(lambda: condition(api, "coco", "LossDiverged").get("status") == "True"
+                                  and condition(api, "coco", "LossDiverged"), what="LossDiverged")
+        assert diverged["message"].startswith("global step 41: loss = nan")
+        assert "loss" not in status(api, "coco") and status(api, "coco")["step"] == 41
+        await still(lambda: True, 1.5)  # several progress reads of the same NaN
+        assert event_reasons(api, "coco").count("LossDiverged") == 1
+        # A transition keeps the condition (the lifecycle owns only its own conditions).
+        complete_job(api, "coco-stage1")
+        await wait_for(lambda: status(api, "coco").get("stage") == 2, what="stage 2")
+        assert condition(api, "coco", "LossDiverged")["status"] == "True"
