@@ -22,6 +22,7 @@ from typing import Any
 import kopf
 
 from im2txt_operator import conditions as cond
+from im2txt_operator import tensorboard
 from im2txt_operator.jobs import (
     LABEL_MANAGED_BY,
     LABEL_STAGE,
@@ -81,6 +82,8 @@ class Entry:
     rejected: tuple[int | None, Problem] | None = None
     # The running stage's pod cannot start (its Job's name, the problem), from the pod's status: a missing Secret.
     pod_problem: tuple[str, Problem] | None = None
+    # The generation whose TensorBoard Deployment and Service were last written (None: none written).
+    tensorboard: int | None = None
     # resourceVersions our own writes produced: their watch events bring nothing new, so they are not
     # reconciled again (half the work in a burst). Anything else, or a restart, reconciles as usual.
     own: set[str] = field(default_factory=set)
@@ -365,6 +368,10 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
             break
 
     patch = status_patch(status, decision.status)
+    if settings is not None:
+        url = await _tensorboard(kube, entry, owner, settings, generation, status)
+        if status.get("tensorboard") != url:
+            patch["tensorboard"] = url
     if patch:
         updated = await kube.patch_training_status(namespace, name, patch)
         METRICS.writes.labels(kind="status").inc()
@@ -375,6 +382,26 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
         METRICS.writes.labels(kind="event").inc()
         METRICS.record_event(decision.event.reason, decision.status)
         log.info("%s/%s: %s: %s", namespace, name, decision.event.reason, decision.event.message)
+
+
+async def _tensorboard(kube: Kube, entry: Entry, owner: Owner, settings: Settings, generation: int | None,
+                       status: Mapping[str, Any]) -> str | None:
+    """Keep the training's TensorBoard as its spec says: written once per generation while enabled (a restart
+    writes it again: create, or merge-patch what exists), deleted when disabled. Returns status.tensorboard."""
+    tb_name = tensorboard.name(owner.name)
+    if settings.tensorboard.enabled:
+        if entry.tensorboard != generation:
+            await kube.create_or_patch("/apis/apps/v1", "deployments", tensorboard.build_deployment(owner, settings))
+            await kube.create_or_patch("/api/v1", "services", tensorboard.build_service(owner))
+            METRICS.writes.labels(kind="tensorboard").inc(2)
+            entry.tensorboard = generation
+        return tensorboard.address(owner)
+    if entry.tensorboard is not None or status.get("tensorboard"):
+        await kube.delete_if_present("/apis/apps/v1", "deployments", owner.namespace, tb_name)
+        await kube.delete_if_present("/api/v1", "services", owner.namespace, tb_name)
+        METRICS.writes.labels(kind="tensorboard").inc(2)
+        entry.tensorboard = None
+    return None
 
 
 async def _act(kube: Kube, entry: Entry, owner: Owner, settings: Settings | None,

@@ -58,7 +58,7 @@ def labels(owner: Owner, stage: int) -> dict[str, str]:
     return {LABEL_TRAINING: owner.name, LABEL_STAGE: str(stage), LABEL_MANAGED_BY: MANAGED_BY}
 
 
-def _ufile_env(settings: Settings) -> list[dict[str, Any]]:
+def ufile_env(settings: Settings) -> list[dict[str, Any]]:
     def key(env: str, key: str) -> dict[str, Any]:
         return {"name": env, "valueFrom": {"secretKeyRef": {"name": settings.credentials_secret, "key": key}}}
 
@@ -102,7 +102,7 @@ def _init_containers(settings: Settings) -> list[dict[str, Any]]:
         "image": settings.image,
         "command": ["python", "-m", "im2txt_storage", "fetch"],
         "args": fetch_args,
-        "env": _ufile_env(settings),
+        "env": ufile_env(settings),
         "volumeMounts": _mounts(settings),
     })
     if isinstance(settings.output_path, UFilePath):
@@ -114,7 +114,7 @@ def _init_containers(settings: Settings) -> list[dict[str, Any]]:
             "command": ["python", "-m", "im2txt_storage", "sync"],
             "args": [f"--output-url={settings.output_path.url}", f"--output-dir={OUTPUT_DIR}",
                      f"--interval={settings.checkpoint_interval_seconds}"],
-            "env": _ufile_env(settings),
+            "env": ufile_env(settings),
             "volumeMounts": [{"name": "output", "mountPath": OUTPUT_DIR}],
         })
     return out
@@ -129,12 +129,12 @@ def _trainer_resources(settings: Settings) -> dict[str, Any]:
 
 
 TERMINATION_GRACE_SECONDS = 300
-# Every container meets the restricted Pod Security Standard; the pod-level part is in _pod_security.
+# Every container meets the restricted Pod Security Standard; the pod-level part is in pod_security.
 CONTAINER_SECURITY: dict[str, Any] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
                                       "runAsNonRoot": True}
 
 
-def _pod_security(settings: Settings) -> dict[str, Any]:
+def pod_security(settings: Settings) -> dict[str, Any]:
     return {
         "runAsNonRoot": True,
         "runAsUser": settings.run_as_user,
@@ -172,7 +172,7 @@ def build_job(owner: Owner, settings: Settings, stage: int) -> dict[str, Any]:
     pod_spec: dict[str, Any] = {"restartPolicy": "Never", "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
                                 # The trainer never talks to the Kubernetes API: no token in the pod.
                                 "automountServiceAccountToken": False,
-                                "securityContext": _pod_security(settings)}
+                                "securityContext": pod_security(settings)}
     init = _init_containers(settings)
     for container in [*init, trainer]:
         container["securityContext"] = dict(CONTAINER_SECURITY)

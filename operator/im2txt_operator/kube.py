@@ -122,6 +122,35 @@ class Kube:
         return await self._request("PATCH", self._jobs(namespace, name), body=patch, content_type=MERGE_PATCH)
 
     @staticmethod
+    def _namespaced(api: str, plural: str, namespace: str, name: str | None = None) -> str:
+        path = f"{api}/namespaces/{quote(namespace)}/{plural}"
+        return f"{path}/{quote(name)}" if name else path
+
+    async def create_or_patch(self, api: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create an object the operator owns; if it exists, merge-patch it to ``body`` (same labels, owner and
+        spec). ``api`` is "/api/v1" or "/apis/<group>/<version>"."""
+        meta = body["metadata"]
+        try:
+            return await self._request("POST", self._namespaced(api, plural, meta["namespace"]), body=body)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+        return await self._request("PATCH", self._namespaced(api, plural, meta["namespace"], meta["name"]),
+                                   body={"metadata": {"labels": meta.get("labels") or {}}, "spec": body["spec"]},
+                                   content_type=MERGE_PATCH)
+
+    async def delete_if_present(self, api: str, plural: str, namespace: str, name: str) -> bool:
+        """Delete an object; False when it was not there."""
+        try:
+            await self._request("DELETE", self._namespaced(api, plural, namespace, name),
+                                body={"propagationPolicy": "Background"})
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+        return True
+
+    @staticmethod
     def _lease(namespace: str, name: str | None = None) -> str:
         path = f"/apis/coordination.k8s.io/v1/namespaces/{quote(namespace)}/leases"
         return f"{path}/{quote(name)}" if name else path

@@ -41,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "dataCacheSize": "100Gi",
     "extraArgs": [],
 }
-SPEC_FIELDS = frozenset({*DEFAULTS, "dataPath", "outputPath", "credentialsSecret", "ufile", "resources",
+SPEC_FIELDS = frozenset({*DEFAULTS, "dataPath", "outputPath", "credentialsSecret", "ufile", "tensorboard", "resources",
                          "nodeSelector", "tolerations", "maxRunSeconds", "queueName"})
 UFILE_SUFFIX_DEFAULT = ".cn-bj.ufileos.com"
 MAX_STEPS = 1_000_000_000_000
@@ -152,6 +152,14 @@ class SpecError(ValueError):
 
 
 @dataclass(frozen=True)
+class TensorBoard:
+    """spec.tensorboard: a TensorBoard Deployment + Service on the training's output, owned by the training."""
+
+    enabled: bool = False
+    interval_seconds: int = 60  # how often a ufile:// output's event files are mirrored
+
+
+@dataclass(frozen=True)
 class UFileEndpoints:
     upload_suffix: str = UFILE_SUFFIX_DEFAULT
     download_suffix: str = UFILE_SUFFIX_DEFAULT
@@ -171,6 +179,7 @@ class Settings:
     inception_checkpoint_file: str = "inception_v3.ckpt"
     credentials_secret: str | None = None
     ufile: UFileEndpoints = field(default_factory=UFileEndpoints)
+    tensorboard: TensorBoard = field(default_factory=TensorBoard)
     image: str = "im2txt-trainer:0.1.0"
     gpus: int = 1
     resources: Mapping[str, Mapping[str, str | int]] = field(default_factory=dict)
@@ -382,6 +391,23 @@ def _extra_args(spec: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _tensorboard(spec: Mapping[str, Any]) -> TensorBoard:
+    value = spec.get("tensorboard") or {}
+    if not isinstance(value, Mapping):
+        raise SpecError("spec.tensorboard", f"expected an object with enabled and intervalSeconds, got {value!r}")
+    unknown = set(value) - {"enabled", "intervalSeconds"}
+    if unknown:
+        raise SpecError(f"spec.tensorboard.{sorted(unknown)[0]}", "unknown field: expected enabled or intervalSeconds")
+    enabled = value.get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise SpecError("spec.tensorboard.enabled", f"expected true or false, got {enabled!r}")
+    interval = value.get("intervalSeconds", 60)
+    if not isinstance(interval, int) or isinstance(interval, bool) or not 10 <= interval <= 3600:
+        raise SpecError("spec.tensorboard.intervalSeconds",
+                        f"expected an integer between 10 and 3600, got {interval!r}")
+    return TensorBoard(enabled=enabled, interval_seconds=interval)
+
+
 def _ufile(spec: Mapping[str, Any]) -> UFileEndpoints:
     value = spec.get("ufile") or {}
     if not isinstance(value, Mapping):
@@ -436,6 +462,7 @@ def parse_spec(spec: Mapping[str, Any] | None) -> Settings:
                                        max_len=255) or "",
         credentials_secret=secret,
         ufile=_ufile(spec),
+        tensorboard=_tensorboard(spec),
         image=_str(spec, "image", re.compile(r"\S+"), "an image reference without spaces", max_len=512) or "",
         gpus=_int(spec, "gpus", 0, 16),
         resources=_resources(spec),

@@ -67,6 +67,8 @@ BUILTIN: dict[Res, dict[str, Any]] = {
     ("events.k8s.io", "v1", "events"): {"kind": "Event", "namespaced": True, "sub": ()},
     ("batch", "v1", "jobs"): {"kind": "Job", "namespaced": True, "sub": ("status",)},
     ("coordination.k8s.io", "v1", "leases"): {"kind": "Lease", "namespaced": True, "sub": ()},
+    ("apps", "v1", "deployments"): {"kind": "Deployment", "namespaced": True, "sub": ("status",)},
+    ("", "v1", "services"): {"kind": "Service", "namespaced": True, "sub": ()},
     ("apiextensions.k8s.io", "v1", "customresourcedefinitions"):
         {"kind": "CustomResourceDefinition", "namespaced": False, "sub": ("status",), "shortNames": ("crd", "crds")},
 }

@@ -14,6 +14,8 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("im2txt.dev", "im2txttrainings/status"): {"get", "patch"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "patch"},
     ("", "persistentvolumeclaims"): {"get"},
+    ("apps", "deployments"): {"create", "patch", "delete"},
+    ("", "services"): {"create", "patch", "delete"},
     ("", "pods"): {"list"},
     ("", "pods/log"): {"get"},
     ("", "events"): {"create", "patch"},

@@ -26,6 +26,18 @@ def test_render_prints_both_stages_offline() -> None:
     assert jobs[1]["spec"] == golden["spec"]
 
 
+def test_render_shows_the_tensorboard_when_enabled(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    doc = yaml.safe_load((HERE / "data" / "training-ufile.yaml").read_text())
+    doc["spec"]["tensorboard"] = {"enabled": True}
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    out = io.StringIO()
+    assert render([str(path)], out) == 0
+    kinds = [(o["kind"], o["metadata"]["name"]) for o in yaml.safe_load_all(out.getvalue())]
+    assert kinds == [("Job", "coco-stage1"), ("Job", "coco-stage2"), ("Deployment", "coco-tensorboard"),
+                     ("Service", "coco-tensorboard")]
+
+
 def test_render_stops_after_stage_1_without_auto_advance(tmp_path) -> None:  # type: ignore[no-untyped-def]
     doc = yaml.safe_load((HERE / "data" / "training-pvc.yaml").read_text())
     doc["spec"]["autoAdvance"] = False

@@ -301,3 +301,20 @@ async def test_a_diverged_loss_is_a_condition_and_one_warning(tmp_path: Path) ->
         complete_job(api, "coco-stage1")
         await wait_for(lambda: status(api, "coco").get("stage") == 2, what="stage 2")
         assert condition(api, "coco", "LossDiverged")["status"] == "True"
+
+
+async def test_tensorboard_follows_the_spec(tmp_path: Path) -> None:
+    deployments, services = ("apps", "v1", "deployments"), ("", "v1", "services")
+    async with emulator(tmp_path) as api, operator(api, tmp_path):
+        created = new_training(api, "coco", {"tensorboard": {"enabled": True}})
+        await wait_for(lambda: status(api, "coco").get("tensorboard"), what="status.tensorboard")
+        assert status(api, "coco")["tensorboard"] == "http://coco-tensorboard.default.svc:6006"
+        deployment = api.get_object(deployments, "default", "coco-tensorboard")
+        service = api.get_object(services, "default", "coco-tensorboard")
+        for obj in (deployment, service):
+            assert obj["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+        api.patch_object(TRAININGS, "default", "coco", {"spec": {"tensorboard": {"enabled": False}}})
+        await wait_for(lambda: "tensorboard" not in status(api, "coco"), what="status.tensorboard removed")
+        assert api.get_object(deployments, "default", "coco-tensorboard") is None
+        assert api.get_object(services, "default", "coco-tensorboard") is None
+        assert job(api, "coco-stage1")  # the training itself goes on
