@@ -25,12 +25,14 @@ from manifests_support import (
 )
 
 # Custom resources of other projects: no schema here, so they are checked for shape in their own tests
-# (test_gitops.py); here only that they name themselves.
+# (test_manifests_gitops.py; the KServe InferenceService in tests/trainer/test_trainer_export.py); here only
+# that they name themselves.
 FOREIGN = {
     ("argoproj.io/v1alpha1", "Application"),
     ("source.toolkit.fluxcd.io/v1", "GitRepository"),
     ("kustomize.toolkit.fluxcd.io/v1", "Kustomization"),
     ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("serving.kserve.io/v1beta1", "InferenceService"),
 }
 KUSTOMIZE = "kustomize.config.k8s.io/v1beta1"
 
@@ -51,6 +53,7 @@ def test_there_are_manifests_to_check() -> None:
         "examples/training-ufile.yaml",
         "examples/training-pvc.yaml",
         "examples/secret.yaml",
+        "examples/inferenceservice.yaml",
         "manifests/argocd/application.yaml",
         "manifests/flux/trainings.yaml",
         "manifests/monitoring/podmonitor.yaml",
