@@ -1,4 +1,4 @@
-"""`python -m im2txt_storage fetch|sync ...` (docs/contracts.md; docs/storage.md).
+"""`python -m im2txt_storage fetch|sync|mirror ...` (docs/contracts.md; docs/storage.md).
 
 Keys come only from UFILE_PUBLIC_KEY / UFILE_PRIVATE_KEY, domain suffixes from UFILE_UPLOAD_SUFFIX /
 UFILE_DOWNLOAD_SUFFIX. Exit codes: 0 done, 1 a transfer failed, 2 bad arguments or environment."""
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -15,10 +16,15 @@ from pathlib import Path
 
 from .client import ClientSettings, ConfigError, Credentials, StorageError, UFileClient, redact
 from .fetch import FetchPair, fetch
+from .mirror import DEFAULT_INCLUDE, Mirror, ReadOnlyUFile, interruptible_sleep
 from .paths import parse_ufile_url
 from .sync import Syncer
 
 log = logging.getLogger("im2txt_storage")
+
+# After SIGTERM, how long `mirror` waits for a download in flight before it exits anyway (nothing is lost: the
+# download goes to a temporary file, removed at the next start).
+MIRROR_STOP_GRACE = 2.0
 
 
 class LogfmtFormatter(logging.Formatter):
@@ -73,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-prune", dest="prune", action="store_false",
                    help="keep remote checkpoints the trainer deleted locally (default: delete them once the "
                    "uploaded index no longer names them)")
+    m = sub.add_parser("mirror", parents=[common], allow_abbrev=False,
+                       help="read-only: copy the output's TensorBoard event files to a local folder periodically")
+    m.add_argument("--output-url", required=True, help="ufile://bucket/prefix/ of the training's output")
+    m.add_argument("--output-dir", type=Path, required=True, help="the local copy (TensorBoard's --logdir)")
+    m.add_argument("--interval", type=_positive_float, default=30.0, help="seconds between passes (30)")
+    m.add_argument("--include", action="append", metavar="GLOB",
+                   help="copy objects whose file name matches this glob; repeatable (default: "
+                   f"{' '.join(DEFAULT_INCLUDE)}, TensorBoard's event files)")
+    m.add_argument("--once", action="store_true", help="one pass, then exit (1 if any file failed)")
+    m.add_argument("--no-prune", dest="prune", action="store_false",
+                   help="keep local copies of files deleted from UFile (default: remove them)")
     return parser
 
 
@@ -87,6 +104,53 @@ def _pairs(args: argparse.Namespace) -> list[FetchPair]:
     if not pairs:
         raise ConfigError("fetch needs --data-url/--data-dir and/or --output-url/--output-dir")
     return pairs
+
+
+def _mirror(args: argparse.Namespace, client: UFileClient) -> int:
+    """Passes run on a worker thread; the main thread waits for it or for SIGTERM/SIGINT. On a signal the
+    worker stops at the next file or retry back-off; a download still in flight after MIRROR_STOP_GRACE
+    seconds is abandoned (os._exit: the thread pool would otherwise be joined until its read timeout)."""
+    url = parse_ufile_url(args.output_url, field="--output-url")
+    include = args.include or list(DEFAULT_INCLUDE)
+    if any(not glob for glob in include):
+        raise ConfigError("--include needs a non-empty glob")
+    stop, wake, done = threading.Event(), threading.Event(), threading.Event()
+    failure: list[BaseException] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        log.info("mirror: %s received, stopping", signal.Signals(signum).name)
+        stop.set()
+        wake.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    client.sleep = interruptible_sleep(stop)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    mirror = Mirror(ReadOnlyUFile(client), url, args.output_dir, include=include, parallel=args.parallel,
+                    prune=args.prune, stop=stop)
+
+    def work() -> None:
+        try:
+            if args.once:
+                mirror.run_once()
+            else:
+                mirror.run(args.interval)
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            done.set()
+            wake.set()
+
+    threading.Thread(target=work, name="mirror", daemon=True).start()
+    wake.wait()
+    if not done.wait(MIRROR_STOP_GRACE):
+        log.info("mirror: a download is still in flight; exiting without it")
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(0)
+    if failure:
+        raise failure[0]
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
             client = UFileClient(creds, settings, pool_size=args.parallel)
             fetch(client, pairs, parallel=args.parallel)
             return 0
+        if args.command == "mirror":
+            return _mirror(args, UFileClient(creds, settings, pool_size=args.parallel))
         url = parse_ufile_url(args.output_url, field="--output-url")
         stop = threading.Event()
 

@@ -341,12 +341,16 @@ class UFileClient:
         return self._retry(what, attempt)
 
     # -- download ------------------------------------------------------------------------------------
-    def download(self, bucket: str, obj: RemoteObject, dest: Path) -> None:
+    def download(self, bucket: str, obj: RemoteObject, dest: Path, *, part_name: str | None = None) -> None:
         """Download to `.<name>.im2txt-part` beside `dest`, resume with Range after a cut, verify size and
-        ETag, then rename into place: `dest` is either absent, the old file, or the complete new one."""
+        ETag, then rename into place: `dest` is either absent, the old file, or the complete new one.
+        `part_name` names the temporary file instead (same folder, so the rename stays atomic): `mirror` uses
+        one without "tfevents" in it, which TensorBoard would read as an event file."""
+        if part_name is not None and (not part_name or "/" in part_name or part_name in (".", "..")):
+            raise ValueError(f"part_name must be a plain file name, got {part_name!r}")
         what = f"download ufile://{bucket}/{obj.key} -> {dest}"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        part = dest.with_name(f".{dest.name}.im2txt-part")
+        part = dest.with_name(part_name or f".{dest.name}.im2txt-part")
 
         def attempt() -> None:
             have = part.stat().st_size if part.exists() else 0
