@@ -32,7 +32,8 @@ def _trainings(docs: Iterator[Any]) -> Iterator[dict[str, Any]]:
 
 def render(paths: Sequence[str], out: Any = sys.stdout) -> int:
     """Print the objects the operator would create for each training in the files (offline, no cluster): the
-    Jobs of its stages, and its TensorBoard Deployment and Service when enabled."""
+    Jobs of its stages and of the export after them, and its TensorBoard Deployment and Service when enabled."""
+    from im2txt_operator import export as exporting
     from im2txt_operator import tensorboard
     from im2txt_operator.jobs import Owner, build_job
     from im2txt_operator.spec import SpecError, parse_spec
@@ -48,6 +49,8 @@ def render(paths: Sequence[str], out: Any = sys.stdout) -> int:
                     owner = Owner(name=name, namespace=meta.get("namespace") or "default",
                                   uid=meta.get("uid") or "<uid of the training>")
                     jobs += [build_job(owner, settings, s) for s in settings.stages()]
+                    if settings.export and 2 in settings.stages():
+                        jobs.append(exporting.build_job(owner, settings))
                     if settings.tensorboard.enabled:
                         jobs += [tensorboard.build_deployment(owner, settings), tensorboard.build_service(owner)]
                 except SpecError as e:

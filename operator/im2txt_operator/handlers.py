@@ -22,6 +22,7 @@ from typing import Any
 import kopf
 
 from im2txt_operator import conditions as cond
+from im2txt_operator import export as exporting
 from im2txt_operator import tensorboard
 from im2txt_operator.jobs import (
     LABEL_MANAGED_BY,
@@ -190,9 +191,9 @@ def _job_key(body: Mapping[str, Any]) -> tuple[tuple[str, str], int] | None:
     meta = body.get("metadata") or {}
     labels = meta.get("labels") or {}
     training, stage = labels.get(LABEL_TRAINING), labels.get(LABEL_STAGE)
-    if not training or stage not in ("1", "2"):
+    if not training or stage not in ("1", "2", exporting.STAGE_LABEL):
         return None
-    return (meta.get("namespace", ""), training), int(stage)
+    return (meta.get("namespace", ""), training), exporting.STAGE if stage == exporting.STAGE_LABEL else int(stage)
 
 
 @kopf.index("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY})
@@ -209,15 +210,14 @@ async def job_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any, Any
     _ensure_loop()
     obj = dict(event["object"])
     meta = obj["metadata"]
-    labels = meta.get("labels") or {}
-    training, stage = labels.get(LABEL_TRAINING), labels.get(LABEL_STAGE)
-    if not training or stage not in ("1", "2"):
+    found = _job_key(obj)
+    if found is None:
         return
-    key = (meta["namespace"], training)
+    key, stage = found
     entry = STATE.entries.get(key)
     if event.get("type") == "DELETED":
-        if entry is not None and entry.jobs.get(int(stage), {}).get("metadata", {}).get("uid") == meta.get("uid"):
-            del entry.jobs[int(stage)]
+        if entry is not None and entry.jobs.get(stage, {}).get("metadata", {}).get("uid") == meta.get("uid"):
+            del entry.jobs[stage]
             # The garbage collector deletes Jobs after their training; the two watches are not ordered, so ask
             # the API whether the training still exists before re-creating a deleted Job.
             assert STATE.kube is not None
@@ -237,7 +237,7 @@ async def job_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any, Any
         # No training seen under that key (not yet, or gone): its own event reconciles it, reading the Jobs from
         # the index. Making an entry here would bring a gone training's Jobs back into the cache until they go.
         return
-    entry.jobs[int(stage)] = newer(entry.jobs.get(int(stage)), obj)
+    entry.jobs[stage] = newer(entry.jobs.get(stage), obj)
     if not entry.is_own(obj):
         await reconcile(key)
 
@@ -368,6 +368,16 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
             break
 
     patch = status_patch(status, decision.status)
+    export_event = None
+    if settings is not None and problem is None:
+        jobs = {s: job_state(j, s) for s, j in entry.jobs.items() if _owned_by(j, body)}
+        stage2_done = cond.is_true(decision.status.get("conditions"), "Stage2Complete")
+        exported = exporting.decide(settings, name, stage2_done, jobs.get(exporting.STAGE), status.get("export"))
+        if exported.create and not await _create_export(kube, entry, owner, settings):
+            exported = exporting.ExportDecision(False, status.get("export"))
+        if exported.status != status.get("export"):
+            patch["export"] = exported.status
+        export_event = exported.event
     if settings is not None:
         url = await _tensorboard(kube, entry, owner, settings, generation, status)
         if status.get("tensorboard") != url:
@@ -382,6 +392,30 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
         METRICS.writes.labels(kind="event").inc()
         METRICS.record_event(decision.event.reason, decision.status)
         log.info("%s/%s: %s: %s", namespace, name, decision.event.reason, decision.event.message)
+    if export_event is not None:
+        kopf.event(body, type=export_event.type, reason=export_event.reason, message=export_event.message)
+        METRICS.writes.labels(kind="event").inc()
+        log.info("%s/%s: %s: %s", namespace, name, export_event.reason, export_event.message)
+
+
+async def _create_export(kube: Kube, entry: Entry, owner: Owner, settings: Settings) -> bool:
+    """Create the export Job; False when a Job of that name is not this training's (it is left alone)."""
+    manifest = exporting.build_job(owner, settings)
+    try:
+        created = await kube.create_job(owner.namespace, manifest)
+    except ApiException as e:
+        if e.status != 409:
+            raise
+        created = await kube.get_job(owner.namespace, manifest["metadata"]["name"])
+        if not _owned_by(created, {"metadata": {"uid": owner.uid}}):
+            log.warning("%s/%s: Job %s is not this training's; no export", owner.namespace, owner.name,
+                        manifest["metadata"]["name"])
+            return False
+    else:
+        METRICS.writes.labels(kind="job").inc()
+        entry.remember(created)
+    entry.jobs[exporting.STAGE] = newer(entry.jobs.get(exporting.STAGE), created)
+    return True
 
 
 async def _tensorboard(kube: Kube, entry: Entry, owner: Owner, settings: Settings, generation: int | None,

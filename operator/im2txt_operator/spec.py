@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "runAsUser": 1000,
     "runAsGroup": 1000,
     "suspend": False,
+    "export": True,
     "dataCacheSize": "100Gi",
     "extraArgs": [],
 }
@@ -191,6 +192,7 @@ class Settings:
     run_as_user: int = 1000  # the trainer image's user; never 0 (restricted Pod Security Standard)
     run_as_group: int = 1000  # also the fsGroup, so the trainer can write an output claim
     suspend: bool = False
+    export: bool = True  # a SavedModel after stage 2 (a third, short Job)
     queue_name: str | None = None
     data_cache_size: str = "100Gi"
     extra_args: tuple[str, ...] = ()
@@ -474,6 +476,7 @@ def parse_spec(spec: Mapping[str, Any] | None) -> Settings:
         run_as_user=_int(spec, "runAsUser", 1, MAX_ID),
         run_as_group=_int(spec, "runAsGroup", 1, MAX_ID),
         suspend=_bool(spec, "suspend"),
+        export=_bool(spec, "export"),
         queue_name=_str(spec, "queueName", _LABEL_VALUE, "a label value (Kueue LocalQueue name)", max_len=63),
         data_cache_size=str(_str(_int_as_str(spec, "dataCacheSize"), "dataCacheSize", _QUANTITY,
                                  "a quantity such as 100Gi", max_len=64)),

@@ -52,7 +52,10 @@ def build_deployment(owner: Owner, settings: Settings) -> dict[str, Any]:
         "name": "tensorboard",
         "image": settings.image,
         "command": ["tensorboard"],
-        "args": [f"--logdir={LOGS}", "--host=0.0.0.0", f"--port={PORT}", "--reload_interval=30"],
+        # The mirror replaces a grown event file (write, then rename): TensorBoard must look for replaced files,
+        # or it keeps reading the old one and never shows new steps (needs TensorFlow: the trainer image has it).
+        "args": [f"--logdir={LOGS}", "--host=0.0.0.0", f"--port={PORT}", "--reload_interval=30",
+                 "--detect_file_replacement=true", "--load_fast=false"],
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 10},
         "volumeMounts": [{"name": "logs", "mountPath": LOGS, "readOnly": True}],

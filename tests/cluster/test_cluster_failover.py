@@ -102,10 +102,10 @@ def test_a_standby_takes_over_mid_stage_and_between_stages(admin: Api, ns: str, 
              what="the stage-2 pod")
     admin.finish_pods(ns, "coco-stage2")
     wait_for(lambda: admin.status(ns, "coco").get("phase") == "Succeeded", what="Succeeded")
-    wait_for(lambda: "Stage2Complete" in admin.event_reasons(ns, "coco"), what="the last Event")
+    wait_for(lambda: "ExportStarted" in admin.event_reasons(ns, "coco"), what="the last Event")
     time.sleep(2)
-    assert admin.event_reasons(ns, "coco") == ["Stage1Started", "Stage2Started", "Stage2Complete"]
-    assert admin.job_names(ns) == ["coco-stage1", "coco-stage2"]
+    assert admin.event_reasons(ns, "coco") == ["Stage1Started", "Stage2Started", "Stage2Complete", "ExportStarted"]
+    assert admin.job_names(ns) == ["coco-export", "coco-stage1", "coco-stage2"]
     assert [s["outcome"] for s in admin.status(ns, "coco")["stages"]] == ["Succeeded", "Succeeded"]
     print(f"takeover after SIGKILL: mid-stage {mid_stage:.1f} s, between stages {between:.1f} s")
 

@@ -66,9 +66,16 @@ def test_two_stages_on_real_jobs(admin: Api, ns: str, operator: OperatorProcess)
     assert status["step"] == 300 and status["progress"] == 100.0
     assert [s["outcome"] for s in status["stages"]] == ["Succeeded", "Succeeded"]
     assert all(s["startTime"] and s["completionTime"] for s in status["stages"])
-    wait_for(lambda: "Stage2Complete" in admin.event_reasons(ns, "coco"), what="the last Event")
-    assert admin.event_reasons(ns, "coco") == ["Stage1Started", "Stage2Started", "Stage2Complete"]
-    assert admin.job_names(ns) == ["coco-stage1", "coco-stage2"]
+    wait_for(lambda: "ExportStarted" in admin.event_reasons(ns, "coco"), what="the export started")
+    assert admin.event_reasons(ns, "coco") == ["Stage1Started", "Stage2Started", "Stage2Complete", "ExportStarted"]
+    assert admin.job_names(ns) == ["coco-export", "coco-stage1", "coco-stage2"]
+    # The export Job (spec.export, default true) on the real Job controller; the phase stays Succeeded.
+    wait_for(lambda: _pod_of(admin, ns, "coco-export"), what="the export pod")
+    admin.finish_pods(ns, "coco-export")
+    wait_for(lambda: (admin.status(ns, "coco").get("export") or {}).get("phase") == "Succeeded", what="exported")
+    assert admin.status(ns, "coco")["export"]["path"] == "pvc://runs/coco/export/"
+    wait_for(lambda: "Exported" in admin.event_reasons(ns, "coco"), what="the Exported Event")
+    assert admin.status(ns, "coco")["phase"] == "Succeeded"
     # Least privilege held: RBAC refused the operator nothing. (Other 403s may appear: trainings of other tests
     # in namespaces being deleted, which refuse new content; those are not about the operator's rights.)
     refused = re.findall(r'forbidden: User "[^"]*" cannot [^"]*"[^"]*"', operator.log)

@@ -21,7 +21,7 @@ def test_render_prints_both_stages_offline() -> None:
     out = io.StringIO()
     assert render([str(HERE / "data" / "training-ufile.yaml")], out) == 0
     jobs = list(yaml.safe_load_all(out.getvalue()))
-    assert [j["metadata"]["name"] for j in jobs] == ["coco-stage1", "coco-stage2"]
+    assert [j["metadata"]["name"] for j in jobs] == ["coco-stage1", "coco-stage2", "coco-export"]
     golden = yaml.safe_load((HERE / "golden" / "training-ufile-stage2.yaml").read_text())
     assert jobs[1]["spec"] == golden["spec"]
 
@@ -34,8 +34,8 @@ def test_render_shows_the_tensorboard_when_enabled(tmp_path) -> None:  # type: i
     out = io.StringIO()
     assert render([str(path)], out) == 0
     kinds = [(o["kind"], o["metadata"]["name"]) for o in yaml.safe_load_all(out.getvalue())]
-    assert kinds == [("Job", "coco-stage1"), ("Job", "coco-stage2"), ("Deployment", "coco-tensorboard"),
-                     ("Service", "coco-tensorboard")]
+    assert kinds == [("Job", "coco-stage1"), ("Job", "coco-stage2"), ("Job", "coco-export"),
+                     ("Deployment", "coco-tensorboard"), ("Service", "coco-tensorboard")]
 
 
 def test_render_stops_after_stage_1_without_auto_advance(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -74,9 +74,18 @@ async def test_two_stages_with_progress(tmp_path: Path) -> None:
         assert condition(api, "coco", "Stage2Complete")["status"] == "True"
         assert status(api, "coco")["progress"] == 100.0
         assert [s["outcome"] for s in status(api, "coco")["stages"]] == ["Succeeded", "Succeeded"]
-        await wait_for(lambda: "Stage2Complete" in event_reasons(api, "coco"), what="event")
-        assert event_reasons(api, "coco") == ["Stage1Started", "Stage2Started", "Stage2Complete"]
-        assert jobs(api) == ["coco-stage1", "coco-stage2"]
+        await wait_for(lambda: "ExportStarted" in event_reasons(api, "coco"), what="event")
+        assert event_reasons(api, "coco") == ["Stage1Started", "Stage2Started", "Stage2Complete", "ExportStarted"]
+        assert jobs(api) == ["coco-export", "coco-stage1", "coco-stage2"]
+        # The export (spec.export, default true): a third, short Job after stage 2; the phase stays Succeeded.
+        export = job(api, "coco-export")["spec"]["template"]["spec"]["containers"][0]  # type: ignore[index]
+        assert export["command"] == ["python", "-m", "im2txt_trainer.export"]
+        assert status(api, "coco")["export"]["phase"] == "Running"
+        complete_job(api, "coco-export")
+        await wait_for(lambda: status(api, "coco")["export"]["phase"] == "Succeeded", what="exported")
+        assert status(api, "coco")["export"]["path"] == "pvc://runs/coco/export/"
+        await wait_for(lambda: "Exported" in event_reasons(api, "coco"), what="event")
+        assert status(api, "coco")["phase"] == "Succeeded"
         # Only our own Jobs are watched (server-side label selector): unrelated Jobs never reach the operator.
         job_watches = [str(r.url) for r in list(api) if "watch=true" in str(r.url) and "/jobs" in str(r.url)]
         assert job_watches and all("labelSelector=app.kubernetes.io/managed-by%3Dim2txt-operator" in w
@@ -250,12 +259,15 @@ async def test_restart_in_every_state_creates_no_duplicates(tmp_path: Path) -> N
         complete_job(api, "r-stage2")
         async with operator(api, tmp_path):
             await wait_for(lambda: status(api, "r").get("phase") == "Succeeded", what="Succeeded")
+            await wait_for(lambda: (status(api, "r").get("export") or {}).get("phase") == "Running", what="export")
+            await wait_for(lambda: "ExportStarted" in event_reasons(api, "r"), what="r's ExportStarted Event")
         writes = dict(api.writes)
         async with operator(api, tmp_path):
             await still(lambda: dict(api.writes) == writes, 1.5)  # a quiet restart writes nothing at all
-        assert jobs(api) == ["f-stage1", "r-stage1", "r-stage2", "x-stage1", "x-stage2"]
+        assert jobs(api) == ["f-stage1", "r-export", "r-stage1", "r-stage2", "x-stage1", "x-stage2"]
         assert event_reasons(api, "r").count("Stage1Started") == 1
         assert event_reasons(api, "r").count("Stage2Started") == 1
+        assert event_reasons(api, "r").count("ExportStarted") == 1
         assert event_reasons(api, "x").count("Stage2Started") <= 1
         assert status(api, "f")["phase"] == "Failed" and status(api, "x")["phase"] == "Running"
 

@@ -24,6 +24,7 @@ def test_pvc_output_is_mounted_read_only_at_its_sub_path() -> None:
     (tb,) = pod["containers"]
     assert tb["command"] == ["tensorboard"] and "--logdir=/tensorboard/logs" in tb["args"]
     assert "--host=0.0.0.0" in tb["args"] and "--port=6006" in tb["args"]
+    assert "--detect_file_replacement=true" in tb["args"]  # the mirror replaces grown event files
     assert tb["volumeMounts"] == [{"name": "logs", "mountPath": "/tensorboard/logs", "readOnly": True,
                                    "subPath": "coco/run1"}]
     assert pod["volumes"] == [{"name": "logs", "persistentVolumeClaim": {"claimName": "runs", "readOnly": True}}]
