@@ -31,6 +31,7 @@ from im2txt_operator.jobs import (
     MANAGED_BY,
     Owner,
     build_job,
+    build_worker_service,
     job_name,
 )
 from im2txt_operator.kube import ApiException, Kube
@@ -446,6 +447,9 @@ async def _act(kube: Kube, entry: Entry, owner: Owner, settings: Settings | None
         assert settings is not None
         if isinstance(action, CreateJob):
             manifest = build_job(owner, settings, action.stage)
+            if settings.num_nodes > 1:  # the workers' names resolve through it from their first lookup
+                await kube.create_or_patch("/api/v1", "services", build_worker_service(owner, action.stage))
+                METRICS.writes.labels(kind="service").inc()
             try:
                 created = await kube.create_job(owner.namespace, manifest)
             except ApiException as e:

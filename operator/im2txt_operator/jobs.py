@@ -113,7 +113,8 @@ def _init_containers(settings: Settings) -> list[dict[str, Any]]:
             "restartPolicy": "Always",
             "command": ["python", "-m", "im2txt_storage", "sync"],
             "args": [f"--output-url={settings.output_path.url}", f"--output-dir={OUTPUT_DIR}",
-                     f"--interval={settings.checkpoint_interval_seconds}"],
+                     f"--interval={settings.checkpoint_interval_seconds}",
+                     *(["--chief-only"] if settings.num_nodes > 1 else [])],
             "env": ufile_env(settings),
             "volumeMounts": [{"name": "output", "mountPath": OUTPUT_DIR}],
         })
@@ -126,6 +127,36 @@ def _trainer_resources(settings: Settings) -> dict[str, Any]:
     if settings.gpus > 0:
         resources.setdefault("limits", {})["nvidia.com/gpu"] = str(settings.gpus)
     return resources
+
+
+WORKER_PORT = 2222  # MultiWorkerMirroredStrategy's gRPC port between the pods of a multi-node stage
+
+
+def worker_hosts(owner: Owner, stage: int, num_nodes: int) -> str:
+    """The workers of a multi-node stage, in completion-index order: an Indexed Job's pod i is named
+    <job>-<i>, and with subdomain <job> (the headless Service) resolves as <job>-<i>.<job>."""
+    job = job_name(owner.name, stage)
+    return ",".join(f"{job}-{i}.{job}:{WORKER_PORT}" for i in range(num_nodes))
+
+
+def build_worker_service(owner: Owner, stage: int) -> dict[str, Any]:
+    """The headless Service that gives a multi-node stage's pods their stable names (owned by the training)."""
+    job = job_name(owner.name, stage)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": job, "namespace": owner.namespace, "labels": labels(owner, stage),
+                     "ownerReferences": [_owner_reference(owner)]},
+        "spec": {"clusterIP": "None", "selector": {"batch.kubernetes.io/job-name": job},
+                 # Workers look each other up before they are ready: their names must resolve at once.
+                 "publishNotReadyAddresses": True,
+                 "ports": [{"name": "worker", "port": WORKER_PORT, "targetPort": WORKER_PORT, "protocol": "TCP"}]},
+    }
+
+
+def _owner_reference(owner: Owner) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": owner.name, "uid": owner.uid,
+            "controller": True, "blockOwnerDeletion": True}
 
 
 TERMINATION_GRACE_SECONDS = 300
@@ -164,6 +195,11 @@ def build_job(owner: Owner, settings: Settings, stage: int) -> dict[str, Any]:
         "env": [{"name": "IM2TXT_SAVE_INTERVAL_SECS", "value": str(settings.checkpoint_interval_seconds)}],
         "volumeMounts": _mounts(settings, read_only_data=True),
     }
+    if settings.num_nodes > 1:
+        # The trainer builds TF_CONFIG from these and JOB_COMPLETION_INDEX (set by Kubernetes in Indexed Jobs).
+        trainer["env"].append({"name": "IM2TXT_WORKER_HOSTS",
+                               "value": worker_hosts(owner, stage, settings.num_nodes)})
+        trainer["ports"] = [{"name": "worker", "containerPort": WORKER_PORT, "protocol": "TCP"}]
     resources = _trainer_resources(settings)
     if resources:
         trainer["resources"] = resources
@@ -187,6 +223,8 @@ def build_job(owner: Owner, settings: Settings, stage: int) -> dict[str, Any]:
         pod_spec["nodeSelector"] = dict(settings.node_selector)
     if settings.tolerations:
         pod_spec["tolerations"] = [dict(t) for t in settings.tolerations]
+    if settings.num_nodes > 1:
+        pod_spec["subdomain"] = name  # with the headless Service <job>: pod i is <job>-<i>.<job>
     job_spec: dict[str, Any] = {
         "backoffLimit": settings.backoff_limit,
         # A pod evicted or preempted (drain, spot reclaim) resumes from its checkpoint without using a retry.
@@ -194,6 +232,13 @@ def build_job(owner: Owner, settings: Settings, stage: int) -> dict[str, Any]:
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
         ]},
     }
+    if settings.num_nodes > 1:
+        # One pod per node, all at once. One worker's failure breaks the collective of all of them: each fails and
+        # is re-created, and the new set resumes from the last checkpoint. backoffLimit counts failed pods, so
+        # an attempt of the stage may cost up to numNodes of it: it is scaled to keep "retries per stage".
+        job_spec |= {"completionMode": "Indexed", "completions": settings.num_nodes,
+                     "parallelism": settings.num_nodes,
+                     "backoffLimit": settings.backoff_limit * settings.num_nodes}
     if settings.max_run_seconds is not None:
         job_spec["activeDeadlineSeconds"] = settings.max_run_seconds
     job_spec["suspend"] = settings.suspend
@@ -205,14 +250,7 @@ def build_job(owner: Owner, settings: Settings, stage: int) -> dict[str, Any]:
             "name": name,
             "namespace": owner.namespace,
             "labels": job_labels,
-            "ownerReferences": [{
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": KIND,
-                "name": owner.name,
-                "uid": owner.uid,
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }],
+            "ownerReferences": [_owner_reference(owner)],
         },
         "spec": job_spec,
     }

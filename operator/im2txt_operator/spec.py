@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "inceptionCheckpointFile": "inception_v3.ckpt",
     "image": "im2txt-trainer:0.1.0",
     "gpus": 1,
+    "numNodes": 1,
     "backoffLimit": 3,
     "checkpointIntervalSeconds": 600,
     "runAsUser": 1000,
@@ -46,6 +47,7 @@ SPEC_FIELDS = frozenset({*DEFAULTS, "dataPath", "outputPath", "credentialsSecret
                          "nodeSelector", "tolerations", "maxRunSeconds", "queueName"})
 UFILE_SUFFIX_DEFAULT = ".cn-bj.ufileos.com"
 MAX_STEPS = 1_000_000_000_000
+MAX_NODES = 64
 MAX_ID = 2_147_483_647  # the largest uid/gid the Pod API accepts
 
 # Flags the operator sets from the spec; extraArgs may not set them, in full or abbreviated (a flag name that is a
@@ -183,6 +185,7 @@ class Settings:
     tensorboard: TensorBoard = field(default_factory=TensorBoard)
     image: str = "im2txt-trainer:0.1.0"
     gpus: int = 1
+    num_nodes: int = 1  # pods per stage: > 1 is one Indexed Job, MultiWorkerMirroredStrategy across them
     resources: Mapping[str, Mapping[str, str | int]] = field(default_factory=dict)
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Mapping[str, Any], ...] = ()
@@ -467,6 +470,7 @@ def parse_spec(spec: Mapping[str, Any] | None) -> Settings:
         tensorboard=_tensorboard(spec),
         image=_str(spec, "image", re.compile(r"\S+"), "an image reference without spaces", max_len=512) or "",
         gpus=_int(spec, "gpus", 0, 16),
+        num_nodes=_int(spec, "numNodes", 1, MAX_NODES),
         resources=_resources(spec),
         node_selector=_node_selector(spec),
         tolerations=_tolerations(spec),

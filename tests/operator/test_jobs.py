@@ -126,3 +126,32 @@ def test_uid_and_gid_are_configurable_and_never_root() -> None:
         with pytest.raises(SpecError) as e:
             parse_spec({**training["spec"], field: 0})
         assert e.value.field == f"spec.{field}"
+
+
+def test_multi_node_stage_is_one_indexed_job_with_a_headless_service() -> None:
+    from im2txt_operator.jobs import build_worker_service, worker_hosts
+
+    training = load("training-ufile.yaml")
+    settings = parse_spec({**training["spec"], "gpus": 4, "numNodes": 2, "backoffLimit": 3})
+    owner = Owner("coco", "ml", UID)
+    job = build_job(owner, settings, 2)
+    spec, pod = job["spec"], job["spec"]["template"]["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 2, 2)
+    assert spec["backoffLimit"] == 6  # a failed attempt may fail every worker: 3 attempts of 2 pods
+    assert pod["subdomain"] == "coco-stage2"
+    trainer = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in trainer["env"]}
+    assert env["IM2TXT_WORKER_HOSTS"] == "coco-stage2-0.coco-stage2:2222,coco-stage2-1.coco-stage2:2222"
+    assert worker_hosts(owner, 2, 2) == env["IM2TXT_WORKER_HOSTS"]
+    assert trainer["resources"]["limits"]["nvidia.com/gpu"] == "4"  # per pod
+    init = {c["name"]: c for c in pod["initContainers"]}
+    assert "--chief-only" in init["sync"]["args"] and "--chief-only" not in init["fetch"]["args"]  # all fetch
+    service = build_worker_service(owner, 2)
+    assert service["metadata"]["name"] == "coco-stage2" and service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"] == {"batch.kubernetes.io/job-name": "coco-stage2"}
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    assert service["metadata"]["ownerReferences"][0]["uid"] == UID
+    # One node stays a plain Job, as before.
+    single = build_job(owner, parse_spec(training["spec"]), 2)
+    assert "completionMode" not in single["spec"] and "subdomain" not in single["spec"]["template"]["spec"]
+    assert "IM2TXT_WORKER_HOSTS" not in str(single)

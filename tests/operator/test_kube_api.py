@@ -221,7 +221,8 @@ async def test_table_output_uses_the_printer_columns(tmp_path: Path) -> None:
         async with aiohttp.ClientSession() as s, s.get(api.url + NS, headers=headers) as r:
             table = await r.json()
         assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Stage", "Phase", "Step", "Loss",
-                                                                   "Progress", "ETA", "Age"]
+                                                                   "Progress", "ETA", "Age", "Nodes", "GPUs"]
+        assert [c["priority"] for c in table["columnDefinitions"]][-2:] == [1, 1]
         assert table["rows"][0]["cells"][:7] == ["t", 1, "Running", 5, 2.5, 5.0, "1h"]
 
 

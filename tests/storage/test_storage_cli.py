@@ -331,3 +331,20 @@ def test_full_flag_names_parse() -> None:
                                    "--interval=5", "--parallel=2", "--no-prune"])
     assert (a.command, a.output_url, a.output_dir, a.interval, a.parallel, a.prune) == (
         "sync", OUTPUT_URL, Path("/data/output"), 5.0, 2, False)
+
+
+@pytest.mark.parametrize(("index", "uploads"), [("1", False), ("0", True)])
+def test_sync_chief_only_uploads_from_completion_index_0_alone(
+    server: UFileServer, creds: Credentials, tmp_path: Path, index: str, uploads: bool
+) -> None:
+    """A multi-node stage (an Indexed Job): only the chief's checkpoints are the model's."""
+    env = {**storage_env(server, creds), "JOB_COMPLETION_INDEX": index}
+    pod = tmp_path / "pod"
+    _fake_training(pod / "output", 10, keep=[])
+    sync = Run(_sync_args(pod, "--interval=0.3", "--chief-only"), env)
+    sync.wait_for("not the chief" if not uploads else "sync: watching")
+    time.sleep(1)  # several intervals
+    sync.proc.send_signal(signal.SIGTERM)
+    assert sync.finish() == 0, sync.stderr
+    assert (server.get_object(BUCKET, "coco/output/model.ckpt-10.index") is not None) is uploads
+    assert (server.get_object(BUCKET, "coco/output/checkpoint") is not None) is uploads

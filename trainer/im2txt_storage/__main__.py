@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output-dir", type=Path, required=True, help="the folder to upload (/data/output)")
     s.add_argument("--interval", type=_positive_float, default=600.0, help="seconds between uploads (600)")
     s.add_argument("--until-file", type=Path, help="also stop (after a final upload) when this file appears")
+    s.add_argument("--chief-only", action="store_true",
+                   help="in a multi-node stage (an Indexed Job), upload only from the chief, completion index 0: "
+                        "another worker's pod waits for SIGTERM (or --until-file) and uploads nothing")
     s.add_argument("--no-prune", dest="prune", action="store_false",
                    help="keep remote checkpoints the trainer deleted locally (default: delete them once the "
                    "uploaded index no longer names them)")
@@ -183,6 +186,14 @@ def main(argv: list[str] | None = None) -> int:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        index = os.environ.get("JOB_COMPLETION_INDEX", "")
+        if args.chief_only and index not in ("", "0"):
+            # Worker N's train_dir is not the model's (the chief alone writes checkpoints): nothing to upload.
+            log.info("sync: worker %s is not the chief (index 0): nothing to upload", index)
+            while not stop.wait(0.5):
+                if args.until_file is not None and args.until_file.exists():
+                    break
+            return 0
         client = UFileClient(creds, settings, pool_size=args.parallel)
         args.output_dir.mkdir(parents=True, exist_ok=True)
         syncer = Syncer(client, url, args.output_dir, parallel=args.parallel, prune=args.prune)
