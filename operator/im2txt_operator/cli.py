@@ -149,6 +149,8 @@ async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: S
     await kopf.operator(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
                         liveness_endpoint=liveness)
     holding.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await holding  # no renewal may land after the release
     await elector.release()  # a clean stop (SIGTERM): the standby takes over now, not after the lease expires
     await kube.close()
     return 0

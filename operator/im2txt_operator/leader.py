@@ -140,16 +140,27 @@ class LeaderElector:
                 return
 
     async def release(self) -> None:
-        """Give the Lease up (holder cleared, 1 s duration) so that a standby need not wait for it to expire."""
-        if self._lease is None or holder(self._lease) != self.identity:
+        """Give the Lease up (holder cleared, 1 s duration) so that a standby need not wait for it to expire.
+        Read afresh: a renewal cancelled in flight may have written a newer version than the one remembered."""
+        if self._lease is None:
             return
-        body = claimed(self._lease, self.name, self.identity, 1, micro_time())
-        body["spec"]["holderIdentity"] = ""
-        try:
-            await self.kube.replace_lease(self.namespace, body)
-            log.info("released the Lease %s/%s", self.namespace, self.name)
-        except Exception as e:  # best effort: it expires anyway
-            log.warning("releasing the Lease %s/%s failed: %s", self.namespace, self.name, e)
+        for _attempt in range(3):
+            try:
+                lease = await self.kube.get_lease(self.namespace, self.name)
+                if holder(lease) != self.identity:
+                    return  # not ours (any more): nothing to give up
+                body = claimed(lease, self.name, self.identity, 1, micro_time())
+                body["spec"]["holderIdentity"] = ""
+                await self.kube.replace_lease(self.namespace, body)
+                log.info("released the Lease %s/%s", self.namespace, self.name)
+                return
+            except ApiException as e:
+                if e.status != 409:
+                    log.warning("releasing the Lease %s/%s failed: %s", self.namespace, self.name, e)
+                    return
+            except Exception as e:  # best effort: it expires anyway
+                log.warning("releasing the Lease %s/%s failed: %s", self.namespace, self.name, e)
+                return
 
 
 def holder_or(record: tuple[Any, ...] | None) -> str | None:
