@@ -104,3 +104,88 @@ def test_a_reference_index_with_foreign_absolute_paths(tmp_path):
     checkpoints.save(str(tmp_path), v, 6)
     assert [os.path.basename(p) for p in checkpoints.listed_checkpoints(str(tmp_path))] == [
         "model.ckpt-5", "model.ckpt-6"]  # still counted, so keep-5 rotates it out in time
+
+
+def test_the_reference_saver_restores_our_checkpoint(model, tmp_path):
+    """A tf.compat.v1 graph with the reference's variable names and dtypes (global_step int32, as the reference's
+    tf.Variable(0) is) restores a checkpoint written here with tf.compat.v1.train.Saver."""
+    variables = model.named_variables()
+    model.global_step.assign(42)
+    try:
+        prefix = checkpoints.save(str(tmp_path), variables, 42)
+        expected = {n: np.asarray(tf.convert_to_tensor(v)) for n, v in variables.items()}
+    finally:
+        model.global_step.assign(0)
+    older = str(tmp_path / "older" / "model.ckpt-42")  # global_step as this trainer wrote it before: int64
+    os.makedirs(os.path.dirname(older))
+    names = sorted(expected)
+    tf.raw_ops.SaveV2(prefix=older, tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=[tf.constant(expected[n]) for n in names])
+
+    graph = tf.Graph()
+    with graph.as_default():
+        reference = {n: tf.compat.v1.get_variable(n, shape=v.shape, dtype=tf.int32 if n == "global_step" else
+                                                  tf.float32, initializer=tf.compat.v1.zeros_initializer())
+                     for n, v in expected.items()}
+        saver = tf.compat.v1.train.Saver(list(reference.values()))
+        with tf.compat.v1.Session(graph=graph) as sess:
+            with pytest.raises(tf.errors.InvalidArgumentError, match="expected dtype int32 does not equal original "
+                                                                     "dtype int64"):
+                saver.restore(sess, older)  # what the reference said to this trainer's checkpoints before
+            saver.restore(sess, prefix)
+            restored = sess.run(reference)
+    assert len(restored) == 376 + 7
+    for name, value in expected.items():
+        np.testing.assert_array_equal(restored[name], value, err_msg=name)
+    assert restored["global_step"] == 42
+
+
+def test_an_older_int64_global_step_still_restores(tmp_path):
+    v = {"global_step": tf.Variable(0, dtype=tf.int64), "w": tf.Variable(np.zeros(3, np.float32))}
+    tf.raw_ops.SaveV2(prefix=str(tmp_path / "model.ckpt-77"), tensor_names=["global_step", "w"],
+                      shape_and_slices=["", ""], tensors=[tf.constant(77, tf.int64), tf.ones(3)])
+    assert checkpoints.restore_latest(str(tmp_path), v) == str(tmp_path / "model.ckpt-77")
+    assert int(v["global_step"].numpy()) == 77
+    np.testing.assert_array_equal(v["w"].numpy(), np.ones(3))
+    v["global_step"].assign(78)
+    prefix = checkpoints.save(str(tmp_path), v, 78)
+    assert tf.train.load_checkpoint(prefix).get_variable_to_dtype_map()["global_step"] == tf.int32
+
+
+def test_a_global_step_beyond_int32_is_kept_whole(tmp_path):
+    v = {"global_step": tf.Variable(2**31, dtype=tf.int64)}
+    reader = tf.train.load_checkpoint(checkpoints.save(str(tmp_path), v, 2**31))
+    assert reader.get_variable_to_dtype_map()["global_step"] == tf.int64 and reader.get_tensor("global_step") == 2**31
+
+
+def test_pruning_never_deletes_outside_train_dir(tmp_path):
+    """The reference's Saver writes absolute paths: an index naming another directory's bundles (here, the directory
+    a train_dir was copied from, still on this machine) must neither be read nor pruned there."""
+    elsewhere, td = tmp_path / "elsewhere", tmp_path / "train"
+    v = {"global_step": tf.Variable(0, dtype=tf.int64), "w": tf.Variable(np.zeros(3, np.float32))}
+    for step in (1, 2, 3):
+        v["global_step"].assign(step)
+        v["w"].assign(np.full(3, -step, np.float32))
+        checkpoints.save(str(elsewhere), v, step)
+    td.mkdir()
+    for f in os.listdir(elsewhere):  # the copy holds other values than the original
+        if f.startswith("model.ckpt-"):
+            (td / f).write_bytes((elsewhere / f).read_bytes())
+    v["w"].assign(np.full(3, 3.0, np.float32))
+    checkpoints.save(str(tmp_path / "scratch"), v, 3)
+    for f in os.listdir(tmp_path / "scratch"):
+        if f.startswith("model.ckpt-3"):
+            (td / f).write_bytes((tmp_path / "scratch" / f).read_bytes())
+    (td / "checkpoint").write_text("".join(f'{k}: "{elsewhere}/model.ckpt-{s}"\n' for k, s in (
+        ("model_checkpoint_path", 3), ("all_model_checkpoint_paths", 1), ("all_model_checkpoint_paths", 2),
+        ("all_model_checkpoint_paths", 3))))
+    before = {f: (elsewhere / f).read_bytes() for f in os.listdir(elsewhere)}
+
+    v["w"].assign(np.zeros(3, np.float32))
+    assert checkpoints.restore_latest(str(td), v) == str(td / "model.ckpt-3")
+    np.testing.assert_array_equal(v["w"].numpy(), np.full(3, 3.0))  # train_dir's copy, not the original
+    for step in range(4, 9):
+        checkpoints.save(str(td), v, step, max_to_keep=2)
+    assert {f: (elsewhere / f).read_bytes() for f in os.listdir(elsewhere)} == before
+    assert sorted(f for f in os.listdir(td) if f.endswith(".index")) == ["model.ckpt-7.index", "model.ckpt-8.index"]
+    assert "elsewhere" not in (td / "checkpoint").read_text()

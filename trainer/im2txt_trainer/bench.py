@@ -79,7 +79,7 @@ def measure(name: str, steps: int, batch: int, size: int) -> dict:
         if name.endswith("eager"):
             tf.config.run_functions_eagerly(True)
         first = tf.random.uniform([batch, 2048]) if pre else images
-        run = lambda: step(first, ids, targets, mask)  # noqa: E731
+        run = lambda: step((first, ids, targets, mask))  # noqa: E731
     out = run()
     tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, out)  # warm-up (tracing)
     t0 = time.perf_counter()

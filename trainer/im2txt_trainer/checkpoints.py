@@ -3,6 +3,10 @@
 A save writes the bundle under a temporary prefix, renames its files into place, and only then rewrites the
 `checkpoint` index (itself via rename). A pod killed at any point leaves the index naming a complete
 checkpoint; loading falls back to older listed checkpoints if the newest cannot be read.
+
+`global_step` is written as int32, the reference's dtype (its Saver refuses any other); older checkpoints of this
+trainer hold it as int64 and still restore. Only files in train_dir are ever read as checkpoints or deleted: an
+index naming paths elsewhere (the reference's Saver writes absolute paths) is read as naming train_dir's bundles.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ log = logging.getLogger(__name__)
 INDEX = "checkpoint"
 PREFIX = "model.ckpt"
 _STEP = re.compile(r"model\.ckpt-(\d+)$")
+GLOBAL_STEP = "global_step"
+_INT32_MAX = 2**31 - 1
 
 
 class CheckpointError(RuntimeError):
@@ -35,7 +41,10 @@ def _files(prefix: str) -> list[str]:
 
 
 def listed_checkpoints(train_dir: str) -> list[str]:
-    """Prefixes named by the index, oldest first (the newest is model_checkpoint_path)."""
+    """Prefixes named by the index, in train_dir, oldest first (the newest is model_checkpoint_path).
+
+    Each entry is taken by its file name within train_dir: a bundle elsewhere is never this run's checkpoint.
+    """
     path = os.path.join(train_dir, INDEX)
     if not os.path.isfile(path):
         return []
@@ -46,8 +55,7 @@ def listed_checkpoints(train_dir: str) -> list[str]:
             m = re.match(r'\s*(model_checkpoint_path|all_model_checkpoint_paths)\s*:\s*"(.*)"\s*$', line)
             if not m:
                 continue
-            p = m.group(2)
-            p = p if os.path.isabs(p) else os.path.join(train_dir, p)
+            p = os.path.join(train_dir, os.path.basename(m.group(2)))
             if m.group(1) == "model_checkpoint_path":
                 latest = p
             elif p not in entries:
@@ -92,13 +100,26 @@ def _write_index(train_dir: str, kept: list[str]) -> None:
     os.replace(tmp, os.path.join(train_dir, INDEX))
 
 
+def _saved_value(name: str, var: tf.Variable) -> tf.Tensor:
+    value = tf.convert_to_tensor(var)
+    if name == GLOBAL_STEP and value.dtype != tf.int32:
+        if int(value) <= _INT32_MAX:
+            return tf.cast(value, tf.int32)
+        log.warning("global_step %d does not fit the reference's int32; saved as %s", int(value), value.dtype.name)
+    return value
+
+
+def _inside(train_dir: str, path: str) -> bool:
+    return os.path.dirname(os.path.realpath(path)) == os.path.realpath(train_dir)
+
+
 def save(train_dir: str, variables: Mapping[str, tf.Variable], step: int, max_to_keep: int = 5) -> str:
     """Write model.ckpt-<step>, point the index at it, keep the newest `max_to_keep`."""
     final = os.path.join(train_dir, f"{PREFIX}-{step}")
     tmp = os.path.join(train_dir, f".tmp-{PREFIX}-{step}-{os.getpid()}")
     names = sorted(variables)
     tf.raw_ops.SaveV2(prefix=tmp, tensor_names=names, shape_and_slices=[""] * len(names),
-                      tensors=[tf.convert_to_tensor(variables[n]) for n in names])
+                      tensors=[_saved_value(n, variables[n]) for n in names])
     # The data file first, the .index last: a bundle is only complete once its .index exists.
     suffixes = sorted((f[len(tmp):] for f in _files(tmp)), key=lambda s: s == ".index")
     for suffix in suffixes:
@@ -113,8 +134,9 @@ def save(train_dir: str, variables: Mapping[str, tf.Variable], step: int, max_to
     _write_index(train_dir, kept)
     for p in dropped:
         for f in _files(p):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(f)
+            if _inside(train_dir, f):  # never a file elsewhere, whatever the index said
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(f)
     return final
 
 

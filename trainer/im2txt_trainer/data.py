@@ -46,19 +46,35 @@ def caption_to_example(caption: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Ten
     return caption[:n], caption[1:], tf.ones([n], tf.int32)
 
 
-def raw_dataset(files: Sequence[str], shuffle: bool, seed: int | None = None) -> tf.data.Dataset:
-    ds = tf.data.Dataset.from_tensor_slices(list(files))
+def raw_dataset(files: Sequence[str], shuffle: bool, seed: int | None = None,
+                shard: tuple[int, int] = (1, 0)) -> tf.data.Dataset:
+    """Serialized records; `shard` (count, index) keeps one input pipeline's part: whole files when there are
+    at least as many files as pipelines, else every count-th record."""
+    count, index = shard
+    files = list(files)
+    by_record = count > 1 and len(files) < count
+    if count > 1 and not by_record:
+        files = files[index::count]
+    # Sharding by record partitions the data only if every pipeline reads the same order: files in list order,
+    # read deterministically (the shuffle buffer after this still gives each pipeline its own order).
+    shuffle = shuffle and not by_record
+    ds = tf.data.Dataset.from_tensor_slices(files)
     if shuffle:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     # Parallel reads may yield out of order for speed, except when a seed asks for a reproducible run.
-    return ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
-                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle or seed is not None)
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle or seed is not None)
+    return ds.shard(count, index) if by_record else ds
 
 
 def caption_dataset(files: Sequence[str], cfg: ModelConfig, is_training: bool, seed: int | None = None,
-                    repeat: bool = True, shuffle_buffer: int | None = None) -> tf.data.Dataset:
-    """Batches of (images [B,H,W,3], input_seqs, target_seqs, input_mask), dynamically padded."""
-    ds = raw_dataset(files, shuffle=is_training, seed=seed)
+                    repeat: bool = True, shuffle_buffer: int | None = None,
+                    shard: tuple[int, int] = (1, 0)) -> tf.data.Dataset:
+    """Batches of (images [B,H,W,3], input_seqs, target_seqs, input_mask) of cfg.batch_size, dynamically padded.
+
+    Under a strategy this is one input pipeline's dataset (`shard`), batched per replica.
+    """
+    ds = raw_dataset(files, shuffle=is_training, seed=seed, shard=shard)
     if repeat:
         ds = ds.repeat()
     if is_training:

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import socket
 import tempfile
 from collections.abc import Sequence
 
@@ -57,7 +58,8 @@ def precompute(model, files: Sequence[str], cfg: ModelConfig, cache_dir: str, ji
                         padding_values=(0.0, np.int64(-1))).prefetch(tf.data.AUTOTUNE))
     encode = tf.function(lambda x: model.image_features(x, training=False, train_inception=False),
                          jit_compile=jit)
-    tmp = f"{path}.tmp-{os.getpid()}"
+    # Unique even across hosts sharing cache_dir (workers of one training may all compute it at once).
+    tmp = f"{path}.tmp-{socket.gethostname()}-{os.getpid()}"
     n = 0
     with tf.io.TFRecordWriter(tmp) as w:
         for images, captions in ds:
@@ -74,22 +76,24 @@ def precompute(model, files: Sequence[str], cfg: ModelConfig, cache_dir: str, ji
     return path
 
 
-def embedding_dataset(model, files: Sequence[str], cfg: ModelConfig, seed: int | None = None,
-                      shuffle_buffer: int | None = None, jit: bool = False,
-                      cache_dir: str | None = None) -> tf.data.Dataset:
-    """Batches of (features [B,2048], input_seqs, target_seqs, mask), shuffled and repeated."""
-    cache_dir = cache_dir or os.environ.get("IM2TXT_EMBEDDINGS_CACHE") or os.path.join(
+def cache_dir_or_default(cache_dir: str | None) -> str:
+    return cache_dir or os.environ.get("IM2TXT_EMBEDDINGS_CACHE") or os.path.join(
         tempfile.gettempdir(), "im2txt-embeddings")
-    path = precompute(model, files, cfg, cache_dir, jit=jit)
-    dim = int(model.image_embedding.shape[0])
 
+
+def cached_dataset(path: str, dim: int, cfg: ModelConfig, seed: int | None = None,
+                   shuffle_buffer: int | None = None, shard: tuple[int, int] = (1, 0)) -> tf.data.Dataset:
+    """Batches of (features [B,dim], input_seqs, target_seqs, mask) from a cache, shuffled and repeated.
+
+    `shard` (count, index): this input pipeline's records, under a strategy.
+    """
     def parse(serialized):
         ex = tf.io.parse_single_example(serialized, {
             FEATURES: tf.io.FixedLenFeature([dim], tf.float32),
             data.CAPTION_IDS: tf.io.VarLenFeature(tf.int64)})
         return (ex[FEATURES], *data.caption_to_example(tf.sparse.to_dense(ex[data.CAPTION_IDS])))
 
-    ds = tf.data.TFRecordDataset(path).repeat().shuffle(shuffle_buffer or cfg.shuffle_buffer, seed=seed)
-    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = tf.data.TFRecordDataset(path).shard(*shard).repeat()
+    ds = ds.shuffle(shuffle_buffer or cfg.shuffle_buffer, seed=seed).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.padded_batch(cfg.batch_size, padded_shapes=([dim], [None], [None], [None]), drop_remainder=True)
     return ds.prefetch(tf.data.AUTOTUNE)

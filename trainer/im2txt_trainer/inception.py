@@ -1,7 +1,7 @@
 """InceptionV3 base (Keras InceptionV3 without top) with an exact map to the TF-slim variable names.
 
 The network is built layer by layer in the same order as keras.applications.InceptionV3 and slim's
-inception_v3_base, so each Conv2D + BatchNormalization(scale=False) pair carries its slim scope
+inception_v3_base, so each Conv2D + batch norm (slim's: no gamma, batch_norm.py) pair carries its slim scope
 (e.g. `InceptionV3/Mixed_5c/Branch_1/Conv_1_0c_5x5`, slim's own spelling). 94 pairs, 376 variables.
 """
 
@@ -13,6 +13,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .batch_norm import SlimBatchNorm
+
 SCOPE = "InceptionV3"
 
 
@@ -20,7 +22,7 @@ SCOPE = "InceptionV3"
 class ConvBN:
     scope: str
     conv: keras.layers.Conv2D
-    bn: keras.layers.BatchNormalization
+    bn: SlimBatchNorm
 
     def variables(self) -> dict[str, tf.Variable]:
         """slim name -> variable."""
@@ -43,8 +45,7 @@ class _Builder:
         conv = keras.layers.Conv2D(filters, (kh, kw), strides=strides, padding=padding, use_bias=False,
                                    kernel_initializer=keras.initializers.TruncatedNormal(stddev=self.stddev),
                                    name=f"{safe}__conv", dtype=self.dtype)
-        bn = keras.layers.BatchNormalization(axis=3, momentum=self.bn_decay, epsilon=self.bn_epsilon,
-                                             scale=False, name=f"{safe}__bn", dtype=self.dtype)
+        bn = SlimBatchNorm(self.bn_decay, self.bn_epsilon, name=f"{safe}__bn", dtype=self.dtype)
         self.layers.append(ConvBN(name, conv, bn))
         return keras.layers.Activation("relu", name=f"{safe}__relu", dtype=self.dtype)(bn(conv(x)))
 

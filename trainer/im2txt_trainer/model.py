@@ -66,7 +66,7 @@ class ShowAndTell(tf.Module):
         inception_training = training and train_inception
         net = self.encoder(images, training=inception_training)
         net = tf.reduce_mean(tf.cast(net, tf.float32), axis=[1, 2])
-        if inception_training:
+        if inception_training and self.cfg.inception_dropout_keep_prob < 1.0:
             net = tf.nn.dropout(net, rate=1.0 - self.cfg.inception_dropout_keep_prob)
         return net
 
@@ -81,7 +81,8 @@ class ShowAndTell(tf.Module):
         return c, tf.tanh(c) * tf.sigmoid(o)
 
     def _dropout(self, x: tf.Tensor, training: bool) -> tf.Tensor:
-        return tf.nn.dropout(x, rate=1.0 - self.cfg.lstm_dropout_keep_prob) if training else x
+        keep = self.cfg.lstm_dropout_keep_prob
+        return tf.nn.dropout(x, rate=1.0 - keep) if training and keep < 1.0 else x
 
     def initial_state(self, image_embeddings: tf.Tensor, training: bool) -> tuple[tf.Tensor, tf.Tensor]:
         """Feed the image embedding first; its output is discarded, its state kept."""
@@ -108,15 +109,17 @@ class ShowAndTell(tf.Module):
         out = self._dropout(out, training)
         return tf.einsum("btu,uv->btv", out, self.logits_weights) + self.logits_biases
 
-    def batch_loss(self, logits: tf.Tensor, target_seqs: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-        """sum(xent * mask) / sum(mask)."""
+    def batch_loss(self, logits: tf.Tensor, target_seqs: tf.Tensor, mask: tf.Tensor,
+                   total_weight: tf.Tensor | None = None) -> tf.Tensor:
+        """sum(xent * mask) / sum(mask); a replica passes the global batch's sum(mask) as `total_weight`."""
         xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target_seqs, logits=logits)
         mask = tf.cast(mask, tf.float32)
-        return tf.reduce_sum(xent * mask) / tf.reduce_sum(mask)
+        return tf.reduce_sum(xent * mask) / (tf.reduce_sum(mask) if total_weight is None else total_weight)
 
     def regularization_loss(self) -> tf.Tensor:
         """slim l2_regularizer(4e-5) on the Inception conv weights (only while they train)."""
-        return self.train_cfg.weight_decay * tf.add_n([tf.nn.l2_loss(w) for w in self.encoder.conv_kernels()])
+        l2 = tf.add_n([tf.cast(tf.nn.l2_loss(w), tf.float32) for w in self.encoder.conv_kernels()])
+        return self.train_cfg.weight_decay * l2
 
     # -- inference -------------------------------------------------------------------------------------------
     def inference_initial_state(self, images: tf.Tensor) -> tf.Tensor:
