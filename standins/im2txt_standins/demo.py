@@ -146,6 +146,8 @@ def run(work: Path, timeout: float) -> int:
                 custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, training)
                 say("5. kubectl apply -f examples/training.yaml\n")
                 phase = watch_table(custom, training["metadata"]["name"], t0 + timeout)
+                exported = watch_export(custom, training["metadata"]["name"], t0 + timeout) \
+                    if phase == "Succeeded" else ""
         finally:
             operator.terminate()
             operator.wait(timeout=30)
@@ -155,20 +157,28 @@ def run(work: Path, timeout: float) -> int:
                 f"{work}/node/pods/*/*/logs/")
             return 1
 
+        if exported != "Succeeded":
+            say(f"\nThe export ended {exported or 'without finishing in time'}; see {work}/node/pods/*/*/logs/")
+            return 1
         keys = ufile.store.keys("demo-bucket", "uai/im2txt/output/")
-        say(f"\n6. Checkpoints in ufile://demo-bucket/uai/im2txt/output/ ({len(keys)} files):")
+        checkpoints = [k for k in keys if "/export/" not in k]
+        say(f"\n6. Checkpoints in ufile://demo-bucket/uai/im2txt/output/ ({len(checkpoints)} files), and the "
+            "exported SavedModel:")
         for key in keys:
             say(f"     {key}")
-        result = work / "result"
-        result.mkdir()
+        # The SavedModel as a server would get it: the export folder, one numbered folder per version.
+        served = work / "served"
         for key in keys:
-            (result / key.rsplit("/", 1)[-1]).write_bytes(ufile.store.get("demo-bucket", key).data)
+            if "/export/" in key:
+                local = served / key.split("/export/", 1)[1]
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_bytes(ufile.store.get("demo-bucket", key).data)
     image = work / "red-circle.jpg"
     image.write_bytes(synthetic.draw("red", "circle", 75, random.Random(7)))
-    say(f"7. Captioning {image.name} with the trained model (beam search):")
-    out = subprocess.run([sys.executable, "-m", "im2txt_trainer.inference", f"--checkpoint_path={result}",
-                          f"--vocab_file={dataset / 'word_counts.txt'}", f"--input_files={image}",
-                          "--image_size=75"], capture_output=True, text=True)
+    say(f"7. Captioning {image.name} through the exported SavedModel (beam search inside the model; what TensorFlow "
+        "Serving or KServe would answer):")
+    out = subprocess.run([sys.executable, "-m", "im2txt_trainer.caption", f"--saved_model={served}", str(image)],
+                         capture_output=True, text=True)
     say(out.stdout.rstrip() or out.stderr[-2000:])
     say(f"\nDone in {time.time() - t0:.0f} s. Everything the demo wrote is in {work}/.")
     return out.returncode
@@ -187,6 +197,22 @@ def watch_table(custom: Any, name: str, deadline: float) -> str:
         phase = (training.get("status") or {}).get("phase")
         if phase in ("Succeeded", "Failed"):
             return phase
+        time.sleep(1)
+    return ""
+
+
+def watch_export(custom: Any, name: str, deadline: float) -> str:
+    """After stage 2: the export Job's progress (status.export) until it ends."""
+    last = None
+    while time.time() < deadline:
+        training = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+        export = (training.get("status") or {}).get("export") or {}
+        current = (export.get("phase"), export.get("message"))
+        if export and current != last:
+            say(f"export: {export.get('phase')}: {export.get('message')}   [{time.strftime('%H:%M:%S')}]")
+            last = current
+        if export.get("phase") in ("Succeeded", "Failed"):
+            return str(export["phase"])
         time.sleep(1)
     return ""
 

@@ -42,7 +42,13 @@ def test_demo_runs_both_stages_and_captions(tmp_path: Path) -> None:
     # many the keep-5 rotation wrote, i.e. on the machine's speed, so the test does not look for them.)
     assert "uai/im2txt/output/model.ckpt-300.index" in out
     assert "uai/im2txt/output/checkpoint" in out
-    assert re.search(r"^\s+0\) a red circle \(p=", out, re.M), out[-1500:]
+    # The export Job wrote a SavedModel after stage 2 (its version is the final global step), and the caption
+    # comes from it.
+    assert re.search(r"^export: Succeeded: SavedModel written to ufile://demo-bucket/uai/im2txt/output/export/", out,
+                     re.M), out[-3000:]
+    assert "uai/im2txt/output/export/300/saved_model.pb" in out
+    caption = out.split("through the exported SavedModel", 1)[1]
+    assert re.search(r"^\s+0\) a red circle \(p=", caption, re.M), out[-1500:]
 
     # Stage 2 ran without the Inception file, from stage 1's last checkpoint (its target, global step 200),
     # which it fetched from the output path.
