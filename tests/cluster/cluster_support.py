@@ -121,12 +121,17 @@ class Api:
         return self.create(self.trainings(ns), {"apiVersion": "im2txt.dev/v1alpha1", "kind": "Im2txtTraining",
                                                 "metadata": {"name": name}, "spec": spec})
 
-    def finish_pods(self, ns: str, job: str, phase: str = "Succeeded", exit_code: int | None = None) -> list[str]:
-        """The kubelet's part: every live pod of the Job ends with ``phase`` (through the status subresource,
-        as a kubelet reports it); the real Job controller takes it from there."""
+    def finish_pods(self, ns: str, job: str, phase: str = "Succeeded", exit_code: int | None = None,
+                    index: str | None = None) -> list[str]:
+        """The kubelet's part: every live pod of the Job (or only the one with completion ``index``) ends with
+        ``phase`` (through the status subresource, as a kubelet reports it); the real Job controller takes it from
+        there."""
         done = []
         for pod in self.pods(ns, job):
             if pod["status"].get("phase") in ("Succeeded", "Failed") or pod["metadata"].get("deletionTimestamp"):
+                continue
+            annotations = pod["metadata"].get("annotations") or {}
+            if index is not None and annotations.get("batch.kubernetes.io/job-completion-index") != index:
                 continue
             code = exit_code if exit_code is not None else (0 if phase == "Succeeded" else 1)
             now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
