@@ -40,7 +40,7 @@ from im2txt_operator.loss import loss_patch
 from im2txt_operator.metrics import Metrics
 from im2txt_operator.paths import PvcPath
 from im2txt_operator.pod_problems import pod_problem
-from im2txt_operator.progress import eta, last_step, percent
+from im2txt_operator.progress import eta, last_step, percent, progress_pod
 from im2txt_operator.rejections import is_refusal, not_owned, rejected
 from im2txt_operator.spec import GROUP, KIND, PLURAL, VERSION, Settings, SpecError, parse_spec
 
@@ -551,10 +551,9 @@ async def refresh_progress(key: tuple[str, str], entry: Entry) -> None:
         entry.pod_problem = (job_name, found) if found else None
         await reconcile(key)
         return
-    started = [p for p in pods if (p.get("status") or {}).get("phase") in ("Running", "Succeeded", "Failed")]
-    if not started:
+    pod = progress_pod(pods)
+    if pod is None:
         return
-    pod = max(started, key=lambda p: p["metadata"].get("creationTimestamp") or "")
     try:
         text = await kube.read_log(namespace, pod["metadata"]["name"], "trainer", LOG_TAIL_LINES)
     except ApiException as e:

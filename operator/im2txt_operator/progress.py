@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 _STEP = re.compile(r"global step (\d+)(?:: loss = ([-+.\deEnaifNAIF]+) \(([\d.]+) sec/step\))?")
 
@@ -28,6 +30,21 @@ def last_step(log: str) -> StepSample | None:
     except ValueError:  # not a number the trainer would print: no loss rather than a wrong one
         loss = None
     return StepSample(step=int(found[1]), sec_per_step=sec, loss=loss)
+
+
+INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+_STARTED = ("Running", "Succeeded", "Failed")
+
+
+def progress_pod(pods: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The pod whose trainer log carries the progress: the newest started one, and in a multi-node stage only
+    worker 0's (the chief alone logs "global step N"; an Indexed Job's other pods never do)."""
+    def is_chief(pod: dict[str, Any]) -> bool:
+        index = ((pod.get("metadata") or {}).get("annotations") or {}).get(INDEX_ANNOTATION)
+        return index in (None, "0")
+
+    started = [p for p in pods if (p.get("status") or {}).get("phase") in _STARTED and is_chief(p)]
+    return max(started, key=lambda p: p["metadata"].get("creationTimestamp") or "", default=None)
 
 
 def percent(step: int, target: int) -> float:

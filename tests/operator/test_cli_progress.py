@@ -14,7 +14,7 @@ from operator_support import HERE, ROOT
 from im2txt_operator import conditions as cond
 from im2txt_operator.cli import render
 from im2txt_operator.loss import LossUpdate, loss_patch
-from im2txt_operator.progress import StepSample, eta, format_duration, last_step, percent
+from im2txt_operator.progress import StepSample, eta, format_duration, last_step, percent, progress_pod
 
 
 def test_render_prints_both_stages_offline() -> None:
@@ -97,6 +97,29 @@ def test_loss_in_status_and_diverged_once() -> None:
 
 def test_no_step_yet() -> None:
     assert last_step("loading inception_v3.ckpt\n") is None
+
+
+def _pod(name: str, phase: str, created: str, index: str | None = None) -> dict:
+    annotations = {"batch.kubernetes.io/job-completion-index": index} if index is not None else {}
+    return {"metadata": {"name": name, "creationTimestamp": created, "annotations": annotations},
+            "status": {"phase": phase}}
+
+
+def test_progress_is_read_from_the_newest_started_pod() -> None:
+    pods = [_pod("retry", "Pending", "2026-01-01T00:03:00Z"), _pod("second", "Running", "2026-01-01T00:02:00Z"),
+            _pod("first", "Failed", "2026-01-01T00:01:00Z")]
+    assert progress_pod(pods)["metadata"]["name"] == "second"
+    assert progress_pod([_pod("waiting", "Pending", "2026-01-01T00:00:00Z")]) is None
+    assert progress_pod([]) is None
+
+
+def test_progress_of_a_multi_node_stage_is_read_from_worker_0() -> None:
+    # Only the chief logs "global step N"; a newer pod of another index must not hide it.
+    pods = [_pod("coco-stage1-0-abcde", "Running", "2026-01-01T00:01:00Z", "0"),
+            _pod("coco-stage1-1-fghij", "Running", "2026-01-01T00:02:00Z", "1"),
+            _pod("coco-stage1-1-klmno", "Failed", "2026-01-01T00:03:00Z", "1")]
+    assert progress_pod(pods)["metadata"]["name"] == "coco-stage1-0-abcde"
+    assert progress_pod(pods[1:]) is None
 
 
 def test_eta_and_percent() -> None:
