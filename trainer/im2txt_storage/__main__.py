@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -18,6 +17,7 @@ from .client import ClientSettings, ConfigError, Credentials, StorageError, UFil
 from .fetch import FetchPair, fetch
 from .mirror import DEFAULT_INCLUDE, Mirror, ReadOnlyUFile, interruptible_sleep
 from .paths import parse_ufile_url
+from .stopping import set_on_signal
 from .sync import Syncer
 
 log = logging.getLogger("im2txt_storage")
@@ -120,13 +120,7 @@ def _mirror(args: argparse.Namespace, client: UFileClient) -> int:
     stop, wake, done = threading.Event(), threading.Event(), threading.Event()
     failure: list[BaseException] = []
 
-    def on_signal(signum: int, frame: object) -> None:
-        log.info("mirror: %s received, stopping", signal.Signals(signum).name)
-        stop.set()
-        wake.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    set_on_signal((stop, wake), log, "mirror: %s received, stopping")
     client.sleep = interruptible_sleep(stop)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     mirror = Mirror(ReadOnlyUFile(client), url, args.output_dir, include=include, parallel=args.parallel,
@@ -179,13 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             return _mirror(args, UFileClient(creds, settings, pool_size=args.parallel))
         url = parse_ufile_url(args.output_url, field="--output-url")
         stop = threading.Event()
-
-        def on_signal(signum: int, frame: object) -> None:
-            log.info("sync: %s received, final upload", signal.Signals(signum).name)
-            stop.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        set_on_signal((stop,), log, "sync: %s received, final upload")
         index = os.environ.get("JOB_COMPLETION_INDEX", "")
         if args.chief_only and index not in ("", "0"):
             # Worker N's train_dir is not the model's (the chief alone writes checkpoints): nothing to upload.
