@@ -76,6 +76,13 @@ class Election:
     identity: str
 
 
+def own_identity() -> str:
+    """Who this process is, for kopf and the Lease: the pod's name where the Deployment gives it, else
+    <hostname>_<uuid>. Never kopf's default, which asks the passwd database (getpass.getuser()) and crashes in an
+    image whose numeric user has no passwd entry."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}_{uuid.uuid4()}"
+
+
 def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, verbose: bool,
         metrics_port: int = 9090, election: Election | None = None) -> int:
     os.environ["IM2TXT_METRICS_PORT"] = str(metrics_port)  # read by the handlers module at import
@@ -90,7 +97,7 @@ def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, v
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     if election is None:
         kopf.run(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
-                 liveness_endpoint=liveness or None)
+                 liveness_endpoint=liveness or None, identity=own_identity())
         return 0
     return asyncio.run(_run_as_leader(election, all_namespaces, namespaces, liveness or None))
 
@@ -147,7 +154,7 @@ async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: S
 
     # In this task, not a new one: kopf would wait for a task that waits for it.
     await kopf.operator(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
-                        liveness_endpoint=liveness)
+                        liveness_endpoint=liveness, identity=election.identity)
     holding.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await holding  # no renewal may land after the release
@@ -173,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE") or "im2txt-system",
                        help="namespace of the Lease (default $POD_NAMESPACE, else im2txt-system)")
     p_run.add_argument("--lease-name", default="im2txt-operator", help="name of the Lease (default im2txt-operator)")
-    p_run.add_argument("--identity", default=os.environ.get("POD_NAME") or f"{socket.gethostname()}_{uuid.uuid4()}",
+    p_run.add_argument("--identity", default=own_identity(),
                        help="this process in the Lease (default $POD_NAME, else <hostname>_<uuid>)")
     p_render = sub.add_parser("render", help="print the Jobs a training would get (offline)")
     p_render.add_argument("files", nargs="+", help="YAML files with Im2txtTraining resources ('-' for stdin)")
