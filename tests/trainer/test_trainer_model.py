@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from im2txt_trainer.config import ModelConfig, learning_rate
+from im2txt_trainer.config import ModelConfig, TrainingConfig
 from im2txt_trainer.model import ShowAndTell
-from im2txt_trainer.steps import lr_tensor
+from im2txt_trainer.schedule import learning_rate
+from im2txt_trainer.steps import make_train_step
 
 
 @pytest.fixture(scope="module")
@@ -69,14 +70,41 @@ def test_masked_loss_and_weight_decay(model):
     assert model.regularization_loss().numpy() == pytest.approx(4e-5 * l2, rel=1e-4)
 
 
-def test_learning_rate_schedule(model):
+def test_learning_rate_schedule():
     # decay every int(586363 / 32 * 8) = 146590 steps, x0.5, staircase; stage 2 constant 0.0005
-    assert learning_rate(0, 32, False) == 2.0
-    assert learning_rate(146589, 32, False) == 2.0
-    assert learning_rate(146590, 32, False) == 1.0
-    assert learning_rate(3 * 146590, 32, False) == 0.25
-    assert learning_rate(5, 32, True) == 0.0005
-    m = ShowAndTell(ModelConfig.for_image_size(75, vocab_size=4, embedding_size=2, num_lstm_units=2))
-    m.global_step.assign(146590)
-    assert float(lr_tensor(m, False)) == pytest.approx(1.0)
-    assert float(lr_tensor(m, True)) == pytest.approx(0.0005)
+    def lr(step: int, train_inception: bool = False, batch: int = 32, **cfg: float) -> float:
+        return float(learning_rate(step, batch, train_inception, TrainingConfig(**cfg)))
+
+    assert lr(0) == 2.0
+    assert lr(146589) == 2.0
+    assert lr(146590) == 1.0
+    assert lr(3 * 146590) == 0.25
+    assert lr(5, True) == np.float32(0.0005)
+    # The global batch sets the epoch: int(586363 / 64 * 8) = 73295 steps per decay at 64.
+    assert (lr(73294, batch=64), lr(73295, batch=64), lr(146590, batch=64)) == (2.0, 1.0, 0.5)
+    assert lr(146590, learning_rate_decay_factor=0.0) == 2.0  # no decay
+    # A tf.Variable step (the training step's global_step) reads the same.
+    assert float(learning_rate(tf.Variable(146590, dtype=tf.int64), 32, False)) == 1.0
+
+
+def test_the_training_step_uses_the_schedule(model):
+    """The step applies (and returns) the schedule's rate at global_step before its += 1: 2.0 at the last step
+    before the first decay, 1.0 at that step."""
+    cfg = model.cfg
+    step = make_train_step(model, False, precomputed=True)
+    feats = tf.random.stateless_normal([cfg.batch_size, 2048], seed=[1, 2])
+    ids = tf.random.stateless_uniform([cfg.batch_size, 5], seed=[3, 4], maxval=cfg.vocab_size, dtype=tf.int64)
+    batch = (feats, ids, tf.roll(ids, -1, 1), tf.ones([cfg.batch_size, 5], tf.int32))
+    saved = [v.numpy() for v in model.caption_variables()]
+    try:
+        rates = []
+        for at in (146589, 146590):
+            model.global_step.assign(at)
+            rates.append(float(step(batch)[2]))
+            assert int(model.global_step.numpy()) == at + 1
+        assert rates == [float(learning_rate(146589, cfg.batch_size, False)),
+                         float(learning_rate(146590, cfg.batch_size, False))] == [2.0, 1.0]
+    finally:
+        model.global_step.assign(0)
+        for v, value in zip(model.caption_variables(), saved, strict=True):
+            v.assign(value)

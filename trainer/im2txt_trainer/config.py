@@ -50,13 +50,3 @@ class TrainingConfig:
     batch_norm_decay: float = 0.9997
     batch_norm_epsilon: float = 0.001
 
-
-def learning_rate(step: int | float, batch_size: int, train_inception: bool,
-                  cfg: TrainingConfig = TrainingConfig()) -> float:
-    """The reference schedule: staircase decay x0.5 every 8 epochs in stage 1, constant in stage 2."""
-    if train_inception:
-        return cfg.train_inception_learning_rate
-    if cfg.learning_rate_decay_factor <= 0:
-        return cfg.initial_learning_rate
-    decay_steps = int(cfg.num_examples_per_epoch / batch_size * cfg.num_epochs_per_decay)
-    return cfg.initial_learning_rate * cfg.learning_rate_decay_factor ** (int(step) // decay_steps)

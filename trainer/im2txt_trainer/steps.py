@@ -14,19 +14,9 @@ import tensorflow as tf
 
 from .distribute import tf_variable
 from .model import ShowAndTell
+from .schedule import learning_rate
 
 SUM = tf.distribute.ReduceOp.SUM
-
-
-def lr_tensor(model: ShowAndTell, train_inception: bool) -> tf.Tensor:
-    cfg = model.train_cfg
-    if train_inception:
-        return tf.constant(cfg.train_inception_learning_rate, tf.float32)
-    if cfg.learning_rate_decay_factor <= 0:
-        return tf.constant(cfg.initial_learning_rate, tf.float32)
-    decay_steps = int(cfg.num_examples_per_epoch / model.cfg.batch_size * cfg.num_epochs_per_decay)
-    exponent = tf.cast(model.global_step // decay_steps, tf.float32)
-    return cfg.initial_learning_rate * tf.pow(cfg.learning_rate_decay_factor, exponent)
 
 
 def batch_spec(model: ShowAndTell, precomputed: bool) -> tuple[tf.TensorSpec, ...]:
@@ -89,7 +79,7 @@ def make_train_step(model: ShowAndTell, train_inception: bool, precomputed: bool
 
     @tf.function(input_signature=[element_spec or batch_spec(model, precomputed)])
     def step(batch):
-        lr = lr_tensor(model, train_inception)
+        lr = learning_rate(model.global_step, model.cfg.batch_size, train_inception, model.train_cfg)
         batch_loss, total_loss = strategy.run(replica_step, args=(*batch, lr))
         return strategy.reduce(SUM, batch_loss, axis=None), strategy.reduce(SUM, total_loss, axis=None), lr
 
