@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import reference_caption_generator as reference_search
 import tensorflow as tf
 import yaml
 
-from im2txt_trainer import caption, checkpoints, export, inception, inference
+from im2txt_trainer import beam_search, caption, checkpoints, export, inception, inference
 from im2txt_trainer import synthetic as synth
 from im2txt_trainer.config import ModelConfig
 from im2txt_trainer.model import ShowAndTell
@@ -156,7 +157,7 @@ def test_savedmodel_captions_are_inference_captions(exported, loaded, checkpoint
 
 
 class StepSignatures:
-    """inference.CaptionGenerator's model interface on top of the SavedModel's step signature."""
+    """A model's search interface (initial state, step) on top of the SavedModel's step signature."""
 
     def __init__(self, loaded) -> None:
         self.step = loaded.signatures["inference_step"]
@@ -171,8 +172,8 @@ class StepSignatures:
 
 @pytest.mark.slow
 def test_step_signatures_reproduce_the_reference_steps(loaded, checkpoint):
-    """initial_state and inference_step equal the model's own functions; the reference search run by a client
-    over them (inference.CaptionGenerator) finds inference.py's captions."""
+    """initial_state and inference_step equal the model's own functions; inference.py's search run by a client
+    over them finds the reference search's captions on the model."""
     _, vocab_file, images, model = checkpoint
     vocab = Vocabulary.load(str(vocab_file))
     pixels = np.stack([inference.load_image(str(p), model.cfg) for p in images])
@@ -192,9 +193,9 @@ def test_step_signatures_reproduce_the_reference_steps(loaded, checkpoint):
     assert top.tolist() == np.argsort(-probs.numpy(), axis=1, kind="stable")[:, :3].tolist()
 
     client = inference.CaptionGenerator(StepSignatures(loaded), vocab)
-    reference = inference.CaptionGenerator(model, vocab)
-    for s, want in zip(state, expected_state, strict=True):
-        got, expected = client.beam_search(s), reference.beam_search(want)
+    reference = reference_search.CaptionGenerator(model, vocab)
+    for got, want in zip(client.beam_search(state), expected_state, strict=True):
+        expected = reference.beam_search(want)
         assert [c.sentence for c in got] == [c.sentence for c in expected]
         np.testing.assert_allclose([c.logprob for c in got], [c.logprob for c in expected], rtol=1e-6)
 
@@ -218,8 +219,9 @@ SEARCHES = [(1.0, 0.0, 3), (8.0, 0.0, 3), (8.0, -3.0, 3), (30.0, -2.0, 3), (8.0,
 
 @pytest.mark.slow
 def test_graph_beam_search_follows_the_reference_rules(scratch_model):
-    """The in-graph search equals inference.CaptionGenerator.beam_search on the same states, across word
-    distributions that exercise every rule, and those rules are seen to fire."""
+    """The one search (beam_search.py), as the SavedModel runs it (text) and as inference.py runs it (ids), equals
+    the reference's caption_generator on the same states, across word distributions that exercise every rule,
+    and those rules are seen to fire."""
     model = scratch_model
     # 8 words (9 with the <UNK> it adds) for a 12-word model: ids 9-11 read as <UNK>.
     vocab = Vocabulary(["<S>", "a", "</S>", "red", "circle", "on", "the", "grass"])
@@ -228,7 +230,7 @@ def test_graph_beam_search_follows_the_reference_rules(scratch_model):
     smallest: list[float] = []
     searches = {}  # per beam size, traced once: the weights below are variables
     for beam in sorted({b for _, _, b in SEARCHES}):
-        reference = inference.CaptionGenerator(model, vocab, beam, 20)
+        reference = reference_search.CaptionGenerator(model, vocab, beam, 20)
         step = reference._step
 
         def recording(feed, state, step=step, beam=beam):
@@ -237,18 +239,22 @@ def test_graph_beam_search_follows_the_reference_rules(scratch_model):
             return probs, new
 
         reference._step = recording
-        searches[beam] = tf.function(export.CaptionModule(model, vocab, beam, 20).beam_search), reference
+        searches[beam] = (tf.function(export.CaptionModule(model, vocab, beam, 20).beam_search),
+                          inference.CaptionGenerator(model, vocab, beam, 20), reference)
     for scale, end_bias, beam in SEARCHES:
         for v in model.caption_variables():
             v.assign(rng.uniform(-0.5, 0.5, v.shape).astype(np.float32))
         model.logits_weights.assign(model.logits_weights * scale)
         model.logits_biases.assign(np.where(np.arange(VOCAB) == vocab.end_id, end_bias, 0.0).astype(np.float32))
         states = rng.normal(0.0, 1.0, (5, 2 * UNITS)).astype(np.float32)
-        search, reference = searches[beam]
+        search, generator, reference = searches[beam]
         out = search(tf.constant(states))
+        found = generator.beam_search(states)
         smallest.clear()
         for i, s in enumerate(states):
             expected = reference.beam_search(s)
+            assert [c.sentence for c in found[i]] == [c.sentence for c in expected], (scale, end_bias)
+            np.testing.assert_allclose([c.logprob for c in found[i]], [c.logprob for c in expected], rtol=1e-6)
             n = int(out["num_captions"][i])
             assert [c.decode() for c in out["captions"][i].numpy()[:n]] == [vocab.sentence(c.sentence)
                                                                             for c in expected], (scale, end_bias)
@@ -262,7 +268,7 @@ def test_graph_beam_search_follows_the_reference_rules(scratch_model):
             seen["unk"] += any("<UNK>" in vocab.sentence(c.sentence) for c in expected)
             seen["start_inside"] += any(vocab.start_id in c.sentence[1:] for c in expected)
             seen["full_length"] += any(len(c.sentence) == 20 for c in expected)
-        seen["tiny_p"] += min(smallest) < export.MIN_PROBABILITY
+        seen["tiny_p"] += min(smallest) < beam_search.MIN_PROBABILITY
     assert all(seen.values()), seen
 
 

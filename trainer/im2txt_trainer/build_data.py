@@ -1,5 +1,4 @@
-"""COCO-style captions + images -> sharded SequenceExample TFRecords and word_counts.txt
-(reference im2txt/data/build_mscoco_data.py).
+"""COCO-style captions + images -> sharded SequenceExample TFRecords and word_counts.txt (build_mscoco_data.py).
 
     python -m im2txt_trainer.build_data --train_image_dir=train2014 --val_image_dir=val2014 \
         --train_captions_file=captions_train2014.json --val_captions_file=captions_val2014.json \
@@ -11,7 +10,6 @@ one record per (image, caption); the vocabulary counts train captions only, word
 
 from __future__ import annotations
 
-import argparse
 import collections
 import concurrent.futures
 import dataclasses
@@ -22,7 +20,7 @@ import random
 import sys
 from collections.abc import Sequence
 
-from . import vocabulary
+from . import cli, vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +122,7 @@ def build(train_captions_file: str, train_image_dir: str, val_captions_file: str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m im2txt_trainer.build_data", allow_abbrev=False,
-                                description=__doc__.splitlines()[0])
+    p = cli.ArgumentParser("python -m im2txt_trainer.build_data", __doc__.splitlines()[0])
     p.add_argument("--train_image_dir", required=True)
     p.add_argument("--val_image_dir", required=True)
     p.add_argument("--train_captions_file", required=True)
@@ -139,14 +136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--word_counts_output_file", default=None, help="default: OUTPUT_DIR/word_counts.txt")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
+
+    def run() -> int:
         build(a.train_captions_file, a.train_image_dir, a.val_captions_file, a.val_image_dir, a.output_dir,
               a.train_shards, a.val_shards, a.test_shards, a.num_threads, a.min_word_count,
               a.word_counts_output_file)
-    except (BuildError, FileNotFoundError) as e:
-        print(f"build_data: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+        return 0
+
+    return cli.run("build_data", run, (BuildError, FileNotFoundError))
 
 
 if __name__ == "__main__":

@@ -64,33 +64,34 @@ def bleu4(model, vocab, files: Sequence[str], beam_size: int = 3, max_images: in
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m im2txt_trainer.evaluate", allow_abbrev=False,
-                                description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint_path", required=True, help="train_dir or model.ckpt-N prefix")
+    from . import cli, data, inference
+    from .vocabulary import VocabularyError
+
+    p = cli.ArgumentParser("python -m im2txt_trainer.evaluate", __doc__.splitlines()[0])
+    inference.add_checkpoint_flags(p, max_caption_length=False)
     p.add_argument("--input_file_pattern", required=True, help="e.g. val-?????-of-00004")
     p.add_argument("--vocab_file", default="", help="word_counts.txt (needed for --bleu)")
     p.add_argument("--bleu", action="store_true", help="also caption every image (beam search) and score BLEU-4")
-    p.add_argument("--beam_size", type=int, default=3)
-    p.add_argument("--image_size", type=int, default=299)
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--num_eval_examples", type=int, default=10132)
     a = p.parse_args(argv)
+    return cli.run("evaluate", lambda: _evaluate(a),
+                   (data.InputError, VocabularyError, inference.InferenceError, ValueError))
+
+
+def _evaluate(a: argparse.Namespace) -> int:
     from . import data, inference
     from .vocabulary import Vocabulary, VocabularyError
 
-    try:
-        files = data.match_files(a.input_file_pattern)
-        if a.bleu and not a.vocab_file:
-            raise VocabularyError("--vocab_file is required with --bleu (word_counts.txt)")
-        vocab = Vocabulary.load(a.vocab_file) if a.bleu else None
-        model = inference.load_model(a.checkpoint_path, a.image_size)
-        result = {"global_step": int(model.global_step.numpy()),
-                  **perplexity(model, files, a.batch_size, a.num_eval_examples)}
-        if a.bleu:
-            result.update(bleu4(model, vocab, files, a.beam_size))
-    except (data.InputError, VocabularyError, inference.InferenceError, ValueError) as e:
-        print(f"evaluate: error: {e}", file=sys.stderr)
-        return 1
+    files = data.match_files(a.input_file_pattern)
+    if a.bleu and not a.vocab_file:
+        raise VocabularyError("--vocab_file is required with --bleu (word_counts.txt)")
+    vocab = Vocabulary.load(a.vocab_file) if a.bleu else None
+    model = inference.load_model(a.checkpoint_path, a.image_size)
+    result = {"global_step": int(model.global_step.numpy()),
+              **perplexity(model, files, a.batch_size, a.num_eval_examples)}
+    if a.bleu:
+        result.update(bleu4(model, vocab, files, a.beam_size))
     print(json.dumps(result))
     return 0
 

@@ -1,4 +1,4 @@
-"""Captions for image files with beam search (reference inference_utils/caption_generator.py, run_inference.py).
+"""Captions for image files from a checkpoint (reference run_inference.py), by the one beam search (beam_search.py).
 
     python -m im2txt_trainer.inference --checkpoint_path=TRAIN_DIR_OR_model.ckpt-N \
         --vocab_file=word_counts.txt --input_files=img1.jpg,dir/*.jpg [--beam_size=3]
@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
-import heapq
 import math
 import os
 import sys
@@ -17,42 +16,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import cli
+from .beam_search import SearchError, check_search
+from .vocabulary import Vocabulary, VocabularyError
+
 
 class InferenceError(Exception):
     pass
 
 
-@dataclasses.dataclass(order=True)
+@dataclasses.dataclass(frozen=True)
 class Caption:
-    score: float
-    sentence: list[int] = dataclasses.field(compare=False)
-    state: np.ndarray = dataclasses.field(compare=False, repr=False)
-    logprob: float = dataclasses.field(compare=False)
+    """One caption found by the search: word ids (<S> first, </S> last if it completed) and its log-probability."""
 
-
-class TopN:
-    """The n best items pushed (a min-heap on score)."""
-
-    def __init__(self, n: int) -> None:
-        self.n, self.data = n, []  # type: ignore[var-annotated]
-        self._count = 0
-
-    def push(self, item: Caption) -> None:
-        entry = (item.score, self._count, item)
-        self._count += 1
-        if len(self.data) < self.n:
-            heapq.heappush(self.data, entry)
-        else:
-            heapq.heappushpop(self.data, entry)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def extract(self) -> list[Caption]:
-        """Best first; empties the container."""
-        out = [e[2] for e in sorted(self.data, key=lambda e: e[0], reverse=True)]
-        self.data = []
-        return out
+    sentence: list[int]
+    logprob: float
 
 
 def resolve_checkpoint(path: str) -> str:
@@ -92,51 +70,29 @@ def load_model(checkpoint_path: str, image_size: int = 299):
 
 
 class CaptionGenerator:
-    """Beam search exactly as the reference: top beam_size words per partial caption, TopN beams."""
+    """The beam search (beam_search.py, the SavedModel's own) over a model's initial state and step functions."""
 
-    def __init__(self, model, vocab, beam_size: int = 3, max_caption_length: int = 20,
-                 length_normalization_factor: float = 0.0) -> None:
+    def __init__(self, model, vocab, beam_size: int = 3, max_caption_length: int = 20) -> None:
         import tensorflow as tf
 
+        from .beam_search import beam_search
+
+        check_search(beam_size, max_caption_length)
         self.model, self.vocab = model, vocab
         self.beam_size, self.max_caption_length = beam_size, max_caption_length
-        self.length_normalization_factor = length_normalization_factor
         self._init = tf.function(model.inference_initial_state, reduce_retracing=True)
-        self._step = tf.function(model.inference_step, reduce_retracing=True)
+        self._search = tf.function(lambda states: beam_search(model.inference_step, states, vocab.start_id,
+                                                              vocab.end_id, beam_size, max_caption_length),
+                                   reduce_retracing=True)
 
     def initial_states(self, images: np.ndarray) -> np.ndarray:
         return self._init(images).numpy()
 
-    def beam_search(self, state: np.ndarray) -> list[Caption]:
-        initial = Caption(score=0.0, sentence=[self.vocab.start_id], state=state, logprob=0.0)
-        partial, complete = TopN(self.beam_size), TopN(self.beam_size)
-        partial.push(initial)
-        for _ in range(self.max_caption_length - 1):
-            beams = partial.extract()
-            partial = TopN(self.beam_size)
-            feed = np.array([c.sentence[-1] for c in beams], np.int64)
-            probs, states = self._step(feed, np.stack([c.state for c in beams]))
-            probs, states = probs.numpy(), states.numpy()
-            for i, beam in enumerate(beams):
-                top = np.argsort(-probs[i], kind="stable")[: self.beam_size]
-                for w in top:
-                    p = float(probs[i][w])
-                    if p < 1e-12:
-                        continue
-                    sentence = [*beam.sentence, int(w)]
-                    logprob = beam.logprob + math.log(p)
-                    score = logprob
-                    if w == self.vocab.end_id:
-                        if self.length_normalization_factor > 0:
-                            score /= len(sentence) ** self.length_normalization_factor
-                        complete.push(Caption(score, sentence, states[i], logprob))
-                    else:
-                        partial.push(Caption(score, sentence, states[i], logprob))
-            if len(partial) == 0:
-                break
-        if len(complete) == 0:
-            complete = partial
-        return complete.extract()
+    def beam_search(self, states: np.ndarray) -> list[list[Caption]]:
+        """Per initial state [2U] of `states` [B, 2U], its captions, best first."""
+        out = {k: v.numpy() for k, v in self._search(states).items()}
+        return [[Caption(out["ids"][i, j, :out["lengths"][i, j]].tolist(), float(out["log_probs"][i, j]))
+                 for j in range(n)] for i, n in enumerate(out["num_captions"])]
 
 
 def load_image(path: str, cfg, encoded: bytes | None = None) -> np.ndarray:
@@ -157,34 +113,37 @@ def caption_images(model, vocab, images: Sequence[np.ndarray], beam_size: int = 
     gen = CaptionGenerator(model, vocab, beam_size, max_caption_length)
     out: list[list[Caption]] = []
     for k in range(0, len(images), batch):
-        states = gen.initial_states(np.stack(images[k:k + batch]))
-        out.extend(gen.beam_search(s) for s in states)
+        out.extend(gen.beam_search(gen.initial_states(np.stack(images[k:k + batch]))))
     return out
 
 
+def add_checkpoint_flags(p: argparse.ArgumentParser, max_caption_length: bool = True) -> None:
+    """The flags of a command that captions with a checkpoint: which one, the search, the image size."""
+    p.add_argument("--checkpoint_path", required=True, help="train_dir (its newest checkpoint) or model.ckpt-N")
+    p.add_argument("--beam_size", type=int, default=3)
+    if max_caption_length:
+        p.add_argument("--max_caption_length", type=int, default=20)
+    p.add_argument("--image_size", type=int, default=299, help="the size the model was trained at")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m im2txt_trainer.inference", allow_abbrev=False,
-                                description="Caption images.")
-    p.add_argument("--checkpoint_path", required=True, help="train_dir or model.ckpt-N prefix")
+    p = cli.ArgumentParser("python -m im2txt_trainer.inference", "Caption images.")
+    add_checkpoint_flags(p)
     p.add_argument("--vocab_file", required=True, help="word_counts.txt")
     p.add_argument("--input_files", required=True, help="comma-separated image files or globs (JPEG)")
-    p.add_argument("--beam_size", type=int, default=3)
-    p.add_argument("--max_caption_length", type=int, default=20)
-    p.add_argument("--image_size", type=int, default=299)
     a = p.parse_args(argv)
-    from .vocabulary import Vocabulary, VocabularyError
+    return cli.run("inference", lambda: _caption(a), (InferenceError, VocabularyError, SearchError))
 
-    try:
-        vocab = Vocabulary.load(a.vocab_file)
-        files = [f for pat in a.input_files.split(",") if pat for f in sorted(glob.glob(pat))]
-        if not files:
-            raise InferenceError(f"--input_files: no files match {a.input_files!r}")
-        model = load_model(a.checkpoint_path, a.image_size)
-        captions = caption_images(model, vocab, [load_image(f, model.cfg) for f in files], a.beam_size,
-                                  a.max_caption_length)
-    except (InferenceError, VocabularyError) as e:
-        print(f"inference: error: {e}", file=sys.stderr)
-        return 1
+
+def _caption(a: argparse.Namespace) -> int:
+    check_search(a.beam_size, a.max_caption_length)
+    vocab = Vocabulary.load(a.vocab_file)
+    files = [f for pat in a.input_files.split(",") if pat for f in sorted(glob.glob(pat))]
+    if not files:
+        raise InferenceError(f"--input_files: no files match {a.input_files!r}")
+    model = load_model(a.checkpoint_path, a.image_size)
+    captions = caption_images(model, vocab, [load_image(f, model.cfg) for f in files], a.beam_size,
+                              a.max_caption_length)
     for f, caps in zip(files, captions, strict=True):
         print(f"Captions for image {os.path.basename(f)}:")
         for i, c in enumerate(caps):

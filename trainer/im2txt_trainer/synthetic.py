@@ -10,7 +10,6 @@ colour and shape drawn in its image ("a red circle"), so captions can only be le
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import random
@@ -142,8 +141,9 @@ def write_dataset(out: str, images: int = 48, image_size: int = 96, seed: int = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m im2txt_trainer.synthetic", allow_abbrev=False,
-                                description=__doc__.splitlines()[0])
+    from .cli import ArgumentParser
+
+    p = ArgumentParser("python -m im2txt_trainer.synthetic", __doc__.splitlines()[0])
     p.add_argument("--out", required=True)
     p.add_argument("--images", type=int, default=48)
     p.add_argument("--image-size", type=int, default=96)
