@@ -73,7 +73,7 @@ def test_stage1_then_stage2(synthetic, tmp_path, caplog):
 
 
 @pytest.mark.slow
-def test_sigterm_saves_and_a_restart_resumes(synthetic, tmp_path, caplog):
+def test_sigterm_saves_and_a_restart_resumes(synthetic, tmp_path, caplog, termination_log):
     out, _ = synthetic
     td = tmp_path / "train"
     proc = subprocess.Popen(
@@ -98,6 +98,8 @@ def test_sigterm_saves_and_a_restart_resumes(synthetic, tmp_path, caplog):
     step = int(tf.train.load_checkpoint(prefix).get_tensor("global_step"))
     assert step >= seen and prefix.endswith(f"model.ckpt-{step}")
     assert not [f for f in os.listdir(td) if f.startswith(".tmp-")]
+    assert termination_log.read_text() == (f"trainer: stopped by signal 15 at global step {step} before "
+                                           "--number_of_steps=100000; checkpoint saved\n")
 
     caplog.set_level(logging.INFO)
     assert train.main(_flags(out, td, f"--number_of_steps={step + 2}")) == 0  # no Inception file needed
