@@ -1,6 +1,6 @@
 """Trainer scaling benchmark: examples/sec of the MirroredStrategy step on 1, 2, 4, 8 replicas, per stage.
 
-    python -m im2txt_trainer.bench_scaling [--replicas 1,2,4,8] [--steps 3] [--per-replica-batch 4] [--image-size 75]
+    python bench/trainer_scaling.py [--replicas 1,2,4,8] [--steps 3] [--per-replica-batch 4] [--image-size 75]
 
 Weak scaling: each replica keeps its batch, so N replicas step a global batch N times larger. Baseline: one
 replica (one device, no strategy), measured in the same run; efficiency = ex/s(N) / (N x ex/s(1)). Each
@@ -17,6 +17,10 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+# The trainer package, for this script and its per-configuration subprocesses (bench code is not part of it).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainer"))
 
 
 def measure(stage: int, replicas: int, steps: int, per_replica_batch: int, size: int) -> dict:
@@ -26,9 +30,9 @@ def measure(stage: int, replicas: int, steps: int, per_replica_batch: int, size:
     if not gpus and replicas > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
-    from .config import ModelConfig
-    from .model import ShowAndTell
-    from .steps import make_train_step
+    from im2txt_trainer.config import ModelConfig
+    from im2txt_trainer.model import ShowAndTell
+    from im2txt_trainer.steps import make_train_step
 
     devices = [d.name for d in tf.config.list_logical_devices("GPU" if gpus else "CPU")][:replicas]
     if len(devices) < replicas:
@@ -57,7 +61,7 @@ def measure(stage: int, replicas: int, steps: int, per_replica_batch: int, size:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m im2txt_trainer.bench_scaling", allow_abbrev=False,
+    p = argparse.ArgumentParser(prog="bench/trainer_scaling.py", allow_abbrev=False,
                                 description=__doc__.splitlines()[0])
     p.add_argument("--replicas", default=os.environ.get("BENCH_REPLICAS", "1,2,4,8"))
     p.add_argument("--stages", default="1,2")
@@ -74,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[tuple[int, int], dict] = {}
     for stage in map(int, a.stages.split(",")):
         for replicas in map(int, a.replicas.split(",")):
-            proc = subprocess.run([sys.executable, "-m", "im2txt_trainer.bench_scaling", "--only",
+            proc = subprocess.run([sys.executable, __file__, "--only",
                                    f"{stage},{replicas}", "--steps", str(a.steps), "--per-replica-batch",
                                    str(a.per_replica_batch), "--image-size", str(a.image_size)],
                                   capture_output=True, text=True, env=env)

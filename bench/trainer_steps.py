@@ -1,6 +1,6 @@
 """Trainer benchmark: examples/sec for stage 1 and stage 2 against bare InceptionV3 floors.
 
-    python -m im2txt_trainer.bench [--steps 3] [--batch 32] [--image-size 299]
+    python bench/trainer_steps.py [--steps 3] [--batch 32] [--image-size 299]
 
 Each configuration runs in its own process (clean peak memory), on random in-memory batches, after one
 warm-up step. Floors: bare Keras InceptionV3 forward (stage 1: every example needs one) and forward+backward
@@ -19,6 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
+
+# The trainer package, for this script and its per-configuration subprocesses (bench code is not part of it).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainer"))
 
 CONFIGS = {
     "floor_forward": "bare keras.applications.InceptionV3 forward (stage-1 floor)",
@@ -46,9 +50,9 @@ def measure(name: str, steps: int, batch: int, size: int) -> dict:
     import keras
     import tensorflow as tf
 
-    from .config import ModelConfig
-    from .model import ShowAndTell
-    from .steps import make_train_step
+    from im2txt_trainer.config import ModelConfig
+    from im2txt_trainer.model import ShowAndTell
+    from im2txt_trainer.steps import make_train_step
 
     vocab = 12000
     images, ids, targets, mask = _batch(batch, size, vocab)
@@ -64,7 +68,7 @@ def measure(name: str, steps: int, batch: int, size: int) -> dict:
                 return tape.gradient(y, net.trainable_variables)
         run = lambda: fn(images)  # noqa: E731
     elif name == "pipeline":
-        from . import data, synthetic
+        from im2txt_trainer import data, synthetic
 
         tmp = tempfile.TemporaryDirectory(prefix="im2txt-bench-")  # removed when the process exits
         info = synthetic.write_dataset(tmp.name, images=64, image_size=640, inception=False)
@@ -92,7 +96,7 @@ def measure(name: str, steps: int, batch: int, size: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m im2txt_trainer.bench", allow_abbrev=False,
+    p = argparse.ArgumentParser(prog="bench/trainer_steps.py", allow_abbrev=False,
                                 description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=int(os.environ.get("BENCH_STEPS", "3")))
     p.add_argument("--batch", type=int, default=32)
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     results = {}
     for name in a.configs.split(","):
-        proc = subprocess.run([sys.executable, "-m", "im2txt_trainer.bench", "--only", name, "--steps", str(a.steps),
+        proc = subprocess.run([sys.executable, __file__, "--only", name, "--steps", str(a.steps),
                                "--batch", str(a.batch), "--image-size", str(a.image_size)],
                               capture_output=True, text=True, env=env)
         if proc.returncode != 0:

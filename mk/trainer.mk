@@ -6,8 +6,8 @@ BENCH_REPLICAS ?= 1,2,4,8
 .PHONY: bench-trainer trainer-image trainer-synthetic
 
 bench-trainer: $(STAMP)  ## trainer: stage 1/2 ex/s vs InceptionV3 floors and eager; MirroredStrategy scaling 1-8 replicas
-	BENCH_STEPS=$(BENCH_STEPS) PYTHONPATH=trainer $(PY) -m im2txt_trainer.bench
-	BENCH_STEPS=$(BENCH_STEPS) BENCH_REPLICAS=$(BENCH_REPLICAS) PYTHONPATH=trainer $(PY) -m im2txt_trainer.bench_scaling
+	BENCH_STEPS=$(BENCH_STEPS) $(PY) bench/trainer_steps.py
+	BENCH_STEPS=$(BENCH_STEPS) BENCH_REPLICAS=$(BENCH_REPLICAS) $(PY) bench/trainer_scaling.py
 
 trainer-image:  ## trainer: build the GPU trainer image (needs a Docker engine)
 	docker build -f trainer/Dockerfile -t $(TRAINER_IMAGE) .
