@@ -182,7 +182,10 @@ def test_sigterm_uploads_checkpoint_files_before_the_index(
     assert sync.finish() == 0, sync.stderr
     puts = [r.key.rsplit("/", 1)[1] for r in server.requests_matching("PUT") if r.status == 200]
     assert sorted(puts) == sorted([*files, "events.out.tfevents.1.pod"])
-    assert puts[-1] == "checkpoint"
+    # the newest checkpoint's files, then its index (published as early as possible), then everything else
+    assert set(puts[:5]) == {n for n in files if n != "checkpoint"} and puts[5:] == [
+        "checkpoint", "events.out.tfevents.1.pod"]
+    assert "published checkpoint model.ckpt-7 (index uploaded)" in sync.stderr
     sync.assert_no_secret(creds)
 
 
@@ -308,7 +311,10 @@ def test_sync_exits_1_naming_the_file_when_the_final_upload_fails(
     server.add_fault(Fault("status", method="PUT", key="coco/output/model.ckpt-3.index", count=-1, status=503))
     sync.proc.send_signal(signal.SIGTERM)
     assert sync.finish() == 1
-    assert "failed: upload" in sync.stderr and "ufile://im2txt-test/coco/output/model.ckpt-3.index" in sync.stderr
+    assert "failed: final upload failed" in sync.stderr
+    assert "upload" in sync.stderr and "ufile://im2txt-test/coco/output/model.ckpt-3.index" in sync.stderr
+    assert "the bucket has no index ufile://im2txt-test/coco/output/checkpoint (the trainer's newest is " \
+        "model.ckpt-3)" in sync.stderr
     assert server.get_object(BUCKET, "coco/output/checkpoint") is None  # never an index without its files
     sync.assert_no_secret(creds)
 
