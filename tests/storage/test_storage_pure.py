@@ -136,8 +136,8 @@ def test_plan_holds_incomplete_checkpoints_and_defers_the_index() -> None:
     local = _stamps("events.out", "model.ckpt-1.index", "model.ckpt-1.data-00000-of-00001",
                     "model.ckpt-2.data-00000-of-00001", "checkpoint", ".checkpoint.tmp")
     plan = plan_round(local, {})
-    assert plan.newest == []
-    assert plan.rest == ["model.ckpt-1.data-00000-of-00001", "model.ckpt-1.index", "events.out"]
+    assert plan.newest == [] and plan.older == []
+    assert plan.rest == ["events.out", "model.ckpt-1.data-00000-of-00001", "model.ckpt-1.index"]
     assert plan.indexes == ["checkpoint"]
     # unchanged files are not planned again
     assert plan_round(local, {r: local[r] for r in plan.rest}).rest == []
@@ -145,11 +145,13 @@ def test_plan_holds_incomplete_checkpoints_and_defers_the_index() -> None:
 
 def test_plan_puts_the_newest_checkpoint_first_and_older_ones_newest_first() -> None:
     names = [f"model.ckpt-{s}.{x}" for s in (100, 200, 300, 400) for x in ("index", "data-00000-of-00001")]
-    local = _stamps("events.out", "graph.pbtxt", "checkpoint", *names)
+    local = _stamps("events.out", "graph.pbtxt", "checkpoint", "model.ckpt-500.index",
+                    "model.ckpt-500.data-00000-of-00001", *names)
     plan = plan_round(local, {}, targets=["model.ckpt-400"])
     assert plan.newest == ["model.ckpt-400.data-00000-of-00001", "model.ckpt-400.index"]
-    assert [step_of(r.split(".")[1]) for r in plan.rest[:6]] == [300, 300, 200, 200, 100, 100]
-    assert plan.rest[6:] == ["events.out", "graph.pbtxt"]
+    assert [step_of(r.split(".")[1]) for r in plan.older] == [300, 300, 200, 200, 100, 100]
+    # a newer complete checkpoint the index does not name yet is not "older": it goes with the plain files
+    assert plan.rest == ["events.out", "graph.pbtxt", "model.ckpt-500.data-00000-of-00001", "model.ckpt-500.index"]
 
 
 def test_complete_and_up() -> None:

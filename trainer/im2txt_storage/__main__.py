@@ -6,6 +6,7 @@ UFILE_DOWNLOAD_SUFFIX. Exit codes: 0 done, 1 a transfer failed, 2 bad arguments 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -199,7 +200,10 @@ def _run(args: argparse.Namespace) -> tuple[int, str]:
         args.output_dir.mkdir(parents=True, exist_ok=True)
         syncer = Syncer(UFileClient(creds, settings, pool_size=args.parallel), url, args.output_dir,
                         parallel=args.parallel, prune=args.prune)
-        run_sync(syncer, UFileClient(creds, settings, pool_size=args.parallel), args.interval, stop,
+        # The periodic rounds' retries wait at most a quarter of an interval: the next round comes soon anyway.
+        quick = dataclasses.replace(settings, backoff=min(settings.backoff, args.interval / 8),
+                                    backoff_max=min(settings.backoff_max, args.interval / 4))
+        run_sync(syncer, UFileClient(creds, quick, pool_size=args.parallel), args.interval, stop,
                  final_deadline=args.final_deadline_seconds, until_file=args.until_file)
         return 0, ""
     except (ConfigError, ValueError) as exc:

@@ -348,21 +348,22 @@ class UFileClient:
         self.abandon: threading.Event | None = None
 
     # -- retry ---------------------------------------------------------------------------------------
-    def _retry(self, what: str, attempt: Callable[[], T]) -> T:
+    def _retry(self, what: str, attempt: Callable[[], T], attempts: int | None = None) -> T:
         s = self.settings
+        attempts = attempts or s.attempts
         reason = ""
-        for n in range(1, s.attempts + 1):
+        for n in range(1, attempts + 1):
             left = deadline_left()
             if left is not None and left <= 0:
                 raise DeadlineError(f"{what}: deadline reached" + (f"; last error: {reason}" if reason else ""))
             try:
                 return attempt()
             except StorageError as exc:
-                if not exc.retryable or n == s.attempts:
+                if not exc.retryable or n == attempts:
                     raise
                 reason = str(exc)
             except _NETWORK_ERRORS as exc:
-                if n == s.attempts:
+                if n == attempts:
                     raise TransientError(
                         f"{what}: network error after {n} attempts: {describe_network_error(exc)}") from None
                 reason = f"{what}: network error: {describe_network_error(exc)}"
@@ -372,7 +373,7 @@ class UFileClient:
             left = deadline_left()
             if left is not None:
                 delay = max(min(delay, left), 0.0)
-            log.info("retrying in %.2fs (attempt %d of %d): %s", delay, n + 1, s.attempts, redact(reason))
+            log.info("retrying in %.2fs (attempt %d of %d): %s", delay, n + 1, attempts, redact(reason))
             if self.abandon is not None:
                 self.abandon.wait(delay)
             else:
@@ -551,7 +552,7 @@ class UFileClient:
         except StorageError as exc:
             log.warning("%s failed; its parts stay in the bucket until UFile expires them: %s", what, exc)
 
-    def delete(self, bucket: str, key: str) -> None:
+    def delete(self, bucket: str, key: str, *, attempts: int | None = None) -> None:
         what = f"delete ufile://{bucket}/{key}"
 
         def attempt() -> None:
@@ -559,7 +560,7 @@ class UFileClient:
             if info.status_code != 404:
                 _raise_for(info, what)
 
-        self._retry(what, attempt)
+        self._retry(what, attempt, attempts)
 
 
 def _keep_received(part: Path, rest: Path, have: int, answer: tuple[int, str | None] | None) -> None:

@@ -146,10 +146,15 @@ def _left(started: float, deadline: float) -> float:
 
 
 def _periodic(syncer: Syncer, interval: float, stop: threading.Event, health: Health) -> None:
-    while not stop.wait(interval):
+    # A round starts every `interval` seconds (at once if the last one took longer), so a checkpoint waits at
+    # most one interval for its round whatever the rounds cost.
+    next_round = time.monotonic() + interval
+    while not stop.wait(max(next_round - time.monotonic(), 0)):
         started = time.monotonic()
+        next_round = started + interval
         try:
-            res = syncer.run_round(may_publish=lambda: not stop.is_set(), may_prune=lambda: not stop.is_set())
+            res = syncer.run_round(may_publish=lambda: not stop.is_set(), may_prune=lambda: not stop.is_set(),
+                                   older=False)
         except StorageError as exc:
             res = RoundResult(errors=[exc])
         except Exception as exc:  # a local error (a file we cannot read): next round, not a dead sidecar

@@ -178,7 +178,8 @@ def complete_and_up(local: Mapping[str, Stamp], uploaded: Mapping[str, Stamp]) -
 @dataclass(frozen=True)
 class Plan:
     newest: list[str]  # the files of the newest checkpoint each index names: uploaded first
-    rest: list[str]  # then these: older checkpoints newest first, then plain files
+    older: list[str]  # complete checkpoints older than that one (the Saver will drop them), newest first
+    rest: list[str]  # everything else: plain files, checkpoints no index names as older
     indexes: list[str]  # `checkpoint` index files: published after `newest`, never uploaded as files
 
 
@@ -186,8 +187,12 @@ def plan_round(local: Mapping[str, Stamp], uploaded: Mapping[str, Stamp], target
     """Which changed files to upload, in which order. `targets` are the checkpoints the indexes name as latest."""
     groups = checkpoint_groups(local)
     wanted = set(targets)
+    newest_in: dict[PurePosixPath, int] = {}
+    for prefix in wanted:
+        folder = PurePosixPath(prefix).parent
+        newest_in[folder] = max(newest_in.get(folder, -1), step_of(prefix))
     newest: list[str] = []
-    ckpts: list[str] = []
+    older: list[str] = []
     plain: list[str] = []
     indexes: list[str] = []
     for rel in sorted(local):
@@ -205,10 +210,12 @@ def plan_round(local: Mapping[str, Stamp], uploaded: Mapping[str, Stamp], target
             continue  # still being written
         elif prefix in wanted:
             newest.append(rel)
+        elif step_of(prefix) < newest_in.get(PurePosixPath(prefix).parent, -1):
+            older.append(rel)
         else:
-            ckpts.append(rel)
-    ckpts.sort(key=lambda r: -step_of(checkpoint_prefix(r) or ""))
-    return Plan(newest, ckpts + plain, indexes)
+            plain.append(rel)
+    older.sort(key=lambda r: -step_of(checkpoint_prefix(r) or ""))
+    return Plan(newest, older, plain, indexes)
 
 
 def stale_checkpoint_files(remote: Iterable[str], local: Iterable[str], index_rel: str, text: str) -> list[str]:
@@ -308,11 +315,30 @@ class Syncer:
         return texts
 
     # -- a round ---------------------------------------------------------------------------------------
-    def run_round(self, *, may_publish: Callable[[], bool] = _always,
-                  may_prune: Callable[[], bool] = _always) -> RoundResult:
+    def run_round(self, *, may_publish: Callable[[], bool] = _always, may_prune: Callable[[], bool] = _always,
+                  older: bool = True) -> RoundResult:
         """One round (see the module's docstring). Failures are collected in the result, not raised: what could
-        be uploaded and published is, whatever else failed."""
+        be uploaded and published is, whatever else failed. `older=False` (the periodic rounds) leaves out the
+        checkpoints older than the newest: the Saver drops them soon, and they would hold up the next round."""
         result = RoundResult()
+        texts, plan = self._newest_first(result, may_publish)
+        if plan.older and older:
+            self._upload(plan.older, scan(self.root), result)
+            self._publish(texts, result, may_publish)  # older checkpoints may be up now
+        if plan.rest:
+            self._upload(plan.rest, scan(self.root), result)
+        if any(parse_index(t, r)[0] != parse_index(texts.get(r, ""), r)[0] for r, t in self._read_indexes().items()):
+            texts, _ = self._newest_first(result, may_publish)  # the trainer saved meanwhile: publish that too
+        for rel, text in texts.items():
+            latest = parse_index(text, rel)[0]
+            if latest is None or self.published_checkpoint(rel) != latest:
+                result.waiting.append(rel)
+        if self.prune and result.published and may_prune():
+            result.deleted = self._prune(scan(self.root))
+        return result
+
+    def _newest_first(self, result: RoundResult, may_publish: Callable[[], bool]) -> tuple[dict[str, str], Plan]:
+        """Upload the newest checkpoint each index names, then publish the indexes. -> (indexes read, plan)."""
         # The index first, then the folder: the trainer writes a checkpoint's files before the index naming it.
         texts = self._read_indexes()
         local = scan(self.root)
@@ -321,16 +347,7 @@ class Syncer:
             plan = plan_round(local, self.uploaded, targets)
         self._upload(plan.newest, local, result)
         self._publish(texts, result, may_publish)
-        if plan.rest:
-            self._upload(plan.rest, local, result)
-            self._publish(texts, result, may_publish)  # older checkpoints may be up now
-        for rel, text in texts.items():
-            latest = parse_index(text, rel)[0]
-            if latest is None or self.published_checkpoint(rel) != latest:
-                result.waiting.append(rel)
-        if self.prune and result.published and may_prune():
-            result.deleted = self._prune(scan(self.root))
-        return result
+        return texts, plan
 
     def _upload(self, rels: list[str], local: Mapping[str, Stamp], result: RoundResult) -> None:
         def one(rel: str) -> tuple[str, StorageError | None]:
@@ -386,8 +403,8 @@ class Syncer:
                             for r in stale_checkpoint_files(self.remote, local, rel, text)})
 
         def delete(rel: str) -> str | None:
-            try:
-                self.client.delete(self.url.bucket, self.url.key(rel))
+            try:  # one try: a stale file left now is deleted after the next publish, without holding anything up
+                self.client.delete(self.url.bucket, self.url.key(rel), attempts=1)
             except StorageError as exc:  # tried again next round; never a reason to fail
                 log.warning("sync: could not delete an old checkpoint file, will try again: %s", exc)
                 return None
