@@ -283,3 +283,62 @@ def test_cut_reply_headers_and_resets_are_named_as_such(
     assert len(retries) == 2, retries
     assert "carried no ETag (its headers were cut off)" in retries[0] and "stored ETag ''" not in retries[0]
     assert "connection reset by peer" in retries[1] and "Unable to connect to proxy" not in retries[1]
+
+
+@pytest.mark.timeout(60)
+def test_a_stalled_sync_warns_when_the_index_falls_two_intervals_behind(
+    server: UFileServer, creds: Credentials, tmp_path: Path
+) -> None:
+    out, log = tmp_path / "output", tmp_path / "sync.log"
+    interval = 0.5
+    with FaultProxy(server.proxy_url) as proxy:
+        env = storage_env(server, creds, HTTP_PROXY=proxy.url)
+        sync = _sync(env, out, log, f"--interval={interval:g}", "--timeout=1", "--attempts=2")
+        try:
+            _wait_for(log, "sync: watching")
+            write_checkpoint(out, 100)
+            _wait_for(log, "published checkpoint model.ckpt-100 (index uploaded)")
+            assert "level=warning" not in log.read_text()
+            proxy.rules.append(Rule("status", method="PUT"))  # every upload fails from now on
+            write_checkpoint(out, 200, keep=[100])
+            saved = time.monotonic()
+            _wait_for(log, "behind the trainer's newest checkpoint model.ckpt-200")
+            warned = time.monotonic() - saved
+            proxy.rules.clear()
+            _wait_for(log, "published checkpoint model.ckpt-200 (index uploaded)")
+            _wait_for(log, "the bucket's index caught up with the trainer (model.ckpt-200)")
+            sync.send_signal(signal.SIGTERM)
+            rc = sync.wait(timeout=30)
+        finally:
+            sync.kill()
+    text = log.read_text()
+    warning = next(line for line in text.splitlines() if "behind the trainer" in line)
+    assert "level=warning" in warning and "names model.ckpt-100" in warning, warning
+    # not before 2 intervals; soon after (the check runs after every round)
+    assert 2 * interval < warned < 2 * interval + 4, warned
+    assert rc == 0, text
+
+
+def test_storage_commands_write_their_failure_reason_to_the_termination_log(
+    server: UFileServer, creds: Credentials, tmp_path: Path
+) -> None:
+    reason = tmp_path / "termination-log"
+    env = storage_env(server, creds, IM2TXT_TERMINATION_LOG=str(reason))
+    argv = [sys.executable, "-m", "im2txt_storage", "fetch", f"--data-url=ufile://{BUCKET}/coco/data/",
+            f"--data-dir={tmp_path / 'data'}"]
+    r = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert reason.read_text() == (f"fetch: no objects under the data path ufile://{BUCKET}/coco/data/: check the "
+                                  "training's dataPath\n")
+    wrong = {**env, "UFILE_PRIVATE_KEY": "not-" + creds.private_key}
+    mirror = [sys.executable, "-m", "im2txt_storage", "mirror", f"--output-url=ufile://{BUCKET}/{PREFIX}",
+              f"--output-dir={tmp_path / 'tb'}", "--once"]
+    r = subprocess.run(mirror, env=wrong, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert reason.read_text().startswith(f"mirror: list ufile://{BUCKET}/{PREFIX}") and "HTTP 403" in reason.read_text()
+    assert "not-" + creds.private_key not in reason.read_text() and creds.public_key not in reason.read_text()
+    # an unwritable path changes nothing else
+    unwritable = {**env, "IM2TXT_TERMINATION_LOG": str(tmp_path / "no" / "such" / "dir" / "log")}
+    r = subprocess.run(argv, env=unwritable, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "im2txt_storage fetch: failed: no objects under the data path" in r.stderr
+    assert "Traceback" not in r.stderr
