@@ -354,3 +354,22 @@ def test_sync_chief_only_uploads_from_completion_index_0_alone(
     assert sync.finish() == 0, sync.stderr
     assert (server.get_object(BUCKET, "coco/output/model.ckpt-10.index") is not None) is uploads
     assert (server.get_object(BUCKET, "coco/output/checkpoint") is not None) is uploads
+
+
+def test_syncer_knows_which_checkpoint_the_bucket_index_names_at_start(
+    server: UFileServer, creds: Credentials, tmp_path: Path
+) -> None:
+    """A restarted sidecar (or a trainer that saved before sync started) must still say what the bucket holds."""
+    url = UFileURL(BUCKET, "coco/output/")
+    for name, data in write_checkpoint(tmp_path / "bucket", 100).items():
+        server.put_object(BUCKET, url.key(name), data)
+    out = tmp_path / "output"
+    write_checkpoint(out, 200)  # the local index differs from the bucket's
+    syncer = Syncer(UFileClient(creds, FAST), url, out, parallel=2)
+    syncer.seed()
+    assert syncer.published_checkpoint() == "model.ckpt-100"
+    assert "model.ckpt-200" in syncer.run_round().published
+    assert syncer.published_checkpoint() == "model.ckpt-200"
+    fresh = Syncer(UFileClient(creds, FAST), url, out, parallel=2)
+    fresh.seed()  # now from the identical local copy
+    assert fresh.published_checkpoint() == "model.ckpt-200" and list(out.glob(".*")) == []

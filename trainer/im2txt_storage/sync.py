@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from pathlib import Path, PurePosixPath
 
 from ufile.util import file_etag
 
-from .client import StorageError, UFileClient
+from .client import RemoteObject, StorageError, UFileClient
 from .paths import UFileURL, safe_relpath
 from .transfer import PART_SUFFIX, run_parallel, upload_files
 
@@ -285,12 +286,23 @@ class Syncer:
             obj = remote.get(self.url.key(rel))
             if obj is not None and obj.size == stamp[0] and file_etag(str(self.root / rel)) == obj.etag:
                 self.uploaded[rel] = stamp
-                if PurePosixPath(rel).name == INDEX_NAME:
-                    text = (self.root / rel).read_text("utf-8", "replace")
-                    latest, _ = parse_index(text, rel)
-                    if latest is not None:
-                        self.published[rel] = (latest, text)
+        for rel in sorted(self.remote):
+            if PurePosixPath(rel).name == INDEX_NAME and not is_ignored(rel):
+                self._seed_published(rel, remote[self.url.key(rel)])
         log.debug("sync: %d local files already in %s", len(self.uploaded), self.url)
+
+    def _seed_published(self, rel: str, obj: RemoteObject) -> None:
+        """What the bucket's index names: from the local copy if it is the same, else read from UFile (the trainer
+        may have saved since `fetch`, or this is a restarted sidecar)."""
+        if rel in self.uploaded:
+            text = (self.root / rel).read_text("utf-8", "replace")
+        else:
+            with tempfile.TemporaryDirectory(prefix="im2txt-sync-") as tmp:
+                self.client.download(self.url.bucket, obj, Path(tmp) / INDEX_NAME)
+                text = (Path(tmp) / INDEX_NAME).read_text("utf-8", "replace")
+        latest, _ = parse_index(text, rel)
+        if latest is not None:
+            self.published[rel] = (latest, text)
 
     def sharing_state(self, client: UFileClient) -> Syncer:
         """The same sync on another client (the periodic rounds', which stop retrying at SIGTERM): one state."""
