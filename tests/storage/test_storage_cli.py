@@ -373,3 +373,33 @@ def test_syncer_knows_which_checkpoint_the_bucket_index_names_at_start(
     fresh = Syncer(UFileClient(creds, FAST), url, out, parallel=2)
     fresh.seed()  # now from the identical local copy
     assert fresh.published_checkpoint() == "model.ckpt-200" and list(out.glob(".*")) == []
+
+
+@pytest.mark.timeout(60)
+def test_failed_deletes_never_fail_a_good_final_upload(
+    server: UFileServer, creds: Credentials, tmp_path: Path
+) -> None:
+    for name, data in write_checkpoint(tmp_path / "old", 1).items():  # stale: the trainer has let it go
+        if name != "checkpoint":
+            server.put_object(BUCKET, f"coco/output/{name}", data)
+    server.add_fault(Fault("status", method="DELETE", count=-1, status=503))
+    sync = Run(_sync_args(tmp_path, "--interval=3600", "--final-deadline-seconds=20"), storage_env(server, creds))
+    sync.wait_for("sync: watching")
+    files = write_checkpoint(tmp_path / "output", 2)
+    started = time.monotonic()
+    sync.proc.send_signal(signal.SIGTERM)
+    assert sync.finish() == 0, sync.stderr
+    assert time.monotonic() - started < 10  # one try per delete: pruning does not eat the deadline
+    assert "could not delete an old checkpoint file" in sync.stderr
+    assert len(server.requests_matching("DELETE")) == 3  # the 3 stale files, once each
+    for name, content in files.items():
+        assert server.get_object(BUCKET, f"coco/output/{name}") == content
+    assert server.list_keys(BUCKET, "coco/output/model.ckpt-1.")  # still there: nothing lost, nothing failed
+
+
+def test_sync_final_deadline_flag_defaults_to_fit_a_300s_grace_period() -> None:
+    a = build_parser().parse_args(["sync", f"--output-url={OUTPUT_URL}", "--output-dir=/data/output"])
+    assert a.final_deadline_seconds == 240.0
+    a = build_parser().parse_args(["sync", f"--output-url={OUTPUT_URL}", "--output-dir=/data/output",
+                                   "--final-deadline-seconds=90"])
+    assert a.final_deadline_seconds == 90.0
