@@ -36,7 +36,7 @@ from ufile.util import file_etag
 
 from .client import RemoteObject, StorageError, UFileClient
 from .paths import UFileURL, safe_relpath
-from .transfer import PART_SUFFIX, run_parallel, upload_files
+from .transfer import PART_SUFFIX, run_parallel
 
 log = logging.getLogger("im2txt_storage")
 
@@ -362,21 +362,27 @@ class Syncer:
         return texts, plan
 
     def _upload(self, rels: list[str], local: Mapping[str, Stamp], result: RoundResult) -> None:
+        """Upload each file (in parallel); a failure is collected and does not stop the others."""
+
         def one(rel: str) -> tuple[str, StorageError | None]:
             try:
-                return rel, (None if upload_files(self.client, self.url, self.root, [rel], parallel=1,
-                                                  missing_ok=True) else _VANISHED)
+                self.client.upload(self.url.bucket, self.url.key(rel), self.root / rel)
+            except FileNotFoundError:  # the Saver dropped it meanwhile: nothing to upload
+                return rel, _VANISHED
             except StorageError as exc:
                 return rel, exc
+            except OSError as exc:
+                return rel, StorageError(f"upload {self.root / rel}: local file error: {exc}")
+            return rel, None
 
         for rel, err in run_parallel(rels, one, self.parallel):
-            if err is _VANISHED:
-                continue
             if err is not None:
-                result.errors.append(err)
+                if err is not _VANISHED:
+                    result.errors.append(err)
                 continue
             with self._lock:
-                self.uploaded[rel] = local[rel]
+                if rel in local:
+                    self.uploaded[rel] = local[rel]
                 self.remote.add(rel)
             result.uploaded.append(rel)
         with self._lock:
