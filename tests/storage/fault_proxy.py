@@ -11,7 +11,8 @@ Faults (chosen per request with probability `rate`, kind uniformly from `kinds`,
 - "corrupt": forwards, flips one byte in the middle of a GET's body;
 - "outage": resets every request for the next `outage` seconds.
 `rules` add deterministic faults (`Rule(kind, method, key glob, count, cut_at)`); `blackhole` accepts connections
-and never answers (a service that hangs). Every stall ends when the proxy stops: it is bounded in time.
+and never answers (a service that hangs); `trickle` answers one byte of a status line every 0.2 s, forever (no
+read timeout ever fires). Every stall ends when the proxy stops: it is bounded in time.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class FaultProxy:
         self.rate, self.kinds, self.stall, self.outage = rate, kinds, stall, outage
         self.rules: list[Rule] = []
         self.blackhole = False
+        self.trickle = False
         self.seen: list[Seen] = []
         self.faults: Counter[str] = Counter()
         self._rng = random.Random(seed)
@@ -113,6 +115,12 @@ class FaultProxy:
                 if self.blackhole:
                     self._note(method, key, headers, "blackhole", 0)
                     self._stopping.wait(600)
+                    return
+                if self.trickle:
+                    self._note(method, key, headers, "trickle", 0)
+                    while not self._stopping.wait(0.2):
+                        h.wfile.write(b"H")
+                        h.wfile.flush()
                     return
                 kind, rule = self._choose(method, key)
                 if kind in ("reset", "outage"):

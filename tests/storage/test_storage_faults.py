@@ -208,9 +208,12 @@ def test_index_stays_within_two_intervals_and_never_names_a_missing_file(
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("hang", ["blackhole", "trickle"])
 def test_sigterm_against_a_service_that_never_answers_ends_inside_the_deadline(
-    server: UFileServer, creds: Credentials, tmp_path: Path
+    server: UFileServer, creds: Credentials, tmp_path: Path, hang: str
 ) -> None:
+    """blackhole: requests time out (their timeouts shrink to the deadline); trickle: a byte every 0.2 s keeps
+    every read timeout from firing, so only the sidecar's own wait for the final round ends it."""
     out, log, reason = tmp_path / "output", tmp_path / "sync.log", tmp_path / "termination-log"
     deadline = 6.0
     with FaultProxy(server.proxy_url) as proxy:
@@ -221,7 +224,7 @@ def test_sigterm_against_a_service_that_never_answers_ends_inside_the_deadline(
             _wait_for(log, "sync: watching")
             write_checkpoint(out, 100)
             _wait_for(log, "published checkpoint model.ckpt-100")
-            proxy.blackhole = True  # accepts connections, never answers
+            setattr(proxy, hang, True)  # accepts connections, never answers (or never finishes answering)
             write_checkpoint(out, 200, keep=[100])
             time.sleep(1.5)  # a periodic round is now stuck on a request
             sent = time.monotonic()
@@ -231,7 +234,7 @@ def test_sigterm_against_a_service_that_never_answers_ends_inside_the_deadline(
         finally:
             sync.kill()
     text = log.read_text()
-    print(f"exit {rc} {took:.2f}s after SIGTERM (deadline {deadline}s)")
+    print(f"{hang}: exit {rc} {took:.2f}s after SIGTERM (deadline {deadline}s)")
     assert rc == 1 and took <= deadline, (took, text)
     errors = [line for line in text.splitlines() if line.startswith("im2txt_storage sync: failed:")]
     assert len(errors) == 1, text

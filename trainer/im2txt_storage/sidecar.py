@@ -106,8 +106,10 @@ def run_sync(syncer: Syncer, periodic_client: UFileClient, interval: float, stop
         if until_file is not None and until_file.exists():
             stop.set()
     started = time.monotonic()
-    # A little before the deadline, so the last error still gets written before the kubelet's SIGKILL.
-    set_deadline(started + max(final_deadline - min(2.0, final_deadline * 0.1), 0.1))
+    # Requests end a little before the deadline and the wait for them a little later, still before it: the error
+    # line and the termination log are written, and the process is gone, before the kubelet's SIGKILL.
+    margin = min(2.0, final_deadline * 0.1)
+    set_deadline(started + max(final_deadline - margin, 0.1))
     outcome: list[RoundResult | BaseException] = []
 
     def may_prune() -> bool:  # not while a periodic round may still publish; never at the cost of the deadline
@@ -121,7 +123,7 @@ def run_sync(syncer: Syncer, periodic_client: UFileClient, interval: float, stop
 
     worker = threading.Thread(target=final, name="sync-final", daemon=True)
     worker.start()
-    worker.join(max(final_deadline - (time.monotonic() - started), 0))
+    worker.join(max(final_deadline - margin / 2 - (time.monotonic() - started), 0))
     took = time.monotonic() - started
     if not outcome:
         raise FinalUploadError(f"final upload did not finish within its deadline of {final_deadline:g}s; "
