@@ -345,3 +345,23 @@ def test_storage_commands_write_their_failure_reason_to_the_termination_log(
     r = subprocess.run(argv, env=unwritable, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "im2txt_storage fetch: failed: no objects under the data path" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.timeout(90)
+def test_fetch_under_30_percent_faults_gets_every_byte_right(
+    server: UFileServer, creds: Credentials, tmp_path: Path
+) -> None:
+    files = {f"train-{i:05d}-of-00016": os.urandom(150_000 + i) for i in range(16)}
+    files["inception_v3.ckpt"] = os.urandom(9 * 1024 * 1024 + 5)  # 3 of the SDK's 4 MiB blocks: cut mid-object
+    for name, data in files.items():
+        server.put_object(BUCKET, f"coco/data/{name}", data)
+    with FaultProxy(server.proxy_url, rate=0.3, seed=7, stall=3) as proxy:
+        env = storage_env(server, creds, HTTP_PROXY=proxy.url)
+        argv = [sys.executable, "-m", "im2txt_storage", "fetch", f"--data-url=ufile://{BUCKET}/coco/data/",
+                f"--data-dir={tmp_path / 'data'}", "--timeout=1", "--attempts=10", "--parallel=4"]
+        r = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=80)
+    print(f"fetch: faults {dict(proxy.faults)} of {len(proxy.seen)} requests")
+    assert r.returncode == 0, r.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / "data").iterdir()} == files  # no partial file left
+    assert proxy.faults["corrupt"] + proxy.faults["cut"] > 0
+    assert creds.public_key not in r.stderr and creds.private_key not in r.stderr
