@@ -29,6 +29,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -350,45 +351,92 @@ class Syncer:
         return result
 
     def _newest_first(self, result: RoundResult, may_publish: Callable[[], bool]) -> tuple[dict[str, str], Plan]:
-        """Upload the newest checkpoint each index names, then publish the indexes. -> (indexes read, plan)."""
+        """Upload the newest checkpoint each index names (and the one before it if that is not up either), and
+        publish as soon as one is up. While they upload, a checkpoint the trainer saves is uploaded too: under
+        faults, one unlucky request then holds up the index no longer than the next save.
+        -> (the indexes read last, the plan, less what was uploaded here)."""
         # The index first, then the folder: the trainer writes a checkpoint's files before the index naming it.
         texts = self._read_indexes()
         local = scan(self.root)
-        targets = {latest for rel, text in texts.items() if (latest := parse_index(text, rel)[0]) is not None}
         with self._lock:
-            plan = plan_round(local, self.uploaded, targets)
-        self._upload(plan.newest, local, result)
-        self._publish(texts, result, may_publish)
-        return texts, plan
+            plan = plan_round(local, self.uploaded, _latest(texts))
+            published = max((step_of(p) for p, _ in self.published.values()), default=-1)
+        runner_up = [r for r in plan.older if checkpoint_prefix(r) == checkpoint_prefix(plan.older[0])
+                     and step_of(checkpoint_prefix(r) or "") > published] if plan.older else []
+        plan = Plan(plan.newest, [r for r in plan.older if r not in runner_up], plan.rest, plan.indexes)
+        seen = {"texts": texts}
+        submitted = set(plan.newest + runner_up)
 
-    def _upload(self, rels: list[str], local: Mapping[str, Stamp], result: RoundResult) -> None:
-        """Upload each file (in parallel); a failure is collected and does not stop the others."""
+        def saved_since() -> list[str]:
+            new_texts = self._read_indexes()
+            if _latest(new_texts) == _latest(seen["texts"]):
+                return []
+            now = scan(self.root)
+            local.update(now)  # (`local` is what the uploads are recorded against)
+            with self._lock:
+                newer = [r for r in plan_round(now, self.uploaded, _latest(new_texts)).newest if r not in submitted]
+            seen["texts"] = new_texts
+            submitted.update(newer)
+            return newer
 
-        def one(rel: str) -> tuple[str, StorageError | None]:
+        def publish() -> None:
+            self._publish(seen["texts"], result, may_publish)
+
+        self._upload(plan.newest + runner_up, local, result, publish, saved_since)
+        publish()
+        return seen["texts"], plan
+
+    def _upload(self, rels: list[str], local: dict[str, Stamp], result: RoundResult,
+                on_checkpoint_up: Callable[[], None] | None = None,
+                more: Callable[[], list[str]] | None = None) -> None:
+        """Upload each file (in parallel); a failure is collected and does not stop the others. Whenever a
+        checkpoint has become complete in UFile, `on_checkpoint_up` runs (it publishes) while the rest go on;
+        `more`, asked every 0.25 s while uploads run, names files to add."""
+
+        def one(rel: str) -> StorageError | None:
             try:
                 self.client.upload(self.url.bucket, self.url.key(rel), self.root / rel)
             except FileNotFoundError:  # the Saver dropped it meanwhile: nothing to upload
-                return rel, _VANISHED
+                return _VANISHED
             except StorageError as exc:
-                return rel, exc
+                return exc
             except OSError as exc:
-                return rel, StorageError(f"upload {self.root / rel}: local file error: {exc}")
-            return rel, None
+                return StorageError(f"upload {self.root / rel}: local file error: {exc}")
+            return None
 
-        for rel, err in run_parallel(rels, one, self.parallel):
-            if err is not None:
-                if err is not _VANISHED:
-                    result.errors.append(err)
-                continue
-            with self._lock:
-                if rel in local:
-                    self.uploaded[rel] = local[rel]
-                self.remote.add(rel)
-            result.uploaded.append(rel)
+        if not rels:
+            return
+        with ThreadPoolExecutor(max_workers=max(1, self.parallel), thread_name_prefix="ufile") as pool:
+            futures = {pool.submit(one, rel): rel for rel in rels}
+            while futures:
+                done, _ = wait(futures, timeout=0.25, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._record(futures.pop(future), future.result(), local, result, on_checkpoint_up)
+                if more is not None and futures:
+                    futures.update({pool.submit(one, rel): rel for rel in more()})
         with self._lock:
             up, not_up = complete_and_up(local, self.uploaded)
             self.up -= not_up
             self.up |= up
+
+    def _record(self, rel: str, err: StorageError | None, local: Mapping[str, Stamp], result: RoundResult,
+                on_checkpoint_up: Callable[[], None] | None) -> None:
+        if err is not None:
+            if err is not _VANISHED:
+                result.errors.append(err)
+            return
+        with self._lock:
+            if rel in local:
+                self.uploaded[rel] = local[rel]
+            self.remote.add(rel)
+            before = set(self.up)
+            up, not_up = complete_and_up(local, self.uploaded)
+            self.up -= not_up
+            self.up |= up
+            grew = bool(self.up - before)
+        result.uploaded.append(rel)
+        if grew and on_checkpoint_up is not None:
+            on_checkpoint_up()
 
     def _publish(self, texts: Mapping[str, str], result: RoundResult, may_publish: Callable[[], bool]) -> None:
         for rel, text in texts.items():
@@ -436,6 +484,11 @@ class Syncer:
                 if (prefix := checkpoint_prefix(rel)) is not None:
                     self.up.discard(prefix)
         return gone
+
+
+def _latest(texts: Mapping[str, str]) -> set[str]:
+    """The checkpoints these `checkpoint` index texts name as latest."""
+    return {latest for rel, text in texts.items() if (latest := parse_index(text, rel)[0]) is not None}
 
 
 _VANISHED = StorageError("vanished")  # a file the Saver deleted before its upload: skipped, not an error
