@@ -5,11 +5,12 @@ TensorFlow checkpoints are sets of files (`model.ckpt-N.index`, `model.ckpt-N.da
 checkpoint whose files are not all there, and a resuming stage starts from what the index names, so the bucket's
 index is the training's saved progress. A round therefore
 1. reads the `checkpoint` index (before looking at the folder: the trainer writes it after the checkpoint's
-   files) and uploads the files of the newest complete checkpoint it names, before anything else;
-2. publishes an index at once: the exact bytes read if every checkpoint they name is up, else the same text
-   with the not-yet-uploaded entries left out (`publishable_index`), naming the newest checkpoint that is up.
-   A round that takes longer than the trainer's save period still publishes what it uploaded, so the bucket's
-   index lags by what is in flight, never by many rounds;
+   files) and uploads the files of the newest complete checkpoint it names before anything else (with the one
+   before it if that is not up either, and any the trainer saves meanwhile);
+2. publishes an index as soon as one of them is up: the exact bytes read if every checkpoint they name is up,
+   else the same text with the not-yet-uploaded entries left out (`publishable_index`), naming the newest
+   checkpoint that is up. A round that takes longer than the trainer's save period still publishes what it
+   uploaded, so the bucket's index lags by what is in flight, never by many rounds;
 3. uploads the other new or changed files (older checkpoints newest first, then plain files), republishing the
    index if that let it name more;
 4. with pruning on (the default), deletes from UFile the checkpoint files the trainer has deleted locally and
