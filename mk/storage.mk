@@ -5,6 +5,6 @@ test-storage: $(STAMP)  ## storage tests only (stand-in UFile over HTTP, real SD
 	$(PY) -m pytest tests/storage -q
 
 bench-storage: $(STAMP)  ## 270 files, latency per request: parallel fetch/upload vs a sequential SDK loop
-	$(PY) tests/storage/bench_storage.py $(BENCH_STORAGE_ARGS)
+	$(PY) bench/storage.py $(BENCH_STORAGE_ARGS)
 
 BENCH_TARGETS += bench-storage

@@ -182,7 +182,10 @@ def test_sigterm_uploads_checkpoint_files_before_the_index(
     assert sync.finish() == 0, sync.stderr
     puts = [r.key.rsplit("/", 1)[1] for r in server.requests_matching("PUT") if r.status == 200]
     assert sorted(puts) == sorted([*files, "events.out.tfevents.1.pod"])
-    assert puts[-1] == "checkpoint"
+    # the newest checkpoint's files, then its index (published as early as possible), then everything else
+    assert set(puts[:5]) == {n for n in files if n != "checkpoint"} and puts[5:] == [
+        "checkpoint", "events.out.tfevents.1.pod"]
+    assert "published checkpoint model.ckpt-7 (index uploaded)" in sync.stderr
     sync.assert_no_secret(creds)
 
 
@@ -289,7 +292,7 @@ def test_a_checkpoint_deleted_during_a_round_is_skipped(
 
     def saver_drops_ckpt1(bucket: str, key: str, src: Path):  # the Saver deletes ckpt-1 as we go
         for f in out.glob("model.ckpt-1.*"):
-            f.unlink()
+            f.unlink(missing_ok=True)  # uploads run in parallel: another one may have deleted it first
         return real_upload(bucket, key, src)
 
     monkeypatch.setattr(client, "upload", saver_drops_ckpt1)
@@ -308,7 +311,10 @@ def test_sync_exits_1_naming_the_file_when_the_final_upload_fails(
     server.add_fault(Fault("status", method="PUT", key="coco/output/model.ckpt-3.index", count=-1, status=503))
     sync.proc.send_signal(signal.SIGTERM)
     assert sync.finish() == 1
-    assert "failed: upload" in sync.stderr and "ufile://im2txt-test/coco/output/model.ckpt-3.index" in sync.stderr
+    assert "failed: final upload failed" in sync.stderr
+    assert "upload" in sync.stderr and "ufile://im2txt-test/coco/output/model.ckpt-3.index" in sync.stderr
+    assert "the bucket has no index ufile://im2txt-test/coco/output/checkpoint (the trainer's newest is " \
+        "model.ckpt-3)" in sync.stderr
     assert server.get_object(BUCKET, "coco/output/checkpoint") is None  # never an index without its files
     sync.assert_no_secret(creds)
 
@@ -348,3 +354,52 @@ def test_sync_chief_only_uploads_from_completion_index_0_alone(
     assert sync.finish() == 0, sync.stderr
     assert (server.get_object(BUCKET, "coco/output/model.ckpt-10.index") is not None) is uploads
     assert (server.get_object(BUCKET, "coco/output/checkpoint") is not None) is uploads
+
+
+def test_syncer_knows_which_checkpoint_the_bucket_index_names_at_start(
+    server: UFileServer, creds: Credentials, tmp_path: Path
+) -> None:
+    """A restarted sidecar (or a trainer that saved before sync started) must still say what the bucket holds."""
+    url = UFileURL(BUCKET, "coco/output/")
+    for name, data in write_checkpoint(tmp_path / "bucket", 100).items():
+        server.put_object(BUCKET, url.key(name), data)
+    out = tmp_path / "output"
+    write_checkpoint(out, 200)  # the local index differs from the bucket's
+    syncer = Syncer(UFileClient(creds, FAST), url, out, parallel=2)
+    syncer.seed()
+    assert syncer.published_checkpoint() == "model.ckpt-100"
+    assert "model.ckpt-200" in syncer.run_round().published
+    assert syncer.published_checkpoint() == "model.ckpt-200"
+    fresh = Syncer(UFileClient(creds, FAST), url, out, parallel=2)
+    fresh.seed()  # now from the identical local copy
+    assert fresh.published_checkpoint() == "model.ckpt-200" and list(out.glob(".*")) == []
+
+
+@pytest.mark.timeout(60)
+def test_failed_deletes_never_fail_a_good_final_upload(
+    server: UFileServer, creds: Credentials, tmp_path: Path
+) -> None:
+    for name, data in write_checkpoint(tmp_path / "old", 1).items():  # stale: the trainer has let it go
+        if name != "checkpoint":
+            server.put_object(BUCKET, f"coco/output/{name}", data)
+    server.add_fault(Fault("status", method="DELETE", count=-1, status=503))
+    sync = Run(_sync_args(tmp_path, "--interval=3600", "--final-deadline-seconds=20"), storage_env(server, creds))
+    sync.wait_for("sync: watching")
+    files = write_checkpoint(tmp_path / "output", 2)
+    started = time.monotonic()
+    sync.proc.send_signal(signal.SIGTERM)
+    assert sync.finish() == 0, sync.stderr
+    assert time.monotonic() - started < 10  # one try per delete: pruning does not eat the deadline
+    assert "could not delete an old checkpoint file" in sync.stderr
+    assert len(server.requests_matching("DELETE")) == 3  # the 3 stale files, once each
+    for name, content in files.items():
+        assert server.get_object(BUCKET, f"coco/output/{name}") == content
+    assert server.list_keys(BUCKET, "coco/output/model.ckpt-1.")  # still there: nothing lost, nothing failed
+
+
+def test_sync_final_deadline_flag_defaults_to_fit_a_300s_grace_period() -> None:
+    a = build_parser().parse_args(["sync", f"--output-url={OUTPUT_URL}", "--output-dir=/data/output"])
+    assert a.final_deadline_seconds == 240.0
+    a = build_parser().parse_args(["sync", f"--output-url={OUTPUT_URL}", "--output-dir=/data/output",
+                                   "--final-deadline-seconds=90"])
+    assert a.final_deadline_seconds == 90.0

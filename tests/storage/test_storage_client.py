@@ -97,6 +97,26 @@ def test_failed_multipart_is_aborted(server: UFileServer, client: UFileClient, t
     assert server.service.pending_uploads() == 0  # every initiated upload was aborted
 
 
+def test_multipart_abort_is_retried_and_a_failed_one_is_logged(
+    server: UFileServer, client: UFileClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    src = tmp_path / "big"
+    src.write_bytes(os.urandom(6 * 1024 * 1024))
+    server.add_fault(Fault("status", method="PUT", query="partNumber", count=-1, status=500))
+    server.add_fault(Fault("status", method="DELETE", query="uploadId", count=2, status=503))
+    with pytest.raises(TransientError):
+        client.upload(BUCKET, "out/big", src)
+    assert server.service.pending_uploads() == 0  # aborted on the 3rd try
+    server.add_fault(Fault("status", method="DELETE", query="uploadId", count=-1, status=503))
+    with caplog.at_level(logging.WARNING, logger="im2txt_storage"), pytest.raises(TransientError, match="upload"):
+        client.upload(BUCKET, "out/big", src)
+    assert server.service.pending_uploads() == FAST.attempts  # one multipart upload per attempt, none aborted
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == FAST.attempts and all(
+        w.startswith("abort multipart upload ") and "ufile://im2txt-test/out/big failed; its parts stay" in w
+        and "HTTP 503" in w for w in warnings), warnings
+
+
 @pytest.mark.parametrize(
     "fault",
     [

@@ -12,12 +12,14 @@ from im2txt_standins.ufile_server import _parse_range, sign, string_to_sign, ufi
 from im2txt_storage.client import _bytes_etag, redact, register_secret
 from im2txt_storage.paths import UFileURL, parse_ufile_url
 from im2txt_storage.sync import (
-    index_ready,
+    complete_and_up,
     is_complete,
     is_ignored,
     parse_index,
     plan_round,
+    publishable_index,
     stale_checkpoint_files,
+    step_of,
 )
 
 
@@ -133,33 +135,73 @@ def test_parse_index_relative_and_absolute() -> None:
 def test_plan_holds_incomplete_checkpoints_and_defers_the_index() -> None:
     local = _stamps("events.out", "model.ckpt-1.index", "model.ckpt-1.data-00000-of-00001",
                     "model.ckpt-2.data-00000-of-00001", "checkpoint", ".checkpoint.tmp")
-    first, indexes = plan_round(local, {})
-    assert first == ["events.out", "model.ckpt-1.data-00000-of-00001", "model.ckpt-1.index"]
-    assert indexes == ["checkpoint"]
+    plan = plan_round(local, {})
+    assert plan.newest == [] and plan.older == []
+    assert plan.rest == ["events.out", "model.ckpt-1.data-00000-of-00001", "model.ckpt-1.index"]
+    assert plan.indexes == ["checkpoint"]
     # unchanged files are not planned again
-    first, _ = plan_round(local, {r: local[r] for r in first})
-    assert first == []
+    assert plan_round(local, {r: local[r] for r in plan.rest}).rest == []
 
 
-def test_index_ready_only_after_its_checkpoints_are_uploaded() -> None:
-    local = _stamps("model.ckpt-1.index", "model.ckpt-1.data-00000-of-00001",
-                    "model.ckpt-2.index", "model.ckpt-2.data-00000-of-00001", "checkpoint")
-    text = 'model_checkpoint_path: "model.ckpt-2"\nall_model_checkpoint_paths: "model.ckpt-1"\n' \
-           'all_model_checkpoint_paths: "model.ckpt-2"\n'
-    ckpt1 = {r: local[r] for r in local if r.startswith("model.ckpt-1")}
-    ckpt2 = {r: local[r] for r in local if r.startswith("model.ckpt-2")}
-    assert not index_ready("checkpoint", text, local, {})
-    assert not index_ready("checkpoint", text, local, ckpt1)
-    assert not index_ready("checkpoint", text, local, ckpt2)
-    assert index_ready("checkpoint", text, local, {**ckpt1, **ckpt2})
-    # a file that changed since its upload counts as not uploaded
-    changed = {**ckpt1, **ckpt2, "model.ckpt-2.index": (10, 0)}
-    assert not index_ready("checkpoint", text, local, changed)
-    # an index whose latest checkpoint is not here at all is never uploaded
-    assert not index_ready("checkpoint", 'model_checkpoint_path: "model.ckpt-7"\n', local, {**ckpt1, **ckpt2})
-    # an older named checkpoint already deleted locally (the Saver keeps 5) does not block
-    only2 = {r: s for r, s in local.items() if not r.startswith("model.ckpt-1")}
-    assert index_ready("checkpoint", text, only2, ckpt2)
+def test_plan_puts_the_newest_checkpoint_first_and_older_ones_newest_first() -> None:
+    names = [f"model.ckpt-{s}.{x}" for s in (100, 200, 300, 400) for x in ("index", "data-00000-of-00001")]
+    local = _stamps("events.out", "graph.pbtxt", "checkpoint", "model.ckpt-500.index",
+                    "model.ckpt-500.data-00000-of-00001", *names)
+    plan = plan_round(local, {}, targets=["model.ckpt-400"])
+    assert plan.newest == ["model.ckpt-400.data-00000-of-00001", "model.ckpt-400.index"]
+    assert [step_of(r.split(".")[1]) for r in plan.older] == [300, 300, 200, 200, 100, 100]
+    # a newer complete checkpoint the index does not name yet is not "older": it goes with the plain files
+    assert plan.rest == ["events.out", "graph.pbtxt", "model.ckpt-500.data-00000-of-00001", "model.ckpt-500.index"]
+
+
+def test_complete_and_up() -> None:
+    local = _stamps("m-1.index", "m-1.data-00000-of-00001", "m-2.index", "m-2.data-00000-of-00001",
+                    "m-3.data-00000-of-00001")
+    up, not_up = complete_and_up(local, {r: local[r] for r in local if not r.startswith("m-2.index")})
+    assert (up, not_up) == ({"m-1"}, {"m-2", "m-3"})
+    changed = {r: (10, 2) for r in local}  # uploaded, but the local file changed since
+    assert complete_and_up(local, changed) == (set(), {"m-1", "m-2", "m-3"})
+
+
+INDEX_5 = ('model_checkpoint_path: "model.ckpt-5"\n'
+           + "".join(f'all_model_checkpoint_paths: "model.ckpt-{s}"\n' for s in (1, 2, 3, 4, 5)))
+
+
+def test_publishable_index_is_the_exact_text_when_everything_it_names_is_up() -> None:
+    up = {f"model.ckpt-{s}" for s in (1, 2, 3, 4, 5)}
+    assert publishable_index("checkpoint", INDEX_5, up) == ("model.ckpt-5", INDEX_5)
+
+
+def test_publishable_index_leaves_out_what_is_not_up() -> None:
+    # the newest is up, two older ones are not (they will be pruned soon anyway): publish the newest now
+    choice = publishable_index("checkpoint", INDEX_5, {"model.ckpt-5", "model.ckpt-3", "model.ckpt-1"})
+    assert choice == ("model.ckpt-5", 'model_checkpoint_path: "model.ckpt-5"\nall_model_checkpoint_paths: '
+                      '"model.ckpt-1"\nall_model_checkpoint_paths: "model.ckpt-3"\n'
+                      'all_model_checkpoint_paths: "model.ckpt-5"\n')
+    # the newest is not up yet: the newest that is stands in
+    prefix, text = publishable_index("checkpoint", INDEX_5, {"model.ckpt-2", "model.ckpt-4"}) or ("", "")
+    assert prefix == "model.ckpt-4"
+    assert parse_index(text, "checkpoint") == ("model.ckpt-4", ["model.ckpt-4", "model.ckpt-2", "model.ckpt-4"])
+    assert publishable_index("checkpoint", INDEX_5, set()) is None
+    assert publishable_index("checkpoint", "garbage\n", {"model.ckpt-5"}) is None
+
+
+def test_publishable_index_keeps_timestamps_with_their_paths_and_absolute_paths() -> None:
+    text = ('model_checkpoint_path: "/data/output/model.ckpt-3"\n'
+            'all_model_checkpoint_paths: "/data/output/model.ckpt-1"\n'
+            'all_model_checkpoint_paths: "/data/output/model.ckpt-2"\n'
+            'all_model_checkpoint_paths: "/data/output/model.ckpt-3"\n'
+            "all_model_checkpoint_timestamps: 11.5\nall_model_checkpoint_timestamps: 12.5\n"
+            "all_model_checkpoint_timestamps: 13.5\nlast_preserved_timestamp: 10.0\n")
+    prefix, out = publishable_index("checkpoint", text, {"model.ckpt-1", "model.ckpt-3"}) or ("", "")
+    assert prefix == "model.ckpt-3"
+    assert out == ('model_checkpoint_path: "/data/output/model.ckpt-3"\n'
+                   'all_model_checkpoint_paths: "/data/output/model.ckpt-1"\n'
+                   'all_model_checkpoint_paths: "/data/output/model.ckpt-3"\n'
+                   "all_model_checkpoint_timestamps: 11.5\nall_model_checkpoint_timestamps: 13.5\n"
+                   "last_preserved_timestamp: 10.0\n")
+    assert publishable_index("eval/checkpoint", 'model_checkpoint_path: "m-1"\n', {"eval/m-1"}) == (
+        "eval/m-1", 'model_checkpoint_path: "m-1"\n')
 
 
 def test_prune_only_checkpoints_the_trainer_let_go() -> None:

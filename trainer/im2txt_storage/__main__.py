@@ -6,6 +6,7 @@ UFILE_DOWNLOAD_SUFFIX. Exit codes: 0 done, 1 a transfer failed, 2 bad arguments 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -17,8 +18,10 @@ from .client import ClientSettings, ConfigError, Credentials, StorageError, UFil
 from .fetch import FetchPair, fetch
 from .mirror import DEFAULT_INCLUDE, Mirror, ReadOnlyUFile, interruptible_sleep
 from .paths import parse_ufile_url
+from .sidecar import DEFAULT_FINAL_DEADLINE, run_sync
 from .stopping import set_on_signal
 from .sync import Syncer
+from .termination import write_reason
 
 log = logging.getLogger("im2txt_storage")
 
@@ -75,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output-url", required=True, help="ufile://bucket/prefix/ of the job's output")
     s.add_argument("--output-dir", type=Path, required=True, help="the folder to upload (/data/output)")
     s.add_argument("--interval", type=_positive_float, default=600.0, help="seconds between uploads (600)")
+    s.add_argument("--final-deadline-seconds", type=_positive_float, default=DEFAULT_FINAL_DEADLINE,
+                   help="after SIGTERM (or --until-file), finish the final upload within this many seconds or "
+                   "exit 1 saying which checkpoint the bucket's index names (default "
+                   f"{DEFAULT_FINAL_DEADLINE:g}: a 300 s grace period less the trainer's own last save)")
     s.add_argument("--until-file", type=Path, help="also stop (after a final upload) when this file appears")
     s.add_argument("--chief-only", action="store_true",
                    help="in a multi-node stage (an Indexed Job), upload only from the chief, completion index 0: "
@@ -152,12 +159,20 @@ def _mirror(args: argparse.Namespace, client: UFileClient) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    code, reason = _run(args)
+    if reason:
+        print(f"im2txt_storage {args.command}: {reason}", file=sys.stderr)
+        write_reason(args.command, reason.removeprefix("failed: "))
+    return code
+
+
+def _run(args: argparse.Namespace) -> tuple[int, str]:
+    """-> (exit code, the failure's one-line reason or "")."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LogfmtFormatter())
     log.handlers[:] = [handler]
     log.propagate = False
     log.setLevel(args.log_level.upper())
-    prog = f"im2txt_storage {args.command}"
     try:
         creds = Credentials.from_env()
         settings = ClientSettings.from_env(
@@ -168,9 +183,9 @@ def main(argv: list[str] | None = None) -> int:
             pairs = _pairs(args)
             client = UFileClient(creds, settings, pool_size=args.parallel)
             fetch(client, pairs, parallel=args.parallel)
-            return 0
+            return 0, ""
         if args.command == "mirror":
-            return _mirror(args, UFileClient(creds, settings, pool_size=args.parallel))
+            return _mirror(args, UFileClient(creds, settings, pool_size=args.parallel)), ""
         url = parse_ufile_url(args.output_url, field="--output-url")
         stop = threading.Event()
         set_on_signal((stop,), log, "sync: %s received, final upload")
@@ -181,22 +196,34 @@ def main(argv: list[str] | None = None) -> int:
             while not stop.wait(0.5):
                 if args.until_file is not None and args.until_file.exists():
                     break
-            return 0
-        client = UFileClient(creds, settings, pool_size=args.parallel)
+            return 0, ""
         args.output_dir.mkdir(parents=True, exist_ok=True)
-        syncer = Syncer(client, url, args.output_dir, parallel=args.parallel, prune=args.prune)
-        syncer.run(args.interval, stop, args.until_file)
-        return 0
+        syncer = Syncer(UFileClient(creds, settings, pool_size=args.parallel), url, args.output_dir,
+                        parallel=args.parallel, prune=args.prune)
+        # The periodic rounds' retries wait at most a quarter of an interval: the next round comes soon anyway.
+        quick = dataclasses.replace(settings, backoff=min(settings.backoff, args.interval / 8),
+                                    backoff_max=min(settings.backoff_max, args.interval / 4))
+        run_sync(syncer, UFileClient(creds, quick, pool_size=args.parallel), args.interval, stop,
+                 final_deadline=args.final_deadline_seconds, until_file=args.until_file)
+        return 0, ""
     except (ConfigError, ValueError) as exc:
-        print(f"{prog}: error: {redact(str(exc))}", file=sys.stderr)
-        return 2
+        return 2, f"error: {redact(str(exc))}"
     except StorageError as exc:
-        print(f"{prog}: failed: {exc}", file=sys.stderr)
-        return 1
+        return 1, f"failed: {exc}"
     except OSError as exc:
-        print(f"{prog}: failed: local file error: {redact(str(exc))}", file=sys.stderr)
-        return 1
+        return 1, f"failed: local file error: {redact(str(exc))}"
+
+
+def _exit(code: int) -> None:
+    """Exit; at once if a transfer thread still hangs on a request past `sync`'s deadline (interpreter exit would
+    join it: concurrent.futures does), so the sidecar ends inside the pod's grace period."""
+    if any(t.is_alive() and t is not threading.current_thread() for t in threading.enumerate()):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())

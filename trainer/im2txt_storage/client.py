@@ -77,6 +77,10 @@ class IntegrityError(TransientError):
     """A transfer finished but size or ETag do not match (retried from scratch)."""
 
 
+class DeadlineError(StorageError):
+    """The process-wide deadline passed before the operation succeeded (not retried)."""
+
+
 class AuthError(StorageError):
     """UFile refused the key pair or its signature (HTTP 401/403)."""
 
@@ -136,6 +140,31 @@ class _RedactFilter(logging.Filter):
 
 _REDACTED_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.response", "requests")
 
+# After SIGTERM, `sync` sets one deadline for the whole process (monotonic seconds): every request started from
+# then on gets timeouts no longer than what is left, so no single request can outlive the final upload's budget.
+_deadline: list[float | None] = [None]
+# The status and Content-Range of the last answer this thread received: a download cut mid-body escapes the
+# SDK as an exception, and what was already written is only worth keeping if it is the range we asked for.
+_last_answer = threading.local()
+
+
+def set_deadline(at: float | None) -> None:
+    _deadline[0] = at
+
+
+def deadline_left() -> float | None:
+    """Seconds left before the process-wide deadline (None: no deadline)."""
+    at = _deadline[0]
+    return None if at is None else at - time.monotonic()
+
+
+def _remember_answer(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    _last_answer.value = (response.status_code, response.headers.get("Content-Range"))
+
+
+def last_answer() -> tuple[int, str | None] | None:
+    return getattr(_last_answer, "value", None)
+
 
 _SOCKET_OPTIONS = [*urllib3.connection.HTTPConnection.default_socket_options,
                    (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
@@ -159,8 +188,11 @@ class _TimeoutAdapter(HTTPAdapter):
         return super().proxy_manager_for(proxy, **kwargs)
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self._timeout
+        timeout = kwargs.get("timeout") or self._timeout
+        left = deadline_left()
+        if left is not None and isinstance(timeout, tuple):
+            timeout = tuple(max(min(t, left), 0.05) for t in timeout)
+        kwargs["timeout"] = timeout
         return super().send(request, **kwargs)
 
 
@@ -179,6 +211,9 @@ def guard_sdk(timeout: tuple[float, float], pool_size: int) -> None:
             other.addFilter(_RedactFilter())
     for scheme in ("http://", "https://"):
         sdk_http.requests.mount(scheme, _TimeoutAdapter(timeout, pool_size))
+    hooks = sdk_http.requests.hooks.setdefault("response", [])
+    if _remember_answer not in hooks:
+        hooks.append(_remember_answer)
     sdk_config.set_default(connection_timeout=None)
 
 
@@ -246,13 +281,41 @@ _NETWORK_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def describe_network_error(exc: BaseException | None) -> str:
+    """Name the real fault: requests reports every failure on a proxied connection as "Unable to connect to
+    proxy", also a reset or a stall of a connection that was made long ago."""
+    seen: list[BaseException] = []
+    todo = [exc] if exc is not None else []
+    while todo and len(seen) < 20:
+        cur = todo.pop(0)
+        if cur in seen:
+            continue
+        seen.append(cur)
+        todo += [a for a in (*getattr(cur, "args", ()), cur.__cause__, cur.__context__,
+                             getattr(cur, "reason", None)) if isinstance(a, BaseException)]
+    kinds = [type(e) for e in seen]
+    if any(issubclass(k, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError, socket.timeout))
+           for k in kinds):
+        return "no answer in time (timed out)"
+    if ConnectionResetError in kinds or any(issubclass(k, ConnectionResetError) for k in kinds):
+        return "connection reset by peer"
+    if any(issubclass(k, http.client.RemoteDisconnected) for k in kinds):
+        return "the connection was closed without an answer"
+    if any(issubclass(k, (http.client.IncompleteRead, urllib3.exceptions.ProtocolError,
+                          requests.exceptions.ChunkedEncodingError)) for k in kinds):
+        return "the answer was cut off"
+    if any(issubclass(k, ConnectionRefusedError) for k in kinds):
+        return "connection refused"
+    return f"{type(exc).__name__}: {exc}" if exc is not None else "unknown network error"
+
+
 def _raise_for(info: sdk_http.ResponseInfo, what: str) -> None:
     """Turn a failed `ResponseInfo` into the matching StorageError."""
     if info.ok():
         return
     status = info.status_code
     if status == -1:
-        raise TransientError(f"{what}: network error: {info.error}")
+        raise TransientError(f"{what}: network error: {describe_network_error(info.exception)}")
     detail = f"HTTP {status}"
     if info.ret_code not in (None, -1):
         detail += f", RetCode {info.ret_code}: {info.error}"
@@ -281,24 +344,40 @@ class UFileClient:
         guard_sdk((s.connect_timeout, s.read_timeout), max(pool_size * 2, pool_size + s.part_threads, 10))
         self._fm = FileManager(credentials.public_key, credentials.private_key, s.upload_suffix, s.download_suffix)
         self.sleep: Callable[[float], None] = time.sleep
+        # Set: stop retrying (the periodic rounds of `sync` once SIGTERM came; the final round takes over).
+        self.abandon: threading.Event | None = None
 
     # -- retry ---------------------------------------------------------------------------------------
-    def _retry(self, what: str, attempt: Callable[[], T]) -> T:
+    def _retry(self, what: str, attempt: Callable[[], T], attempts: int | None = None) -> T:
         s = self.settings
-        for n in range(1, s.attempts + 1):
+        attempts = attempts or s.attempts
+        reason = ""
+        for n in range(1, attempts + 1):
+            left = deadline_left()
+            if left is not None and left <= 0:
+                raise DeadlineError(f"{what}: deadline reached" + (f"; last error: {reason}" if reason else ""))
             try:
                 return attempt()
             except StorageError as exc:
-                if not exc.retryable or n == s.attempts:
+                if not exc.retryable or n == attempts:
                     raise
                 reason = str(exc)
             except _NETWORK_ERRORS as exc:
-                if n == s.attempts:
-                    raise TransientError(f"{what}: network error after {n} attempts: {exc}") from None
-                reason = f"{what}: network error: {type(exc).__name__}: {exc}"
+                if n == attempts:
+                    raise TransientError(
+                        f"{what}: network error after {n} attempts: {describe_network_error(exc)}") from None
+                reason = f"{what}: network error: {describe_network_error(exc)}"
+            if self.abandon is not None and self.abandon.is_set():
+                raise TransientError(f"{reason} (not retried: stopping)")
             delay = min(s.backoff * 2 ** (n - 1), s.backoff_max) * random.uniform(0.5, 1.0)
-            log.info("retrying in %.2fs (attempt %d of %d): %s", delay, n + 1, s.attempts, redact(reason))
-            self.sleep(delay)
+            left = deadline_left()
+            if left is not None:
+                delay = max(min(delay, left), 0.0)
+            log.info("retrying in %.2fs (attempt %d of %d): %s", delay, n + 1, attempts, redact(reason))
+            if self.abandon is not None:
+                self.abandon.wait(delay)
+            else:
+                self.sleep(delay)
         raise AssertionError("unreachable")
 
     # -- listing -------------------------------------------------------------------------------------
@@ -358,7 +437,14 @@ class UFileClient:
                 part.unlink()
                 have = 0
             if have == 0:
-                _, info = self._fm.download_file(bucket, obj.key, str(part))
+                _last_answer.value = None
+                try:
+                    _, info = self._fm.download_file(bucket, obj.key, str(part))
+                except BaseException:
+                    answer = last_answer()
+                    if answer is None or answer[0] != 200:  # what is there is not the object's beginning
+                        part.unlink(missing_ok=True)
+                    raise
                 _raise_for(info, what)
             elif have < obj.size:
                 self._download_rest(bucket, obj, part, have, what)
@@ -368,7 +454,8 @@ class UFileClient:
             etag = file_etag(str(part))
             if etag != obj.etag:
                 part.unlink()
-                raise IntegrityError(f"{what}: ETag {etag} does not match UFile's {obj.etag}")
+                raise IntegrityError(f"{what}: the downloaded bytes' ETag {etag} does not match UFile's "
+                                     f"{obj.etag} (corrupted in transit, or the object changed)")
             os.replace(part, dest)
 
         try:
@@ -379,18 +466,20 @@ class UFileClient:
             raise
 
     def _download_rest(self, bucket: str, obj: RemoteObject, part: Path, have: int, what: str) -> None:
+        """Ask for bytes `have..end`; whatever arrives is kept, also from an answer cut off midway."""
         rest = part.with_name(part.name + ".range")
+        _last_answer.value = None
         try:
             _, info = self._fm.download_file(bucket, obj.key, str(rest), content_range=(have, obj.size - 1))
             _raise_for(info, what)
-            if info.status_code == 206 and info.content_range == (have, obj.size - 1):
-                with part.open("ab") as out, rest.open("rb") as src:
-                    while chunk := src.read(1 << 20):
-                        out.write(chunk)
-            else:  # the server ignored the range and sent everything
-                os.replace(rest, part)
+            answer: tuple[int, str | None] | None = (info.status_code, f"bytes {have}-")
+            if info.status_code == 206 and info.content_range != (have, obj.size - 1):
+                answer = None  # not the range we asked for: drop it
+        except BaseException:
+            answer = last_answer()
+            raise
         finally:
-            rest.unlink(missing_ok=True)
+            _keep_received(part, rest, have, answer)
 
     # -- upload --------------------------------------------------------------------------------------
     def upload(self, bucket: str, key: str, src: Path) -> RemoteObject:
@@ -402,6 +491,9 @@ class UFileClient:
             if size >= self.settings.multipart_threshold:
                 etag = file_etag(str(src))
                 remote = self._multipart(bucket, key, src, what)
+                if not remote:
+                    raise TransientError(f"{what}: UFile's reply carried no ETag (its headers were cut off); "
+                                         "uploading again")
                 if remote != etag:
                     raise IntegrityError(f"{what}: UFile stored ETag {remote}, the local file has {etag}")
                 return RemoteObject(key, size, etag)
@@ -420,6 +512,8 @@ class UFileClient:
         _raise_for(info, what)
         etag = _bytes_etag(data)
         remote = (info.etag or "").strip('"')
+        if not remote:
+            raise TransientError(f"{what}: UFile's reply carried no ETag (its headers were cut off); uploading again")
         if remote != etag:
             raise IntegrityError(f"{what}: UFile stored ETag {remote!r}, the data has {etag}")
         return RemoteObject(key, len(data), etag)
@@ -439,16 +533,26 @@ class UFileClient:
         return (info.etag or "").strip('"')
 
     def _abort(self, bucket: str, key: str, upload_id: str | None) -> None:
-        """Best effort: drop a failed multipart upload's parts (UFile would keep them otherwise)."""
+        """Drop a failed multipart upload's parts (UFile would keep them otherwise): retried like any request,
+        and a failure is logged (never raised: the upload's own error is the one to report)."""
         if not upload_id:
             return
-        header = {"User-Agent": sdk_config.get_default("user_agent")}
-        header["Authorization"] = self._fm.authorization("delete", bucket, key, header)
+        what = f"abort multipart upload {upload_id} of ufile://{bucket}/{key}"
         url = ufile_put_url(bucket, key, upload_suffix=self.settings.upload_suffix) + f"?uploadId={upload_id}"
-        with contextlib.suppress(*_NETWORK_ERRORS):
-            sdk_http._delete_file(url, header)
 
-    def delete(self, bucket: str, key: str) -> None:
+        def attempt() -> None:
+            header = {"User-Agent": sdk_config.get_default("user_agent")}
+            header["Authorization"] = self._fm.authorization("delete", bucket, key, header)
+            _, info = sdk_http._delete_file(url, header)
+            if info.status_code != 404:  # already gone
+                _raise_for(info, what)
+
+        try:
+            self._retry(what, attempt)
+        except StorageError as exc:
+            log.warning("%s failed; its parts stay in the bucket until UFile expires them: %s", what, exc)
+
+    def delete(self, bucket: str, key: str, *, attempts: int | None = None) -> None:
         what = f"delete ufile://{bucket}/{key}"
 
         def attempt() -> None:
@@ -456,7 +560,24 @@ class UFileClient:
             if info.status_code != 404:
                 _raise_for(info, what)
 
-        self._retry(what, attempt)
+        self._retry(what, attempt, attempts)
+
+
+def _keep_received(part: Path, rest: Path, have: int, answer: tuple[int, str | None] | None) -> None:
+    """Fold a (possibly cut) ranged answer into the partial download: a 206 from `have` is appended, a 200
+    (the server ignored the range: the object from byte 0) replaces it if it got further."""
+    try:
+        if not rest.exists() or answer is None:
+            return
+        status, content_range = answer
+        if status == 206 and (content_range or "").startswith(f"bytes {have}-"):
+            with part.open("ab") as out, rest.open("rb") as src:
+                while chunk := src.read(1 << 20):
+                    out.write(chunk)
+        elif status == 200 and rest.stat().st_size > have:
+            os.replace(rest, part)
+    finally:
+        rest.unlink(missing_ok=True)
 
 
 def _bytes_etag(data: bytes) -> str:

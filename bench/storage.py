@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
+ROOT = HERE.parent
 sys.path[:0] = [str(ROOT / "trainer"), str(ROOT / "standins")]
 
 from ufile.filemanager import FileManager  # noqa: E402
