@@ -26,7 +26,7 @@ install: $(STAMP)  ## create .venv with everything the project needs
 
 test: $(STAMP)  ## run the whole test suite (what CI runs), the real-API tier included (builds it once: make envtest)
 	$(PY) -m ruff check .
-	assets="$$(tools/envtest/build.sh $(VENV))" && KUBEBUILDER_ASSETS="$$assets" $(PY) -m pytest $(PYTEST_ARGS)
+	assets="$$(tools/envtest/build.sh --node $(VENV))" && KUBEBUILDER_ASSETS="$$assets" $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff
 	$(PY) -m ruff check .

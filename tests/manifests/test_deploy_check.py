@@ -1,0 +1,68 @@
+"""tools/deploy_check.py: `make deploy` succeeds only when a Ready pod leads and renews the Lease, and fails fast
+when a pod cannot run (a crash-looping leader beside a healthy standby included)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deploy_check import Verdict, Watch, decide
+
+DEPLOYMENT = {"metadata": {"generation": 2}, "spec": {"replicas": 2},
+              "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}}
+
+
+def pod(name: str, ready: bool = True, restarts: int = 0, waiting: str = "") -> dict[str, Any]:
+    state = {"waiting": {"reason": waiting, "message": "back-off 20s restarting"}} if waiting else {"running": {}}
+    return {"metadata": {"name": name},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                       "containerStatuses": [{"name": "operator", "restartCount": restarts, "state": state,
+                                              "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}}
+
+
+def lease(holder: str, renewed: str) -> dict[str, Any]:
+    return {"spec": {"holderIdentity": holder, "renewTime": renewed}}
+
+
+def looks(pods: list[dict[str, Any]], leases: list[dict[str, Any]], deployment: dict[str, Any] = DEPLOYMENT
+          ) -> list[Verdict]:
+    watch = Watch()
+    return [decide(deployment, pods, one, watch) for one in leases]
+
+
+def test_ok_only_after_the_ready_holder_renewed_several_times() -> None:
+    verdicts = looks([pod("op-a"), pod("op-b")], [lease("op-a", f"t{i}") for i in range(4)])
+    assert [v.state for v in verdicts] == ["wait", "wait", "ok", "ok"]
+    assert "op-a leads" in verdicts[-1].message
+
+
+def test_a_leader_that_crash_loops_beside_a_ready_standby_fails_with_its_name() -> None:
+    verdicts = looks([pod("op-a", ready=False, restarts=3, waiting="CrashLoopBackOff"), pod("op-b")],
+                     [lease("op-a", "t1")])
+    assert verdicts[0].state == "fail" and verdicts[0].pod == "op-a"
+    assert "CrashLoopBackOff" in verdicts[0].message
+
+
+def test_a_leader_restarted_between_looks_starts_the_count_again() -> None:
+    watch = Watch()
+    pods = [pod("op-a"), pod("op-b")]
+    decide(DEPLOYMENT, pods, lease("op-a", "t1"), watch)
+    decide(DEPLOYMENT, pods, lease("op-a", "t2"), watch)
+    restarted = [pod("op-a", restarts=1), pod("op-b")]
+    assert decide(DEPLOYMENT, restarted, lease("op-a", "t3"), watch).state == "wait"
+    assert decide(DEPLOYMENT, restarted, lease("op-a", "t4"), watch).state == "wait"
+    assert decide(DEPLOYMENT, restarted, lease("op-a", "t5"), watch).state == "ok"
+
+
+def test_a_missing_image_fails_at_once() -> None:
+    (verdict,) = looks([pod("op-a", ready=False, waiting="ErrImageNeverPull")], [lease("", "")])
+    assert verdict.state == "fail" and "ErrImageNeverPull" in verdict.message
+
+
+def test_waits_for_the_rollout_and_for_a_holder_among_its_pods() -> None:
+    rolling = {**DEPLOYMENT, "status": {**DEPLOYMENT["status"], "availableReplicas": 1}}
+    assert "1 available" in looks([pod("op-a")], [lease("op-a", "t1")], rolling)[0].message
+    stale = {**DEPLOYMENT, "status": {**DEPLOYMENT["status"], "observedGeneration": 1}}
+    assert looks([pod("op-a")], [lease("op-a", "t1")], stale)[0].state == "wait"
+    # The holder is a pod of an earlier Deployment (or a process outside the cluster): not leading yet.
+    verdicts = looks([pod("op-a"), pod("op-b")], [lease("laptop_1234", f"t{i}") for i in range(5)])
+    assert {v.state for v in verdicts} == {"wait"} and "laptop_1234" in verdicts[-1].message
