@@ -104,10 +104,15 @@ class Decision:
     event: Event | None = None
 
 
-def _failure(stage: int, job: JobState) -> tuple[str, str]:
+def _failure(stage: int, job: JobState, status: Mapping[str, Any]) -> tuple[str, str]:
     """(reason, message) of a failed stage: the failed container's own words where the pods gave them (a deadline
-    is the Job's own reason: its pods were stopped, not broken)."""
+    is the Job's own reason: its pods were stopped, not broken). The pods are read once, when the stage ends; later
+    decisions keep what status says of the same failure."""
     reason = job.reason or "JobFailed"
+    recorded = cond.find(status.get("conditions"), "Failed")
+    if job.failure is None and recorded is not None and recorded.get("status") == "True" and \
+            status.get("stage") == stage and str(status.get("message") or "").startswith(f"stage {stage} failed: "):
+        return str(recorded.get("reason") or reason), str(status["message"])
     if job.failure is None or reason == "DeadlineExceeded":
         return reason, f"stage {stage} Job {job.name} failed: {reason}" + (f": {job.message}" if job.message else "")
     if job.failure.container == OUTPUT_CHECK:
@@ -238,7 +243,7 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
                 phase = "Running"
                 message = f"stage {s}: Job {name}-stage{s} trains to global step {targets[s]}"
         elif job.failed:
-            phase, failed_reason, message = "Failed", *_failure(s, job)
+            phase, failed_reason, message = "Failed", *_failure(s, job, status)
         else:
             if settings.suspend != job.suspended:
                 actions.append(SetJobSuspend(s, settings.suspend))

@@ -141,6 +141,9 @@ def test_a_failed_stage_says_the_failed_containers_reason_in_failed_ready_and_th
     assert ready is not None and (ready["status"], ready["reason"], ready["message"]) == (
         "False", "BackoffLimitExceeded", expected)
     assert d.event == Event("Warning", "Failed", expected)
+    # Later decisions (the pods are read once, when the stage ends) keep it: nothing changes, no second Event.
+    again = decide("t", parse_spec(BASE), None, 1, d.status, {1: failed(1)}, "2026-11-26T00:00:00Z")
+    assert status_patch(d.status, again.status) == {} and again.event is None
 
 
 def test_an_unwritable_output_is_named_as_such() -> None:
