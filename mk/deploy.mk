@@ -14,10 +14,10 @@ TRAINER_IMAGE ?= $(IMAGE_REGISTRY)/im2txt-trainer:$(TAG)
 DEPLOY_BUILD := build/deploy
 RENDERED := build/im2txt-operator.yaml
 
-.PHONY: images push-images manifests deploy undeploy undeploy-crd
+.PHONY: images images-operator images-trainer push-images manifests deploy undeploy undeploy-crd
 
 define need_docker
-	@command -v $(DOCKER) >/dev/null 2>&1 || { echo "make $@: '$(DOCKER)' is not installed; building images needs Docker, Podman or buildah (DOCKER=...)." >&2; exit 1; }
+	@command -v $(firstword $(DOCKER)) >/dev/null 2>&1 || { echo "make $@: '$(firstword $(DOCKER))' is not installed; building images needs Docker, Podman or buildah (DOCKER=...)." >&2; exit 1; }
 	@$(DOCKER) info >/dev/null 2>&1 || { echo "make $@: cannot reach a container engine with '$(DOCKER) info' (is the Docker daemon running?)." >&2; exit 1; }
 endef
 
@@ -25,10 +25,14 @@ define need_kubectl
 	@command -v $(KUBECTL) >/dev/null 2>&1 || { echo "make $@: '$(KUBECTL)' is not installed." >&2; exit 1; }
 endef
 
-images:  ## build the operator and trainer images (IMAGE_REGISTRY=..., TAG=...)
+images: images-operator images-trainer  ## build the operator and trainer images (IMAGE_REGISTRY=..., TAG=...)
+
+images-operator:
 	$(need_docker)
-	@test -f trainer/Dockerfile || { echo "make $@: trainer/Dockerfile is missing." >&2; exit 1; }
 	$(strip $(DOCKER) build $(BUILD_FLAGS)) -f operator/Dockerfile -t $(OPERATOR_IMAGE) .
+
+images-trainer:
+	$(need_docker)
 	$(strip $(DOCKER) build $(BUILD_FLAGS) $(if $(TENSORFLOW),--build-arg TENSORFLOW=$(TENSORFLOW))) -f trainer/Dockerfile -t $(TRAINER_IMAGE) .
 
 push-images: images  ## push both images to IMAGE_REGISTRY

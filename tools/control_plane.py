@@ -63,13 +63,15 @@ def _openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
-def make_pki(folder: Path) -> None:
-    """A CA, the apiserver's serving certificate for 127.0.0.1/localhost, and the service-account key pair."""
+def make_pki(folder: Path, addresses: tuple[str, ...] = ()) -> None:
+    """A CA, the apiserver's serving certificate for 127.0.0.1/localhost (and ``addresses``), and the
+    service-account key pair."""
     folder.mkdir(parents=True, exist_ok=True)
     ca, key = folder / "ca.crt", folder / "ca.key"
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=im2txt-envtest-ca",
              "-keyout", str(key), "-out", str(ca))
-    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n"
+    extra = "".join(f",IP:{a}" for a in addresses)
+    (folder / "san.ext").write_text(f"subjectAltName=IP:127.0.0.1{extra},DNS:localhost,DNS:kubernetes.default.svc\n"
                                     "extendedKeyUsage=serverAuth\n")
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=kube-apiserver",
              "-keyout", str(folder / "apiserver.key"), "-out", str(folder / "apiserver.csr"))
@@ -100,10 +102,12 @@ class ControlPlane:
     api_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     args: dict[str, list[str]] = field(default_factory=dict)
+    host: str = "127.0.0.1"  # where kube-apiserver listens (tools/node: the `kubernetes` Service IP)
+    apiserver_args: list[str] = field(default_factory=list)  # more flags (tools/node: the kubelet client cert)
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.api_port}"
+        return f"https://{self.host}:{self.api_port}"
 
     @property
     def pki(self) -> Path:
@@ -157,7 +161,8 @@ class ControlPlane:
 
     def start(self, timeout: float = 120) -> ControlPlane:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        make_pki(self.pki)
+        if not (self.pki / "ca.crt").exists():
+            make_pki(self.pki)
         # token,user,uid,"groups": the admin is in system:masters (like a cluster-admin kubeconfig).
         tokens = self.workdir / "tokens.csv"
         tokens.write_text(f'{self.admin_token},admin,admin,"system:masters"\n')
@@ -168,14 +173,14 @@ class ControlPlane:
                              f"--advertise-client-urls={etcd}", f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
                              "--unsafe-no-fsync", "--log-level=warn"])
         self._spawn("kube-apiserver", [
-            f"--etcd-servers={etcd}", "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--etcd-servers={etcd}", f"--bind-address={self.host}", f"--advertise-address={self.host}",
             f"--secure-port={self.api_port}", f"--tls-cert-file={self.pki / 'apiserver.crt'}",
             f"--tls-private-key-file={self.pki / 'apiserver.key'}", f"--service-cluster-ip-range={SERVICE_RANGE}",
             "--service-account-issuer=https://kubernetes.default.svc",
             f"--service-account-key-file={self.pki / 'sa.pub'}",
             f"--service-account-signing-key-file={self.pki / 'sa.key'}",
             f"--token-auth-file={tokens}", "--authorization-mode=Node,RBAC", "--endpoint-reconciler-type=none",
-            "--allow-privileged=true", "--v=1"])
+            "--allow-privileged=true", "--v=1", *self.apiserver_args])
         self._wait("kube-apiserver", lambda: self._get("/readyz")[0] == 200, timeout)
         self.write_kubeconfig(self.kubeconfig_path, self.admin_token, "admin")
         self._spawn("kube-controller-manager", [

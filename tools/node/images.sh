@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds the operator and trainer images from the project's Dockerfiles with buildah (no Docker engine, no
+# registry; `make images` with the tools/node storage and the local base of base-image.sh) and writes each as an
+# OCI archive in the cache. Keyed by content: an image is rebuilt only when its Dockerfile, the files it copies or
+# the TensorFlow package change. Prints one archive path per line (operator, trainer).
+# Usage: images.sh [TENSORFLOW]     (default tensorflow-cpu==2.21.0: the tests train on CPU)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"; root="$(cd "$here/../.." && pwd)"
+source "$here/buildah.env"
+tensorflow="${1:-tensorflow-cpu==2.21.0}"
+registry=localhost/im2txt; tag=0.1.0
+cache="${IM2TXT_NODE_CACHE:-$HOME/.cache/im2txt-node}/archives"; mkdir -p "$cache"
+bash "$here/base-image.sh"
+key_of() {  # the Dockerfile, every file its context keeps, and the build argument
+  local dockerfile=$1
+  (cd "$root" && { echo "$tensorflow"; cat "$dockerfile" "$dockerfile.dockerignore" "$here/base-image.sh";
+    git ls-files -co --exclude-standard -- requirements trainer operator | grep -v -e __pycache__ -e '\.pyc$' \
+      | sort | while read -r f; do [[ -f "$f" ]] && sha256sum "$f"; done; } | sha256sum | cut -c1-16)
+}
+for name in operator trainer; do
+  archive="$cache/$name.oci.tar"; key="$(key_of "$name/Dockerfile")"
+  if [[ -f "$archive" && "$(cat "$cache/$name.key" 2>/dev/null)" == "$key" ]]; then echo "$archive"; continue; fi
+  echo "images: building $name (key $key)" >&2
+  start=$SECONDS
+  make -s -C "$root" images-"$name" DOCKER="${BUILDAH[*]}" BUILD_FLAGS="--isolation chroot --pull=never --layers" \
+    TENSORFLOW="$tensorflow" IMAGE_REGISTRY="$registry" TAG="$tag" >&2
+  rm -f "$archive.part"
+  "${BUILDAH[@]}" push -q "$registry/im2txt-$name:$tag" "oci-archive:$archive.part:$registry/im2txt-$name:$tag" >&2
+  mv "$archive.part" "$archive"; echo "$key" >"$cache/$name.key"
+  echo "images: $name built in $((SECONDS - start)) s" >&2
+  echo "$archive"
+done
