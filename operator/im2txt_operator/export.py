@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from im2txt_operator.jobs import (
-    CONTAINER_SECURITY,
     DATA_DIR,
     LABEL_MANAGED_BY,
     LABEL_STAGE,
@@ -24,7 +23,11 @@ from im2txt_operator.jobs import (
     OUTPUT_DIR,
     TERMINATION_GRACE_SECONDS,
     Owner,
+    output_check,
+    pod_failure_policy,
     pod_security,
+    secure,
+    sync_args,
     ufile_env,
 )
 from im2txt_operator.lifecycle import Event, JobState
@@ -61,7 +64,7 @@ def build_job(owner: Owner, settings: Settings) -> dict[str, Any]:
     data, output = settings.data_path, settings.output_path
     mounts: list[dict[str, Any]] = []
     volumes: list[dict[str, Any]] = []
-    init: list[dict[str, Any]] = []
+    init: list[dict[str, Any]] = output_check(settings)
     if isinstance(data, PvcPath):
         mounts.append({"name": "data", "mountPath": DATA_DIR, "readOnly": True, **(
             {"subPath": data.sub_path} if data.sub_path else {})})
@@ -87,15 +90,13 @@ def build_job(owner: Owner, settings: Settings) -> dict[str, Any]:
                      "env": ufile_env(settings), "volumeMounts": [{"name": "output", "mountPath": OUTPUT_DIR}]})
         init.append({"name": "sync", "image": settings.image, "restartPolicy": "Always",
                      "command": ["python", "-m", "im2txt_storage", "sync"],
-                     "args": [f"--output-url={output.url}", f"--output-dir={OUTPUT_DIR}",
-                              f"--interval={settings.checkpoint_interval_seconds}"],
+                     "args": sync_args(settings),
                      "env": ufile_env(settings), "volumeMounts": [{"name": "output", "mountPath": OUTPUT_DIR}]})
     mounts.append(output_mount)
     exporter = {"name": "export", "image": settings.image, "workingDir": "/data",
                 "command": ["python", "-m", "im2txt_trainer.export"], "args": export_args(settings),
                 "volumeMounts": mounts}
-    for container in [*init, exporter]:
-        container["securityContext"] = dict(CONTAINER_SECURITY)
+    secure([*init, exporter])
     pod: dict[str, Any] = {"restartPolicy": "Never", "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
                            "automountServiceAccountToken": False, "securityContext": pod_security(settings)}
     if init:
@@ -113,7 +114,8 @@ def build_job(owner: Owner, settings: Settings) -> dict[str, Any]:
         "metadata": {"name": job_name(owner.name), "namespace": owner.namespace, "labels": labels,
                      "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": owner.name,
                                           "uid": owner.uid, "controller": True, "blockOwnerDeletion": True}]},
-        "spec": {"backoffLimit": 2, "template": {"metadata": {"labels": dict(labels)}, "spec": pod}},
+        "spec": {"backoffLimit": 2, "podFailurePolicy": pod_failure_policy(init),
+                 "template": {"metadata": {"labels": dict(labels)}, "spec": pod}},
     }
 
 

@@ -16,14 +16,14 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import kopf
 
 from im2txt_operator import conditions as cond
 from im2txt_operator import export as exporting
-from im2txt_operator import tensorboard
+from im2txt_operator import lifecycle, tensorboard
 from im2txt_operator.jobs import (
     LABEL_MANAGED_BY,
     LABEL_STAGE,
@@ -36,18 +36,18 @@ from im2txt_operator.jobs import (
 )
 from im2txt_operator.kube import ApiException, Kube
 from im2txt_operator.lifecycle import CreateJob, Decision, Problem, SetJobSuspend, decide, job_state, status_patch
-from im2txt_operator.loss import loss_patch
+from im2txt_operator.loss import LossUpdate, loss_patch
 from im2txt_operator.metrics import Metrics
-from im2txt_operator.paths import PvcPath
+from im2txt_operator.paths import PvcPath, UFilePath
 from im2txt_operator.pod_problems import pod_problem
-from im2txt_operator.progress import eta, last_step, percent, progress_pod
+from im2txt_operator.pod_reads import PodReads, observed_fields, read_pods
+from im2txt_operator.progress import eta, percent
 from im2txt_operator.rejections import is_refusal, not_owned, rejected
 from im2txt_operator.spec import GROUP, KIND, PLURAL, VERSION, Settings, SpecError, parse_spec
 
 log = logging.getLogger("im2txt_operator")
 
 PROGRESS_INTERVAL = float(os.environ.get("IM2TXT_PROGRESS_INTERVAL", "30"))  # seconds
-LOG_TAIL_LINES = 20
 RETRY_DELAYS = (1, 2, 5, 10, 30, 60)
 
 
@@ -345,15 +345,29 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
     if problem is None and entry.pod_problem is not None and entry.pod_problem[0] == status.get("jobName"):
         problem = entry.pod_problem[1]  # the stage's pod cannot start (e.g. its Secret is missing)
     _observed_jobs(key, entry)
-    # Jobs of another object with this name (an earlier training) are not ours to drive.
-    jobs = {s: job_state(j, s) for s, j in entry.jobs.items() if _owned_by(j, body)}
+    failures: dict[int, Any] = {}
 
-    decision = decide(name, settings, problem, generation, status, jobs, _now())
+    def observe() -> dict[int, lifecycle.JobState]:
+        # Jobs of another object with this name (an earlier training) are not ours to drive.
+        return {s: replace(job_state(j, s), failure=failures.get(s)) for s, j in entry.jobs.items()
+                if _owned_by(j, body)}
+
+    jobs = observe()
+    # A stage that just ended: its pods once more, for why it failed and the step, loss and upload it ended with.
+    observed: dict[str, Any] = {}
+    for s, reads in (await _stage_ends(kube, namespace, settings, status, jobs)).items():
+        failures[s] = reads.failure
+        observed |= observed_fields(reads, final=True)
+    jobs = observe()
+    status_in = {**status, "step": observed["step"]} if "step" in observed else status
+
+    decision = decide(name, settings, problem, generation, status_in, jobs, _now())
     creating = any(isinstance(a, CreateJob) for a in decision.actions)
-    if problem is None and settings is not None and (creating or not cond.is_true(status.get("conditions"), "Ready")):
+    if problem is None and settings is not None and (creating or (
+            status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready"))):
         problem = await _cluster_problem(kube, namespace, settings)
         if problem is not None or not creating:
-            decision = decide(name, settings, problem, generation, status, jobs, _now())
+            decision = decide(name, settings, problem, generation, status_in, jobs, _now())
 
     for _attempt in range(3):
         outcome = await _act(kube, entry, owner, settings, decision)
@@ -363,15 +377,16 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
             problem = outcome
             if outcome.reason == "JobRejected":
                 entry.rejected = (generation, outcome)
-        jobs = {s: job_state(j, s) for s, j in entry.jobs.items() if _owned_by(j, body)}
-        decision = decide(name, settings, problem, generation, status, jobs, _now())
+        jobs = observe()
+        decision = decide(name, settings, problem, generation, status_in, jobs, _now())
         if problem is not None:
             break
 
     patch = status_patch(status, decision.status)
+    patch |= status_patch(status, {k: v for k, v in observed.items() if k not in decision.status})
     export_event = None
     if settings is not None and problem is None:
-        jobs = {s: job_state(j, s) for s, j in entry.jobs.items() if _owned_by(j, body)}
+        jobs = observe()
         stage2_done = cond.is_true(decision.status.get("conditions"), "Stage2Complete")
         exported = exporting.decide(settings, name, stage2_done, jobs.get(exporting.STAGE), status.get("export"))
         if exported.create and not await _create_export(kube, entry, owner, settings):
@@ -397,6 +412,15 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
         kopf.event(body, type=export_event.type, reason=export_event.reason, message=export_event.message)
         METRICS.writes.labels(kind="event").inc()
         log.info("%s/%s: %s: %s", namespace, name, export_event.reason, export_event.message)
+
+
+async def _stage_ends(kube: Kube, namespace: str, settings: Settings | None, status: Mapping[str, Any],
+                      jobs: Mapping[int, lifecycle.JobState]) -> dict[int, PodReads]:
+    """The pods of each stage whose Job ended since status last recorded it (once per stage: then it is recorded)."""
+    recorded = {e.get("stage"): e.get("outcome") for e in status.get("stages") or ()}
+    syncs = settings is not None and isinstance(settings.output_path, UFilePath)
+    return {s: await read_pods(kube, namespace, job.name, syncs=syncs) for s, job in jobs.items()
+            if s in (1, 2) and (job.succeeded or job.failed) and recorded.get(s) not in ("Succeeded", "Failed")}
 
 
 async def _create_export(kube: Kube, entry: Entry, owner: Owner, settings: Settings) -> bool:
@@ -491,7 +515,7 @@ async def _periodic(interval: float) -> None:
             try:
                 if entry.pod_problem is not None:
                     await refresh_progress(key, entry)  # the pod's status says when the problem is gone
-                elif not cond.is_true(status.get("conditions"), "Ready"):
+                elif status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready"):
                     await reconcile(key)
                 elif status.get("phase") == "Running":
                     await refresh_progress(key, entry)
@@ -533,8 +557,9 @@ async def prune() -> None:
 
 
 async def refresh_progress(key: tuple[str, str], entry: Entry) -> None:
-    """status.step/progress/eta from the trainer's log: one pod list + one log read (+ one patch). The same pod
-    list tells whether the stage's pod cannot start (pod_problems); a change of that reconciles."""
+    """status.step/progress/eta/loss from the trainer's log, uploadedStep/uploadError from the sync sidecar's: one
+    pod list + one or two log reads (+ one patch). The same pod list tells whether the stage's pod cannot start
+    (pod_problems); a change of that reconciles."""
     kube = STATE.kube
     body = entry.body
     if kube is None or body is None:
@@ -551,29 +576,26 @@ async def refresh_progress(key: tuple[str, str], entry: Entry) -> None:
         entry.pod_problem = (job_name, found) if found else None
         await reconcile(key)
         return
-    pod = progress_pod(pods)
-    if pod is None:
-        return
-    try:
-        text = await kube.read_log(namespace, pod["metadata"]["name"], "trainer", LOG_TAIL_LINES)
-    except ApiException as e:
-        if e.status in (400, 404):  # container not started yet / pod gone
-            return
-        raise
-    sample = last_step(text)
+    output = str((body.get("spec") or {}).get("outputPath") or "")
+    reads = await read_pods(kube, namespace, job_name, syncs=output.startswith("ufile://"), pods=pods)
+    sample = reads.sample
+    new: dict[str, Any] = observed_fields(reads, final=False)
     if sample is None:
-        return
-    now = time.monotonic()
-    new: dict[str, Any] = {"step": sample.step, "progress": percent(sample.step, target),
-                           "eta": eta(sample.step, target, sample.sec_per_step, entry.sample, now)}
-    if entry.sample is None or entry.sample[0] != sample.step:
-        entry.sample = (sample.step, now)
+        sample_patch: dict[str, Any] = {}
+    else:
+        now = time.monotonic()
+        sample_patch = {"step": sample.step, "progress": percent(sample.step, target),
+                        "eta": eta(sample.step, target, sample.sec_per_step, entry.sample, now)}
+        if entry.sample is None or entry.sample[0] != sample.step:
+            entry.sample = (sample.step, now)
+    new |= {k: v for k, v in sample_patch.items() if v is not None}
     async with entry.lock:
         current = (entry.body or {}).get("status") or {}
         if current.get("phase") != "Running" or current.get("jobName") != job_name:
             return
-        patch = {k: v for k, v in new.items() if v is not None and current.get(k) != v}
-        diverged = loss_patch(current, sample, (entry.body or {}).get("metadata", {}).get("generation"), _now())
+        patch = status_patch(current, new)
+        diverged = loss_patch(current, sample, (entry.body or {}).get("metadata", {}).get("generation"),
+                              _now()) if sample is not None else LossUpdate({})
         patch |= diverged.patch
         if patch:
             updated = await kube.patch_training_status(namespace, name, patch)

@@ -6,6 +6,7 @@ deterministic name makes a second create answer 409 instead of making a duplicat
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,8 +89,49 @@ def _volume(name: str, path: StoragePath, size_limit: str | None) -> dict[str, A
     return {"name": name, "emptyDir": {"sizeLimit": size_limit} if size_limit else {}}
 
 
+def output_check(settings: Settings) -> list[dict[str, Any]]:
+    """The first init container of a pod that writes a pvc:// output: exits OUTPUT_NOT_WRITABLE with a termination
+    message naming spec.outputPath and the fix when the trainer's user cannot write there (a volume type that does
+    not apply fsGroup). Runs as that user, under the restricted Pod Security Standard like every container."""
+    output = settings.output_path
+    if not isinstance(output, PvcPath):
+        return []  # an emptyDir: always writable
+    mount: dict[str, Any] = {"name": "output", "mountPath": OUTPUT_DIR}
+    if output.sub_path:
+        mount["subPath"] = output.sub_path
+    return [{"name": OUTPUT_CHECK, "image": settings.image, "command": ["python", "-m", "im2txt_storage.output_check"],
+             "args": [f"--dir={OUTPUT_DIR}", f"--url={output.url}"], "volumeMounts": [mount]}]
+
+
+def pod_failure_policy(containers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Evictions and preemptions do not count against backoffLimit; an unwritable output fails the Job at once
+    (another pod on the same volume would fail the same way)."""
+    rules: list[dict[str, Any]] = [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
+    if any(c["name"] == OUTPUT_CHECK for c in containers):
+        rules.append({"action": "FailJob", "onExitCodes": {"containerName": OUTPUT_CHECK, "operator": "In",
+                                                           "values": [OUTPUT_NOT_WRITABLE]}})
+    return {"rules": rules}
+
+
+def sync_args(settings: Settings) -> list[str]:
+    """The sync sidecar's flags: its final upload after SIGTERM ends inside the pod's grace period."""
+    return [f"--output-url={settings.output_path.url}", f"--output-dir={OUTPUT_DIR}",
+            f"--interval={settings.checkpoint_interval_seconds}",
+            f"--final-deadline-seconds={FINAL_UPLOAD_DEADLINE_SECONDS}"]
+
+
+def secure(containers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every container the operator makes: the restricted Pod Security Standard's container part, and a termination
+    message that says why it failed (its own one-line reason, else the end of its log)."""
+    for container in containers:
+        container["securityContext"] = copy.deepcopy(CONTAINER_SECURITY)
+        container["terminationMessagePolicy"] = TERMINATION_MESSAGE_POLICY
+    return containers
+
+
 def _init_containers(settings: Settings) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = output_check(settings)
     if not settings.uses_ufile:
         return out
     fetch_args = []
@@ -112,9 +154,7 @@ def _init_containers(settings: Settings) -> list[dict[str, Any]]:
             # A native sidecar: runs beside the trainer, uploads once more on SIGTERM after it exits.
             "restartPolicy": "Always",
             "command": ["python", "-m", "im2txt_storage", "sync"],
-            "args": [f"--output-url={settings.output_path.url}", f"--output-dir={OUTPUT_DIR}",
-                     f"--interval={settings.checkpoint_interval_seconds}",
-                     *(["--chief-only"] if settings.num_nodes > 1 else [])],
+            "args": [*sync_args(settings), *(["--chief-only"] if settings.num_nodes > 1 else [])],
             "env": ufile_env(settings),
             "volumeMounts": [{"name": "output", "mountPath": OUTPUT_DIR}],
         })
@@ -160,6 +200,11 @@ def _owner_reference(owner: Owner) -> dict[str, Any]:
 
 
 TERMINATION_GRACE_SECONDS = 300
+# The sync sidecar's final upload must end before the kubelet's SIGKILL: the grace period less a minute (at least 10).
+FINAL_UPLOAD_DEADLINE_SECONDS = max(10, TERMINATION_GRACE_SECONDS - 60)
+TERMINATION_MESSAGE_POLICY = "FallbackToLogsOnError"
+OUTPUT_CHECK = "output-check"
+OUTPUT_NOT_WRITABLE = 3  # output-check's exit code (im2txt_storage.output_check.NOT_WRITABLE)
 # Every container meets the restricted Pod Security Standard; the pod-level part is in pod_security.
 CONTAINER_SECURITY: dict[str, Any] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
                                       "runAsNonRoot": True}
@@ -210,8 +255,7 @@ def build_job(owner: Owner, settings: Settings, stage: int) -> dict[str, Any]:
                                 "automountServiceAccountToken": False,
                                 "securityContext": pod_security(settings)}
     init = _init_containers(settings)
-    for container in [*init, trainer]:
-        container["securityContext"] = dict(CONTAINER_SECURITY)
+    secure([*init, trainer])
     if init:
         pod_spec["initContainers"] = init
     pod_spec["containers"] = [trainer]
@@ -227,10 +271,7 @@ def build_job(owner: Owner, settings: Settings, stage: int) -> dict[str, Any]:
         pod_spec["subdomain"] = name  # with the headless Service <job>: pod i is <job>-<i>.<job>
     job_spec: dict[str, Any] = {
         "backoffLimit": settings.backoff_limit,
-        # A pod evicted or preempted (drain, spot reclaim) resumes from its checkpoint without using a retry.
-        "podFailurePolicy": {"rules": [
-            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-        ]},
+        "podFailurePolicy": pod_failure_policy(init),
     }
     if settings.num_nodes > 1:
         # One pod per node, all at once. One worker's failure breaks the collective of all of them: each fails and

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from im2txt_operator import conditions as cond
+from im2txt_operator.pod_reports import OUTPUT_CHECK, ContainerFailure
 from im2txt_operator.progress import percent
 from im2txt_operator.spec import Settings
 
@@ -37,6 +38,7 @@ class JobState:
     start_time: str | None = None
     completion_time: str | None = None
     target: int | None = None
+    failure: ContainerFailure | None = None  # of a failed Job: why its last failed pod failed (pod_reports)
 
 
 def job_state(job: Mapping[str, Any], stage: int) -> JobState:
@@ -102,6 +104,22 @@ class Decision:
     event: Event | None = None
 
 
+def _failure(stage: int, job: JobState, status: Mapping[str, Any]) -> tuple[str, str]:
+    """(reason, message) of a failed stage: the failed container's own words where the pods gave them (a deadline
+    is the Job's own reason: its pods were stopped, not broken). The pods are read once, when the stage ends; later
+    decisions keep what status says of the same failure."""
+    reason = job.reason or "JobFailed"
+    recorded = cond.find(status.get("conditions"), "Failed")
+    if job.failure is None and recorded is not None and recorded.get("status") == "True" and \
+            status.get("stage") == stage and str(status.get("message") or "").startswith(f"stage {stage} failed: "):
+        return str(recorded.get("reason") or reason), str(status["message"])
+    if job.failure is None or reason == "DeadlineExceeded":
+        return reason, f"stage {stage} Job {job.name} failed: {reason}" + (f": {job.message}" if job.message else "")
+    if job.failure.container == OUTPUT_CHECK:
+        reason = "OutputNotWritable"
+    return reason, f"stage {stage} failed: {job.failure.text()}"
+
+
 def _plan(settings: Settings, done: set[int], jobs: Mapping[int, JobState]) -> tuple[int, ...]:
     """Stages to run in order. ``spec.stage`` only matters before the first Job exists."""
     if 1 in jobs or 1 in done:
@@ -147,10 +165,14 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
 
     def conditions(phase: str, reason_done: str, failed_reason: str, plan: tuple[int, ...],
                    current: int) -> list[dict[str, Any]]:
-        out = [cond.condition(prev_conds, "Ready", problem is None,
-                              problem.reason if problem else "SpecValid",
-                              problem.message if problem else "the spec and its claims are usable",
-                              generation, now)]
+        # Ready's message is kubectl get -o wide's Message column: the problem, the failure, or what runs now.
+        if problem is not None:
+            ready = cond.condition(prev_conds, "Ready", False, problem.reason, problem.message, generation, now)
+        elif phase == "Failed":
+            ready = cond.condition(prev_conds, "Ready", False, failed_reason, message, generation, now)
+        else:
+            ready = cond.condition(prev_conds, "Ready", True, "SpecValid", message, generation, now)
+        out = [ready]
         for s in (1, 2):
             if s in done:
                 c = cond.condition(prev_conds, f"Stage{s}Complete", True, "JobSucceeded",
@@ -161,8 +183,8 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
                 c = cond.condition(prev_conds, f"Stage{s}Complete", False, why[0], why[1], generation, now)
             else:
                 r = phase if s == current else "NotStarted"
-                c = cond.condition(prev_conds, f"Stage{s}Complete", False, r, f"stage {s} is {r.lower()}",
-                                   generation, now)
+                text = f"stage {s} is {r.lower()}" if s == current else f"stage {s} has not started"
+                c = cond.condition(prev_conds, f"Stage{s}Complete", False, r, text, generation, now)
             out.append(c)
         out.append(cond.condition(prev_conds, "Succeeded", phase == "Succeeded",
                                   reason_done if phase == "Succeeded" else phase,
@@ -221,9 +243,7 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
                 phase = "Running"
                 message = f"stage {s}: Job {name}-stage{s} trains to global step {targets[s]}"
         elif job.failed:
-            phase, failed_reason = "Failed", job.reason or "JobFailed"
-            message = f"stage {s} Job {job.name} failed: {failed_reason}" + (f": {job.message}" if job.message
-                                                                              else "")
+            phase, failed_reason, message = "Failed", *_failure(s, job, status)
         else:
             if settings.suspend != job.suspended:
                 actions.append(SetJobSuspend(s, settings.suspend))
@@ -284,7 +304,8 @@ def _event(old: Mapping[str, Any], new: Mapping[str, Any], actions: list[Action]
     was_ready = cond.is_true(old.get("conditions"), "Ready")
     if problem is not None and (was_ready or old.get("message") != message):
         return Event("Warning", problem.reason, problem.message)
-    if problem is None and cond.find(old.get("conditions"), "Ready") is not None and not was_ready:
+    if problem is None and cond.find(old.get("conditions"), "Ready") is not None and not was_ready and \
+            cond.is_true(new["conditions"], "Ready"):
         return Event("Normal", "SpecValid", "the spec problem is fixed")
     return None
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from im2txt_operator.jobs import (
-    CONTAINER_SECURITY,
     LABEL_MANAGED_BY,
     LABEL_TRAINING,
     MANAGED_BY,
     Owner,
     pod_security,
+    secure,
     ufile_env,
 )
 from im2txt_operator.paths import PvcPath, UFilePath
@@ -59,7 +59,6 @@ def build_deployment(owner: Owner, settings: Settings) -> dict[str, Any]:
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 10},
         "volumeMounts": [{"name": "logs", "mountPath": LOGS, "readOnly": True}],
-        "securityContext": dict(CONTAINER_SECURITY),
     }
     pod: dict[str, Any] = {"automountServiceAccountToken": False, "securityContext": pod_security(settings)}
     if isinstance(output, PvcPath):
@@ -78,9 +77,9 @@ def build_deployment(owner: Owner, settings: Settings) -> dict[str, Any]:
                      f"--interval={settings.tensorboard.interval_seconds}"],
             "env": ufile_env(settings),
             "volumeMounts": [{"name": "logs", "mountPath": LOGS}],
-            "securityContext": dict(CONTAINER_SECURITY),
         }]
         pod["volumes"] = [{"name": "logs", "emptyDir": {"sizeLimit": "1Gi"}}]
+    secure([*pod.get("initContainers", []), tensorboard])
     pod["containers"] = [tensorboard]
     return {
         "apiVersion": "apps/v1",

@@ -673,11 +673,12 @@ class KubeAPI(kmock.KubernetesScaffold):
         obj = self._objects.get((("", "v1", "pods"), namespace, pod))
         if obj is None:
             raise _error(404, "NotFound", f'pods "{pod}" not found', name=pod, kind="pods")
-        containers = [c["name"] for c in (obj.get("spec") or {}).get("containers") or ()]
+        spec = obj.get("spec") or {}
+        containers = [c["name"] for c in spec.get("containers") or ()]
         container = params.get("container") or (containers[0] if len(containers) == 1 else None)
         if container is None:
             raise _error(400, "BadRequest", f"a container name must be specified for pod {pod}")
-        if containers and container not in containers:
+        if containers and container not in containers + [c["name"] for c in spec.get("initContainers") or ()]:
             raise _error(400, "BadRequest", f"container {container} is not valid for pod {pod}")
         text = self.logs.get((namespace, pod, container), "")
         tail = params.get("tailLines")

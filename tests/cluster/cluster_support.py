@@ -143,7 +143,28 @@ class Api:
                              {"status": {"phase": phase, "containerStatuses": statuses}})
             done.append(pod["metadata"]["name"])
         return done
+    def end_pod(self, ns: str, pod: dict[str, Any], phase: str,
+                exits: dict[str, tuple[int, str]]) -> None:
+        """The kubelet's part for a pod that ended: each named container (init or main) terminated with (exit code,
+        termination message), the others as never started; written through the status subresource."""
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
+        def statuses(kind: str) -> list[dict[str, Any]]:
+            out = []
+            for c in pod["spec"].get(kind) or ():
+                if c["name"] not in exits:
+                    state: dict[str, Any] = {"waiting": {"reason": "PodInitializing"}}
+                else:
+                    code, message = exits[c["name"]]
+                    state = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                                            "message": message, "startedAt": now, "finishedAt": now}}
+                out.append({"name": c["name"], "image": c["image"], "imageID": "", "ready": False,
+                            "restartCount": 0, "state": state})
+            return out
+
+        self.merge_patch(self.core(ns, "pods", pod["metadata"]["name"]) + "/status", {"status": {
+            "phase": phase, "initContainerStatuses": statuses("initContainers"),
+            "containerStatuses": statuses("containers")}})
 
     def config_error(self, ns: str, pod: dict[str, Any], message: str | None) -> None:
         """The kubelet's part for a pod whose Secret or key is missing: its first init container waits with

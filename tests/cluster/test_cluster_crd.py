@@ -42,11 +42,20 @@ def test_kubectl_explain_shows_the_field_docs(installed: ControlPlane) -> None:
 def test_printer_columns_and_short_name(installed: ControlPlane, admin: Api, ns: str) -> None:
     admin.claim(ns, "data")
     created = admin.new_training(ns, "coco", {"dataPath": "pvc://data/", "outputPath": "pvc://data/out/"})
+    failed = "stage 1 failed: trainer: --train_dir '/data/output/' is not writable: Permission denied (pod p, exit 2)"
     admin.request("PUT", admin.trainings(ns, "coco") + "/status", {**created, "status": {
-        "stage": 1, "phase": "Running", "step": 4200, "loss": 2.4567, "progress": 0.4, "eta": "3d2h"}})
+        "stage": 1, "phase": "Running", "step": 4200, "uploadedStep": 4000, "loss": 2.4567, "progress": 0.4,
+        "eta": "3d2h", "conditions": [
+            {"type": "Ready", "status": "False", "reason": "BackoffLimitExceeded", "message": failed,
+             "lastTransitionTime": "2026-12-06T00:00:00Z"},
+            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": failed,
+             "lastTransitionTime": "2026-12-06T00:00:00Z"}]}})
     header, row = (line.split() for line in installed.kubectl("get", "i2t", "-n", ns).stdout.splitlines()[:2])
-    assert header == ["NAME", "STAGE", "PHASE", "STEP", "LOSS", "PROGRESS", "ETA", "AGE"]
-    assert row[:7] == ["coco", "1", "Running", "4200", "2.4567", "0.4", "3d2h"]
+    assert header == ["NAME", "STAGE", "PHASE", "STEP", "UPLOADED", "LOSS", "PROGRESS", "ETA", "AGE"]
+    assert row[:8] == ["coco", "1", "Running", "4200", "4000", "2.4567", "0.4", "3d2h"]
+    # -o wide adds the Ready condition's message: here a failed trainer's own line.
+    wide = installed.kubectl("get", "i2t", "-n", ns, "-o", "wide").stdout.splitlines()
+    assert wide[0].split()[-3:] == ["NODES", "GPUS", "MESSAGE"] and wide[1].endswith(failed)
     assert "coco" in installed.kubectl("get", "im2txt", "-n", ns).stdout  # the category
 
 

@@ -182,11 +182,14 @@ def fail_job(api: KubeAPI, name: str, reason: str = "BackoffLimitExceeded", ns: 
                         "message": "Job has reached the specified backoff limit"}]}}, status=True)
 
 
-def start_pod(api: KubeAPI, job_name: str, log: str, ns: str = "default") -> str:
-    """The pod the Job controller would create, Running, with the trainer's log text."""
+def start_pod(api: KubeAPI, job_name: str, log: str, ns: str = "default", sidecars: tuple[str, ...] = ()) -> str:
+    """The pod the Job controller would create, Running, with the trainer's log text (and native ``sidecars``)."""
     pod = f"{job_name}-x7k2p"
+    spec: dict[str, Any] = {"containers": [{"name": "trainer", "image": "i"}]}
+    if sidecars:
+        spec["initContainers"] = [{"name": n, "image": "i", "restartPolicy": "Always"} for n in sidecars]
     api.create_object(PODS, {"metadata": {"name": pod, "namespace": ns, "labels": {"job-name": job_name}},
-                             "spec": {"containers": [{"name": "trainer", "image": "i"}]}})
+                             "spec": spec})
     api.patch_object(PODS, ns, pod, {"status": {"phase": "Running"}}, status=True)
     api.set_log(ns, pod, "trainer", log)
     return pod

@@ -39,11 +39,15 @@ def test_ufile_export_fetches_the_output_and_only_the_vocabulary_and_uploads_thr
     assert "resources" not in export  # CPU only: no GPU asked for
     for c in [*pod["initContainers"], export]:
         assert c["securityContext"]["allowPrivilegeEscalation"] is False
+        assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert "--final-deadline-seconds=240" in init["sync"]["args"]
 
 
 def test_pvc_export_mounts_data_read_only_and_writes_the_output_claim() -> None:
     pod = _pod(PVC)
-    assert "initContainers" not in pod
+    assert [c["name"] for c in pod["initContainers"]] == ["output-check"]  # nothing to fetch or upload
+    assert pod["initContainers"][0]["volumeMounts"] == [{"name": "output", "mountPath": "/data/output",
+                                                        "subPath": "coco/run1"}]
     mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
     assert mounts["data"] == {"name": "data", "mountPath": "/data/data", "readOnly": True, "subPath": "coco"}
     assert mounts["output"] == {"name": "output", "mountPath": "/data/output", "subPath": "coco/run1"}

@@ -71,7 +71,7 @@ def test_identity_labels_and_owner() -> None:
 
 def test_pvc_only_has_no_storage_containers() -> None:
     pod = _job("training-pvc.yaml", 1)["spec"]["template"]["spec"]
-    assert "initContainers" not in pod
+    assert [c["name"] for c in pod["initContainers"]] == ["output-check"]  # no fetch, no sync
     assert pod["volumes"] == [{"name": "data", "persistentVolumeClaim": {"claimName": "coco-data"}},
                               {"name": "output", "persistentVolumeClaim": {"claimName": "im2txt-runs"}}]
     mounts = pod["containers"][0]["volumeMounts"]
@@ -82,8 +82,8 @@ def test_pvc_only_has_no_storage_containers() -> None:
 def test_mixed_paths_fetch_only_the_ufile_side() -> None:
     pod = _job("training-full.yaml", 1)["spec"]["template"]["spec"]
     names = [c["name"] for c in pod["initContainers"]]
-    assert names == ["fetch"]  # output is a PVC: no sync sidecar
-    assert pod["initContainers"][0]["args"] == ["--data-url=ufile://im2txt-data/mscoco/", "--data-dir=/data/data"]
+    assert names == ["output-check", "fetch"]  # output is a PVC: checked, no sync sidecar
+    assert pod["initContainers"][1]["args"] == ["--data-url=ufile://im2txt-data/mscoco/", "--data-dir=/data/data"]
 
 
 def test_keys_only_from_the_secret() -> None:
@@ -110,10 +110,36 @@ def test_every_container_meets_the_restricted_pod_security_standard(example: str
     assert security["runAsNonRoot"] is True and security["seccompProfile"] == {"type": "RuntimeDefault"}
     assert security["runAsUser"] == 1000 and security["runAsGroup"] == 1000 and security["fsGroup"] == 1000
     containers = [*pod.get("initContainers", []), *pod["containers"]]
-    assert [c["name"] for c in containers] in (["trainer"], ["fetch", "sync", "trainer"], ["fetch", "trainer"])
+    assert [c["name"] for c in containers] in (["output-check", "trainer"], ["fetch", "sync", "trainer"],
+                                               ["output-check", "fetch", "trainer"])
     for container in containers:
         assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
                                                 "runAsNonRoot": True}, container["name"]
+        # A failed container says why in its status (its own one-line reason, else the end of its log).
+        assert container["terminationMessagePolicy"] == "FallbackToLogsOnError", container["name"]
+
+
+@pytest.mark.parametrize("example", ["training-pvc.yaml", "training-full.yaml"])
+def test_a_pvc_output_is_checked_first_and_an_unwritable_one_fails_the_job_at_once(example: str) -> None:
+    job = _job(example, 1)
+    pod = job["spec"]["template"]["spec"]
+    check = pod["initContainers"][0]
+    output = parse_spec(load(example)["spec"]).output_path
+    assert check["name"] == "output-check" and check["command"] == ["python", "-m", "im2txt_storage.output_check"]
+    assert check["args"] == ["--dir=/data/output", f"--url={output.url}"]
+    trainer_output = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "output")
+    assert check["volumeMounts"] == [trainer_output]  # the very directory the trainer writes
+    assert job["spec"]["podFailurePolicy"]["rules"][1] == {
+        "action": "FailJob", "onExitCodes": {"containerName": "output-check", "operator": "In", "values": [3]}}
+
+
+def test_the_sync_sidecars_final_upload_ends_inside_the_grace_period() -> None:
+    pod = _job("training-ufile.yaml", 1)["spec"]["template"]["spec"]
+    sync = next(c for c in pod["initContainers"] if c["name"] == "sync")
+    assert pod["terminationGracePeriodSeconds"] == 300
+    assert "--final-deadline-seconds=240" in sync["args"]
+    assert "podFailurePolicy" not in _job("training-ufile.yaml", 1)["spec"] or all(
+        r["action"] != "FailJob" for r in _job("training-ufile.yaml", 1)["spec"]["podFailurePolicy"]["rules"])
 
 
 def test_uid_and_gid_are_configurable_and_never_root() -> None:

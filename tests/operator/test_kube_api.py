@@ -220,10 +220,11 @@ async def test_table_output_uses_the_printer_columns(tmp_path: Path) -> None:
         headers = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
         async with aiohttp.ClientSession() as s, s.get(api.url + NS, headers=headers) as r:
             table = await r.json()
-        assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Stage", "Phase", "Step", "Loss",
-                                                                   "Progress", "ETA", "Age", "Nodes", "GPUs"]
-        assert [c["priority"] for c in table["columnDefinitions"]][-2:] == [1, 1]
-        assert table["rows"][0]["cells"][:7] == ["t", 1, "Running", 5, 2.5, 5.0, "1h"]
+        assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Stage", "Phase", "Step", "Uploaded",
+                                                                   "Loss", "Progress", "ETA", "Age", "Nodes", "GPUs",
+                                                                   "Message"]
+        assert [c["priority"] for c in table["columnDefinitions"]][-3:] == [1, 1, 1]
+        assert table["rows"][0]["cells"][:8] == ["t", 1, "Running", 5, None, 2.5, 5.0, "1h"]
 
 
 async def test_crd_metadata_schema_is_refused_as_the_real_server_does(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from im2txt_operator import conditions as cond
 from im2txt_operator.lifecycle import (
     CreateJob,
+    Event,
     JobState,
     Problem,
     SetJobSuspend,
@@ -16,6 +18,7 @@ from im2txt_operator.lifecycle import (
     job_state,
     status_patch,
 )
+from im2txt_operator.pod_reports import ContainerFailure
 from im2txt_operator.spec import parse_spec
 
 NOW = "2026-11-25T12:00:00Z"
@@ -62,10 +65,10 @@ TABLE: list[tuple[str, dict[str, Any], Problem | None, dict[str, Any] | None, di
     ("stage 2 succeeded: training succeeded", {}, None, status_with(1, stage=2), {1: succeeded(1), 2: succeeded(2)},
      ("Succeeded", 2, (), "Stage2Complete", {"Ready", "Stage1Complete", "Stage2Complete", "Succeeded"})),
     ("stage 1 failed for good", {}, None, status_with(), {1: failed(1)},
-     ("Failed", 1, (), "Failed", {"Ready", "Failed"})),
+     ("Failed", 1, (), "Failed", {"Failed"})),
     ("stage 2 deadline exceeded", {}, None, status_with(1, stage=2),
      {1: succeeded(1), 2: failed(2, "DeadlineExceeded")},
-     ("Failed", 2, (), "Failed", {"Ready", "Stage1Complete", "Failed"})),
+     ("Failed", 2, (), "Failed", {"Stage1Complete", "Failed"})),
     ("suspend a running stage", {"suspend": True}, None, status_with(), {1: running(1)},
      ("Suspended", 1, (SetJobSuspend(1, True),), "Suspended", {"Ready", "Suspended"})),
     ("suspended Job stays suspended", {"suspend": True}, None, status_with(phase="Suspended"),
@@ -119,6 +122,55 @@ def test_failure_carries_the_job_reason() -> None:
     failed_c = cond.find(d.status["conditions"], "Failed")
     assert failed_c is not None and failed_c["reason"] == "DeadlineExceeded"
     assert "DeadlineExceeded" in d.status["message"] and d.event is not None and d.event.type == "Warning"
+
+
+TRAINER_FAILED = ContainerFailure("t-stage1-x7k2p", "trainer", 2,
+                                  "trainer: --train_dir '/data/output/' is not writable: Permission denied")
+
+
+def test_a_failed_stage_says_the_failed_containers_reason_in_failed_ready_and_the_event() -> None:
+    job = dataclasses.replace(failed(1), failure=TRAINER_FAILED)
+    d = decide("t", parse_spec(BASE), None, 1, status_with(), {1: job}, NOW)
+    expected = ("stage 1 failed: trainer: --train_dir '/data/output/' is not writable: Permission denied "
+                "(pod t-stage1-x7k2p, exit 2)")
+    assert d.status["message"] == expected
+    failed_c, ready = cond.find(d.status["conditions"], "Failed"), cond.find(d.status["conditions"], "Ready")
+    assert failed_c is not None and (failed_c["status"], failed_c["reason"], failed_c["message"]) == (
+        "True", "BackoffLimitExceeded", expected)
+    # Ready's message is the Message column of kubectl get -o wide.
+    assert ready is not None and (ready["status"], ready["reason"], ready["message"]) == (
+        "False", "BackoffLimitExceeded", expected)
+    assert d.event == Event("Warning", "Failed", expected)
+    # Later decisions (the pods are read once, when the stage ends) keep it: nothing changes, no second Event.
+    again = decide("t", parse_spec(BASE), None, 1, d.status, {1: failed(1)}, "2026-11-26T00:00:00Z")
+    assert status_patch(d.status, again.status) == {} and again.event is None
+
+
+def test_an_unwritable_output_is_named_as_such() -> None:
+    check = ContainerFailure("t-stage1-x7k2p", "output-check", 3, "output-check: spec.outputPath 'pvc://out/' is "
+                             "not writable by uid 1000 gid 1000 (...); ... then delete the failed Job to retry")
+    job = dataclasses.replace(failed(1, "PodFailurePolicy"), failure=check)
+    d = decide("t", parse_spec(BASE), None, 1, status_with(), {1: job}, NOW)
+    assert cond.find(d.status["conditions"], "Failed")["reason"] == "OutputNotWritable"  # type: ignore[index]
+    assert d.status["message"].startswith("stage 1 failed: output-check: spec.outputPath 'pvc://out/' is not writable")
+    assert d.status["message"].endswith("(pod t-stage1-x7k2p, exit 3)")
+
+
+def test_a_deadline_is_the_jobs_reason_not_the_stopped_containers() -> None:
+    job = dataclasses.replace(failed(1, "DeadlineExceeded"), failure=dataclasses.replace(
+        TRAINER_FAILED, exit_code=143, reason="trainer: stopped by SIGTERM"))
+    d = decide("t", parse_spec(BASE), None, 1, status_with(), {1: job}, NOW)
+    assert d.status["message"] == "stage 1 Job t-stage1 failed: DeadlineExceeded: too many failures"
+
+
+def test_ready_says_what_runs_and_a_later_stage_has_not_started() -> None:
+    d = decide("t", parse_spec(BASE), None, 1, None, {1: running(1)}, NOW)
+    ready = cond.find(d.status["conditions"], "Ready")
+    assert ready is not None and ready["status"] == "True" and ready["message"] == d.status["message"] == (
+        "stage 1: Job t-stage1 trains to global step 100")
+    assert cond.find(d.status["conditions"], "Stage1Complete")["message"] == "stage 1 is running"  # type: ignore[index]
+    assert cond.find(d.status["conditions"], "Stage2Complete")["message"] == (  # type: ignore[index]
+        "stage 2 has not started")
 
 
 def test_unparseable_spec_touches_nothing() -> None:

@@ -212,6 +212,39 @@ async def test_auto_advance_off_stops_after_stage_1(tmp_path: Path) -> None:
         await wait_for(lambda: job(api, "one-stage2"), what="stage 2 after autoAdvance: true")
 
 
+async def test_the_final_step_and_loss_are_read_when_a_stage_ends(tmp_path: Path) -> None:
+    """The poller reads the log every interval (an hour here: it never gets to); the stage's end reads it once more,
+    so Succeeded shows the loss and step the stage ended with."""
+    async with emulator(tmp_path) as api, operator(api, tmp_path, interval=3600):
+        new_training(api, "one", {"autoAdvance": False})
+        await wait_for(lambda: status(api, "one").get("phase") == "Running", what="Running")
+        start_pod(api, "one-stage1", "global step 74: loss = 3.1 (0.50 sec/step)\n"
+                                     "global step 100: loss = 1.2345678 (0.50 sec/step)\n")
+        before = dict(api.writes)
+        complete_job(api, "one-stage1")
+        await wait_for(lambda: status(api, "one").get("phase") == "Succeeded", what="Succeeded")
+        assert (status(api, "one")["step"], status(api, "one").get("loss")) == (100, 1.235)
+        await still(lambda: True, 0.5)
+        delta = {k: v - before.get(k, 0) for k, v in api.writes.items() if v != before.get(k, 0)}
+        assert delta == {"patch im2txttrainings/status": 1, "create events": 1}, delta  # read in the same patch
+
+
+async def test_the_uploaded_step_follows_the_sync_sidecars_log(tmp_path: Path) -> None:
+    spec = {"dataPath": "ufile://im2txt-data/coco/", "outputPath": "ufile://im2txt-out/run1/",
+            "credentialsSecret": "ufile-keys"}
+    async with emulator(tmp_path) as api, operator(api, tmp_path):
+        new_training(api, "coco", spec, claims=False)
+        await wait_for(lambda: status(api, "coco").get("phase") == "Running", what="Running")
+        pod = start_pod(api, "coco-stage1", "global step 41: loss = 2.3 (0.50 sec/step)\n", sidecars=("sync",))
+        api.set_log("default", pod, "sync", 'ts=... level=info logger=im2txt_storage msg="sync: published checkpoint '
+                                            'model.ckpt-30 (index uploaded)"\n'
+                                            'ts=... level=info logger=im2txt_storage msg="sync: published checkpoint '
+                                            'model.ckpt-40 (index uploaded)"\n'
+                                            'ts=... level=warning logger=im2txt_storage msg="retrying PUT"\n')
+        await wait_for(lambda: status(api, "coco").get("uploadedStep") == 40, what="uploadedStep 40")
+        assert status(api, "coco")["step"] == 41
+
+
 async def test_spec_change_mid_run_applies_to_the_next_stage(tmp_path: Path) -> None:
     async with emulator(tmp_path) as api, operator(api, tmp_path):
         new_training(api, "m")

@@ -52,6 +52,7 @@ def test_pods_meet_the_restricted_standard_like_the_trainings() -> None:
         for c in [*pod.get("initContainers", []), *pod["containers"]]:
             assert c["securityContext"]["allowPrivilegeEscalation"] is False
             assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+            assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
 
 
 def test_owned_by_the_training_and_the_service_selects_the_pods() -> None:
