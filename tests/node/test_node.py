@@ -5,12 +5,15 @@ while training, stage 2 resuming from stage 1, and a leader pod deleted mid-stag
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from typing import Any
 
 import pytest
-from conftest import BUCKET, SUFFIX, TRAINER, get, kubectl, secret, wait_until
+from node_support import BUCKET, KUBECONFIG, KUBECTL, ROOT, SUFFIX, TRAINER, get, kubectl, secret, wait_until
 
 pytestmark = pytest.mark.timeout(3600)
 
@@ -67,6 +70,16 @@ def _running_pod(job: str) -> str:
     return ""
 
 
+def _log(pod: str) -> str:
+    return kubectl("-n", NS, "logs", pod, "-c", "trainer", check=False).stdout
+
+
+def _uploaded(server: Any) -> int:
+    """The newest checkpoint step in the bucket (its index file is uploaded last)."""
+    steps = [int(m[1]) for k in server.store.keys(BUCKET, OUTPUT) if (m := re.search(r"model\.ckpt-(\d+)\.index$", k))]
+    return max(steps, default=0)
+
+
 def test_two_stages_and_the_export_run_in_containers_under_restricted(deployed: str, ufile: Any) -> None:
     server, public, private = ufile
     kubectl("delete", "namespace", NS, "--ignore-not-found", "--timeout=120s")  # a reused cluster's last run
@@ -97,6 +110,21 @@ def test_two_stages_and_the_export_run_in_containers_under_restricted(deployed: 
     print(f"node: leader {leader} deleted; {successor} leads after {took:.1f} s")
     assert took < 15
 
+    # Stage 2 resumes from stage 1's last checkpoint (the trainer's own line, read with kubectl logs).
+    first = wait_until(lambda: _running_pod("coco-stage2"), 900, "the stage 2 trainer running")
+    log = wait_until(lambda: (text := _log(first)) and "resumed from" in text and text, 300, "stage 2's resume line")
+    assert re.search(r"resumed from \S*model\.ckpt-100 at global step 100", log), log[-3000:]
+
+    # The trainer's pod deleted mid-stage: the Job's next pod resumes from the last uploaded checkpoint.
+    uploaded = wait_until(lambda: (n := _uploaded(server)) > 100 and n, 300, "a stage 2 checkpoint uploaded",
+                          every=0.2)
+    kubectl("-n", NS, "delete", "pod", first, "--wait=false")
+    second = wait_until(lambda: (p := _running_pod("coco-stage2")) not in ("", first) and p, 300, "a new pod")
+    log = wait_until(lambda: (text := _log(second)) and "resumed from" in text and text, 300, "the resume line")
+    resumed = int(re.search(r"resumed from \S*model\.ckpt-(\d+)", log)[1])  # type: ignore[index]
+    print(f"node: trainer pod deleted with model.ckpt-{uploaded} uploaded; the next pod resumed at {resumed}")
+    assert resumed >= uploaded, log[-3000:]
+
     status = wait_until(lambda: (s := _status("coco")).get("phase") in ("Succeeded", "Failed") and s, 1800,
                         "the training to end")
     assert status["phase"] == "Succeeded", status
@@ -105,9 +133,6 @@ def test_two_stages_and_the_export_run_in_containers_under_restricted(deployed: 
     jobs = sorted(j["metadata"]["name"] for j in get("-n", NS, "jobs")["items"])
     assert jobs in (["coco-stage1", "coco-stage2"], ["coco-export", "coco-stage1", "coco-stage2"]), jobs
 
-    # Stage 2 resumed from stage 1's last checkpoint (the trainer's own line).
-    log = kubectl("-n", NS, "logs", "job/coco-stage2", "-c", "trainer").stdout
-    assert re.search(r"resumed from \S*model\.ckpt-100 at global step 100", log), log[-3000:]
 
     # kubectl get shows the final step and a loss.
     row = kubectl("-n", NS, "get", "im2txttrainings", "coco", "--no-headers").stdout.split()
@@ -119,3 +144,44 @@ def test_two_stages_and_the_export_run_in_containers_under_restricted(deployed: 
                         and e, 900, "the export to end")
     assert export["phase"] == "Succeeded", export
     assert f"{OUTPUT}export/200/saved_model.pb" in server.store.keys(BUCKET, OUTPUT + "export/")
+
+
+def test_a_failing_trainer_shows_its_own_error_line(deployed: str, ufile: Any) -> None:
+    """Issue 21: the trainer's one-line reason reaches status, kubectl get -o wide (Message) and describe."""
+    _server, public, private = ufile
+    kubectl("create", "namespace", NS, check=False)
+    kubectl("label", "--overwrite", "namespace", NS, "pod-security.kubernetes.io/enforce=restricted")
+    secret(NS, public, private)
+    broken = _training("broken")
+    broken["spec"].update({"outputPath": f"ufile://{BUCKET}/uai/im2txt/broken/", "inputFilePattern": "missing-*",
+                           "backoffLimit": 0})
+    kubectl("apply", "-f", "-", input=json.dumps(broken))
+    status = wait_until(lambda: (s := _status("broken")).get("phase") in ("Failed", "Succeeded") and s, 600,
+                        "the broken training to fail")
+    assert status["phase"] == "Failed", status
+    wide = kubectl("-n", NS, "get", "im2txttrainings", "broken", "-o", "wide").stdout
+    assert "trainer: --input_file_pattern: no files match" in wide, wide
+    assert "no files match" in kubectl("-n", NS, "describe", "im2txttraining", "broken").stdout
+
+
+def test_make_deploy_fails_when_the_operator_cannot_run(deployed: str) -> None:
+    """A rollout whose pods crash (here: an argument the operator refuses) fails make deploy's wait at once, with
+    the crash log; undone, the wait succeeds again."""
+    patch = [{"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--no-such-flag"}]
+    kubectl("-n", SYSTEM, "patch", "deployment", "im2txt-operator", "--type=json", "-p", json.dumps(patch))
+    try:
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, str(ROOT / "tools/deploy_check.py"), f"--kubectl={KUBECTL}",
+                               "--timeout=300"], capture_output=True, text=True, timeout=400,
+                              env={**os.environ, "KUBECONFIG": str(KUBECONFIG)})
+        took = time.monotonic() - started
+        print(f"\nnode: deploy check failed after {took:.0f} s:\n{done.stderr[-800:]}")
+        assert done.returncode == 1, done.stdout
+        assert "cannot run" in done.stderr and "unrecognized arguments: --no-such-flag" in done.stderr, done.stderr
+        assert took < 120
+    finally:
+        kubectl("-n", SYSTEM, "rollout", "undo", "deployment/im2txt-operator")
+    done = subprocess.run([sys.executable, str(ROOT / "tools/deploy_check.py"), f"--kubectl={KUBECTL}",
+                           "--timeout=300"], capture_output=True, text=True, timeout=400,
+                          env={**os.environ, "KUBECONFIG": str(KUBECONFIG)})
+    assert done.returncode == 0, done.stderr
