@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from im2txt_operator import names
 from im2txt_operator.jobs import (
     DATA_DIR,
     LABEL_MANAGED_BY,
@@ -38,10 +39,6 @@ STAGE = 3  # the export's key among a training's Jobs
 STAGE_LABEL = "export"
 VOCAB = "word_counts.txt"
 _IMAGE_SIZE = re.compile(r"--image_size=(\d+)")
-
-
-def job_name(training: str) -> str:
-    return f"{training}-export"
 
 
 def export_url(settings: Settings) -> str:
@@ -111,7 +108,7 @@ def build_job(owner: Owner, settings: Settings) -> dict[str, Any]:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": job_name(owner.name), "namespace": owner.namespace, "labels": labels,
+        "metadata": {"name": names.export_job(owner.name), "namespace": owner.namespace, "labels": labels,
                      "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": owner.name,
                                           "uid": owner.uid, "controller": True, "blockOwnerDeletion": True}]},
         "spec": {"backoffLimit": 2, "podFailurePolicy": pod_failure_policy(init),
@@ -134,10 +131,11 @@ def decide(settings: Settings, name: str, stage2_done: bool, job: JobState | Non
         # failed export's Job retries it, as for a stage).
         return ExportDecision(False, dict(previous) if previous else None)
     where = f"{export_url(settings)}<global step>/"
-    base = {"jobName": job_name(name), "path": export_url(settings)}
+    base = {"jobName": names.export_job(name), "path": export_url(settings)}
     if job is None:
         return ExportDecision(True, {**base, "phase": "Running", "message": f"exporting a SavedModel to {where}"},
-                              Event("Normal", "ExportStarted", f"Job {job_name(name)} exports a SavedModel to {where}"))
+                              Event("Normal", "ExportStarted",
+                                    f"Job {base['jobName']} exports a SavedModel to {where}"))
     if job.succeeded:
         new = {**base, "phase": "Succeeded", "message": f"SavedModel written to {where}"}
         event = Event("Normal", "Exported", f"a servable SavedModel is in {export_url(settings)}")

@@ -23,7 +23,7 @@ import kopf
 
 from im2txt_operator import conditions as cond
 from im2txt_operator import export as exporting
-from im2txt_operator import lifecycle, tensorboard
+from im2txt_operator import lifecycle, names, tensorboard
 from im2txt_operator.jobs import (
     LABEL_MANAGED_BY,
     LABEL_STAGE,
@@ -32,7 +32,6 @@ from im2txt_operator.jobs import (
     Owner,
     build_job,
     build_worker_service,
-    job_name,
 )
 from im2txt_operator.kube import ApiException, Kube
 from im2txt_operator.lifecycle import CreateJob, Decision, Problem, SetJobSuspend, decide, job_state, status_patch
@@ -337,7 +336,7 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
     settings: Settings | None
     try:
         settings = parse_spec(body.get("spec"))
-        job_name(name, 1)  # the name must leave room for "-stage<N>"
+        names.check(name)  # the name must leave room for every child's suffix
     except SpecError as e:
         settings, problem = None, Problem(e.field, "InvalidSpec", str(e))
     if problem is None and entry.rejected is not None and entry.rejected[0] == generation:
@@ -447,7 +446,7 @@ async def _tensorboard(kube: Kube, entry: Entry, owner: Owner, settings: Setting
                        status: Mapping[str, Any]) -> str | None:
     """Keep the training's TensorBoard as its spec says: written once per generation while enabled (a restart
     writes it again: create, or merge-patch what exists), deleted when disabled. Returns status.tensorboard."""
-    tb_name = tensorboard.name(owner.name)
+    tb_name = names.tensorboard(owner.name)
     if settings.tensorboard.enabled:
         if entry.tensorboard != generation:
             await kube.create_or_patch("/apis/apps/v1", "deployments", tensorboard.build_deployment(owner, settings))
@@ -493,7 +492,7 @@ async def _act(kube: Kube, entry: Entry, owner: Owner, settings: Settings | None
             entry.remember(created)
             entry.jobs[action.stage] = newer(entry.jobs.get(action.stage), created)
         elif isinstance(action, SetJobSuspend):
-            name = f"{owner.name}-stage{action.stage}"
+            name = names.stage_job(owner.name, action.stage)
             patched = await kube.patch_job(owner.namespace, name, {"spec": {"suspend": action.suspend}})
             METRICS.writes.labels(kind="job").inc()
             entry.remember(patched)

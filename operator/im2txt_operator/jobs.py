@@ -10,8 +10,9 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from im2txt_operator import names
 from im2txt_operator.paths import PvcPath, StoragePath, UFilePath
-from im2txt_operator.spec import GROUP, KIND, VERSION, Settings, SpecError
+from im2txt_operator.spec import GROUP, KIND, VERSION, Settings
 
 MANAGED_BY = "im2txt-operator"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -21,7 +22,6 @@ LABEL_QUEUE = "kueue.x-k8s.io/queue-name"
 DATA_DIR = "/data/data"
 OUTPUT_DIR = "/data/output"
 TRAIN_PY = "/data/train.py"
-MAX_TRAINING_NAME = 56  # "<name>-stage<N>" must fit the 63 characters of a Job's job-name label
 
 
 @dataclass(frozen=True)
@@ -31,13 +31,6 @@ class Owner:
     name: str
     namespace: str
     uid: str
-
-
-def job_name(training: str, stage: int) -> str:
-    if len(training) > MAX_TRAINING_NAME:
-        raise SpecError("metadata.name", f"must be at most {MAX_TRAINING_NAME} characters so that the Job "
-                        f"name <name>-stage<N> fits 63, got {len(training)}")
-    return f"{training}-stage{stage}"
 
 
 def trainer_args(settings: Settings, stage: int) -> list[str]:
@@ -175,13 +168,13 @@ WORKER_PORT = 2222  # MultiWorkerMirroredStrategy's gRPC port between the pods o
 def worker_hosts(owner: Owner, stage: int, num_nodes: int) -> str:
     """The workers of a multi-node stage, in completion-index order: an Indexed Job's pod i is named
     <job>-<i>, and with subdomain <job> (the headless Service) resolves as <job>-<i>.<job>."""
-    job = job_name(owner.name, stage)
+    job = names.stage_job(owner.name, stage)
     return ",".join(f"{job}-{i}.{job}:{WORKER_PORT}" for i in range(num_nodes))
 
 
 def build_worker_service(owner: Owner, stage: int) -> dict[str, Any]:
     """The headless Service that gives a multi-node stage's pods their stable names (owned by the training)."""
-    job = job_name(owner.name, stage)
+    job = names.stage_job(owner.name, stage)
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -227,7 +220,7 @@ def build_job(owner: Owner, settings: Settings, stage: int) -> dict[str, Any]:
     """The Job that runs ``stage`` (1 or 2) of the training ``owner``."""
     if stage not in (1, 2):
         raise ValueError(f"stage must be 1 or 2, got {stage!r}")
-    name = job_name(owner.name, stage)
+    name = names.stage_job(owner.name, stage)
     job_labels = labels(owner, stage)
     if settings.queue_name:
         job_labels[LABEL_QUEUE] = settings.queue_name

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from im2txt_operator import conditions as cond
+from im2txt_operator import names
 from im2txt_operator.pod_reports import OUTPUT_CHECK, ContainerFailure
 from im2txt_operator.progress import percent
 from im2txt_operator.spec import Settings
@@ -142,7 +143,7 @@ def _stage_entries(prev: list[Mapping[str, Any]], jobs: Mapping[int, JobState], 
         if job is None and s not in created:
             continue
         entry = by_stage.get(s, {"stage": s})
-        entry["jobName"] = f"{name}-stage{s}"
+        entry["jobName"] = names.stage_job(name, s)
         entry["target"] = (job.target if job and job.target else None) or targets[s]
         if job is not None:
             if job.start_time:
@@ -151,7 +152,7 @@ def _stage_entries(prev: list[Mapping[str, Any]], jobs: Mapping[int, JobState], 
                 entry["completionTime"] = job.completion_time
             entry["outcome"] = "Succeeded" if job.succeeded else "Failed" if job.failed else "Running"
         else:
-            entry = {"stage": s, "jobName": f"{name}-stage{s}", "target": targets[s], "outcome": "Running"}
+            entry = {"stage": s, "jobName": names.stage_job(name, s), "target": targets[s], "outcome": "Running"}
         by_stage[s] = entry
     return [by_stage[s] for s in sorted(by_stage)]
 
@@ -176,7 +177,7 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
         for s in (1, 2):
             if s in done:
                 c = cond.condition(prev_conds, f"Stage{s}Complete", True, "JobSucceeded",
-                                   f"stage {s} Job {name}-stage{s} succeeded", generation, now)
+                                   f"stage {s} Job {names.stage_job(name, s)} succeeded", generation, now)
             elif s not in plan:
                 why = ("AutoAdvanceOff", "spec.autoAdvance is false: stage 2 does not run") if s == 2 else (
                     "StartedAtStage2", "the training started at stage 2 (spec.stage: 2)")
@@ -241,7 +242,7 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
             else:
                 actions.append(CreateJob(s))
                 phase = "Running"
-                message = f"stage {s}: Job {name}-stage{s} trains to global step {targets[s]}"
+                message = f"stage {s}: Job {names.stage_job(name, s)} trains to global step {targets[s]}"
         elif job.failed:
             phase, failed_reason, message = "Failed", *_failure(s, job, status)
         else:
@@ -267,7 +268,7 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
     new: dict[str, Any] = {
         "phase": phase,
         "stage": current,
-        "jobName": f"{name}-stage{current}",
+        "jobName": names.stage_job(name, current),
         "target": target,
         "step": step,
         "progress": 100.0 if phase == "Succeeded" else (percent(step, target) if step is not None else None),

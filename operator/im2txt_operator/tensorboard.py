@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from im2txt_operator import names
 from im2txt_operator.jobs import (
     LABEL_MANAGED_BY,
     LABEL_TRAINING,
@@ -27,13 +28,9 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 COMPONENT = "tensorboard"
 
 
-def name(training: str) -> str:
-    return f"{training}-tensorboard"
-
-
 def address(owner: Owner) -> str:
     """The in-cluster URL of a training's TensorBoard (status.tensorboard)."""
-    return f"http://{name(owner.name)}.{owner.namespace}.svc:{PORT}"
+    return f"http://{names.tensorboard(owner.name)}.{owner.namespace}.svc:{PORT}"
 
 
 def _labels(owner: Owner) -> dict[str, str]:
@@ -41,7 +38,7 @@ def _labels(owner: Owner) -> dict[str, str]:
 
 
 def _metadata(owner: Owner) -> dict[str, Any]:
-    return {"name": name(owner.name), "namespace": owner.namespace, "labels": _labels(owner),
+    return {"name": names.tensorboard(owner.name), "namespace": owner.namespace, "labels": _labels(owner),
             "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": owner.name,
                                  "uid": owner.uid, "controller": True, "blockOwnerDeletion": True}]}
 

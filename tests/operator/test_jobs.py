@@ -10,7 +10,7 @@ import pytest
 import yaml
 from operator_support import HERE, load
 
-from im2txt_operator.jobs import Owner, build_job, command_line, job_name
+from im2txt_operator.jobs import Owner, build_job, command_line
 from im2txt_operator.spec import SpecError, parse_spec
 
 GOLDEN = HERE / "golden"
@@ -95,11 +95,6 @@ def test_keys_only_from_the_secret() -> None:
         assert env["UFILE_PRIVATE_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "ufile-keys", "key": "privateKey"}
         assert not any("key" in a.lower() for a in c["args"])
     assert "sync" in text and job["spec"]["template"]["spec"]["initContainers"][1]["restartPolicy"] == "Always"
-
-
-def test_long_names_are_refused_with_the_field() -> None:
-    with pytest.raises(SpecError, match=r"^metadata.name: must be at most 56"):
-        job_name("x" * 57, 1)
 
 
 @pytest.mark.parametrize(("example", "stage"), CASES)
