@@ -10,7 +10,6 @@ one that stopped, whatever moment it stopped at:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,9 @@ from im2txt_operator.pod_reports import OUTPUT_CHECK, ContainerFailure
 from im2txt_operator.progress import percent
 from im2txt_operator.spec import Settings
 
-_TARGET = re.compile(r"--number_of_steps=(\d+)")
+# Facts stamped on a stage's Job when it is made (jobs.stamps): read back, never parsed from its args.
+ANNOTATION_TARGET = "im2txt.dev/target-step"
+ANNOTATION_IMAGE_SIZE = "im2txt.dev/image-size"
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class JobState:
     start_time: str | None = None
     completion_time: str | None = None
     target: int | None = None
+    image_size: int | None = None  # --image_size the stage trained at
     failure: ContainerFailure | None = None  # of a failed Job: why its last failed pod failed (pod_reports)
 
 
@@ -57,15 +59,17 @@ def job_state(job: Mapping[str, Any], stage: int) -> JobState:
             failed = True
             reason, message = c.get("reason") or "Failed", c.get("message") or ""
             completion = completion or c.get("lastTransitionTime")
-    target = None
-    for container in spec.get("template", {}).get("spec", {}).get("containers", ()):
-        if container.get("name") == "trainer":
-            for arg in container.get("args") or ():
-                if m := _TARGET.fullmatch(arg):
-                    target = int(m[1])
+    stamped = meta.get("annotations") or {}
     return JobState(stage=stage, name=meta.get("name", ""), succeeded=succeeded, failed=failed, reason=reason,
                     message=message, suspended=bool(spec.get("suspend")), active=int(status.get("active") or 0),
-                    start_time=status.get("startTime"), completion_time=completion, target=target)
+                    start_time=status.get("startTime"), completion_time=completion,
+                    target=_stamp(stamped, ANNOTATION_TARGET), image_size=_stamp(stamped, ANNOTATION_IMAGE_SIZE))
+
+
+def _stamp(annotations: Mapping[str, Any], key: str) -> int | None:
+    """An integer fact stamped on a Job when it was made (jobs.stamps); None when absent."""
+    value = str(annotations.get(key) or "")
+    return int(value) if value.isdigit() else None
 
 
 @dataclass(frozen=True)

@@ -60,9 +60,12 @@ def test_identity_labels_and_owner() -> None:
     job = _job("training-full.yaml", 2)
     meta = job["metadata"]
     assert meta["name"] == "coco-full-stage2" and meta["namespace"] == "ml"
-    assert meta["labels"] == {"im2txt.dev/training": "coco-full", "im2txt.dev/stage": "2",
+    assert meta["labels"] == {"im2txt.dev/training": "coco-full", "im2txt.dev/role": "stage2", "im2txt.dev/stage": "2",
                               "app.kubernetes.io/managed-by": "im2txt-operator",
                               "kueue.x-k8s.io/queue-name": "gpu-queue"}
+    # Facts the controller reads back are stamped, not parsed from the trainer's args.
+    assert meta["annotations"] == {"im2txt.dev/target-step": "2000000"}
+    assert job["spec"]["template"]["metadata"]["labels"]["im2txt.dev/role"] == "stage2"
     assert meta["ownerReferences"] == [{"apiVersion": "im2txt.dev/v1alpha1", "kind": "Im2txtTraining",
                                         "name": "coco-full", "uid": UID, "controller": True,
                                         "blockOwnerDeletion": True}]
