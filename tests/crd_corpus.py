@@ -187,7 +187,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("ufile without secret", _with(drop=("credentialsSecret",)), "spec.credentialsSecret"),
     ("ufile output only without secret", _with({"dataPath": "pvc://data/"}, drop=("credentialsSecret",)),
      "spec.credentialsSecret"),
-    ("name too long for the Job names", _with(metadata={"name": "n" * 57}), "metadata.name"),
+    ("name too long for the children's names", _with(metadata={"name": "n" * 52}), "metadata.name"),
     *STATUS_BAD,
 ]
 
@@ -201,7 +201,7 @@ GOOD_CASES: list[tuple[str, dict[str, Any]]] = [
     ("ufile whole bucket and dotted parts", _with({"dataPath": "ufile://im2txt-data/",
                                                     "outputPath": "ufile://im2txt-out/v1.2/.ckpt/"})),
     ("ufile key characters", _with({"dataPath": "ufile://im2txt-data/coco+2014/(train)=é/"})),
-    ("name of 56", _with(metadata={"name": "n" * 56})),
+    ("name of 51", _with(metadata={"name": "n" * 51})),
     ("targets 10 and 11", _with({"numberOfSteps": 10, "stage2NumberOfSteps": 11})),
     ("extra args that are not reserved flags",
      _with({"extraArgs": ["--train_dir_suffix=x", "--log_every_n_steps=10", "--trainer=x", "--number_of_steps_x",

@@ -9,39 +9,19 @@ where the export stands.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from im2txt_operator.jobs import (
-    DATA_DIR,
-    LABEL_MANAGED_BY,
-    LABEL_STAGE,
-    LABEL_TRAINING,
-    MANAGED_BY,
-    OUTPUT_DIR,
-    TERMINATION_GRACE_SECONDS,
-    Owner,
-    output_check,
-    pod_failure_policy,
-    pod_security,
-    secure,
-    sync_args,
-    ufile_env,
-)
+from im2txt_operator import names, pods
 from im2txt_operator.lifecycle import Event, JobState
 from im2txt_operator.paths import PvcPath
-from im2txt_operator.spec import GROUP, KIND, VERSION, Settings
+from im2txt_operator.pods import DATA_DIR, OUTPUT_DIR, Owner
+from im2txt_operator.spec import Settings
 
 STAGE = 3  # the export's key among a training's Jobs
 STAGE_LABEL = "export"
 VOCAB = "word_counts.txt"
-_IMAGE_SIZE = re.compile(r"--image_size=(\d+)")
-
-
-def job_name(training: str) -> str:
-    return f"{training}-export"
 
 
 def export_url(settings: Settings) -> str:
@@ -50,73 +30,40 @@ def export_url(settings: Settings) -> str:
     return f"{base}{'' if base.endswith('/') else '/'}export/"
 
 
-def export_args(settings: Settings) -> list[str]:
+def export_args(settings: Settings, image_size: int | None = None) -> list[str]:
+    """The exporter's flags. The model is rebuilt at the image size it was trained at: ``image_size`` as stamped on
+    stage 2's Job (jobs.ANNOTATION_IMAGE_SIZE), else extraArgs' --image_size as the spec says now."""
     args = [f"--checkpoint_path={OUTPUT_DIR}/", f"--vocab_file={DATA_DIR}/{VOCAB}", f"--export_dir={OUTPUT_DIR}/export"]
-    # The model is rebuilt at the image size it was trained at (extraArgs may set it for both stages).
-    sizes = [m[1] for a in settings.extra_args if (m := _IMAGE_SIZE.fullmatch(a))]
-    if sizes:
-        args.append(f"--image_size={sizes[-1]}")
+    size = image_size if image_size is not None else settings.image_size
+    if size is not None:
+        args.append(f"--image_size={size}")
     return args
 
 
-def build_job(owner: Owner, settings: Settings) -> dict[str, Any]:
+def build_job(owner: Owner, settings: Settings, image_size: int | None = None) -> dict[str, Any]:
     """The export Job: the output's newest checkpoint -> <outputPath>/export/<step>/."""
     data, output = settings.data_path, settings.output_path
-    mounts: list[dict[str, Any]] = []
-    volumes: list[dict[str, Any]] = []
-    init: list[dict[str, Any]] = output_check(settings)
-    if isinstance(data, PvcPath):
-        mounts.append({"name": "data", "mountPath": DATA_DIR, "readOnly": True, **(
-            {"subPath": data.sub_path} if data.sub_path else {})})
-        volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": data.claim}})
-    else:
-        mounts.append({"name": "data", "mountPath": DATA_DIR})
-        volumes.append({"name": "data", "emptyDir": {}})
+    init: list[dict[str, Any]] = pods.output_check(settings)
+    if not isinstance(data, PvcPath):
         # Only the vocabulary, not the training data: a one-pass, download-only mirror of one file.
-        init.append({"name": "vocab", "image": settings.image,
-                     "command": ["python", "-m", "im2txt_storage", "mirror"],
-                     "args": [f"--output-url={data.url}", f"--output-dir={DATA_DIR}", f"--include={VOCAB}", "--once",
-                              "--no-prune"],
-                     "env": ufile_env(settings), "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}]})
-    output_mount: dict[str, Any] = {"name": "output", "mountPath": OUTPUT_DIR}
-    if isinstance(output, PvcPath):
-        if output.sub_path:
-            output_mount["subPath"] = output.sub_path
-        volumes.append({"name": "output", "persistentVolumeClaim": {"claimName": output.claim}})
-    else:
-        volumes.append({"name": "output", "emptyDir": {}})
-        init.append({"name": "fetch", "image": settings.image, "command": ["python", "-m", "im2txt_storage", "fetch"],
-                     "args": [f"--output-url={output.url}", f"--output-dir={OUTPUT_DIR}"],
-                     "env": ufile_env(settings), "volumeMounts": [{"name": "output", "mountPath": OUTPUT_DIR}]})
-        init.append({"name": "sync", "image": settings.image, "restartPolicy": "Always",
-                     "command": ["python", "-m", "im2txt_storage", "sync"],
-                     "args": sync_args(settings),
-                     "env": ufile_env(settings), "volumeMounts": [{"name": "output", "mountPath": OUTPUT_DIR}]})
-    mounts.append(output_mount)
+        init.append(pods.storage(settings, "vocab", "mirror", [
+            f"--output-url={data.url}", f"--output-dir={DATA_DIR}", f"--include={VOCAB}", "--once", "--no-prune"],
+            [{"name": "data", "mountPath": DATA_DIR}]))
+    if not isinstance(output, PvcPath):
+        only_output = [{"name": "output", "mountPath": OUTPUT_DIR}]
+        init.append(pods.storage(settings, "fetch", "fetch", [f"--output-url={output.url}",
+                                                               f"--output-dir={OUTPUT_DIR}"], only_output))
+        init.append(pods.storage(settings, "sync", "sync", pods.sync_args(settings), only_output, sidecar=True))
     exporter = {"name": "export", "image": settings.image, "workingDir": "/data",
-                "command": ["python", "-m", "im2txt_trainer.export"], "args": export_args(settings),
-                "volumeMounts": mounts}
-    secure([*init, exporter])
-    pod: dict[str, Any] = {"restartPolicy": "Never", "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-                           "automountServiceAccountToken": False, "securityContext": pod_security(settings)}
-    if init:
-        pod["initContainers"] = init
-    pod["containers"] = [exporter]
-    pod["volumes"] = volumes
-    if settings.node_selector:
-        pod["nodeSelector"] = dict(settings.node_selector)
-    if settings.tolerations:
-        pod["tolerations"] = [dict(t) for t in settings.tolerations]
-    labels = {LABEL_TRAINING: owner.name, LABEL_STAGE: STAGE_LABEL, LABEL_MANAGED_BY: MANAGED_BY}
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": job_name(owner.name), "namespace": owner.namespace, "labels": labels,
-                     "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": owner.name,
-                                          "uid": owner.uid, "controller": True, "blockOwnerDeletion": True}]},
-        "spec": {"backoffLimit": 2, "podFailurePolicy": pod_failure_policy(init),
-                 "template": {"metadata": {"labels": dict(labels)}, "spec": pod}},
-    }
+                "command": ["python", "-m", "im2txt_trainer.export"], "args": export_args(settings, image_size),
+                "volumeMounts": [pods.mount("data", data, DATA_DIR, read_only=True),
+                                 pods.mount("output", output, OUTPUT_DIR)]}
+    labels = pods.labels(owner, names.EXPORT, STAGE_LABEL)
+    template = pods.template(settings, labels, init=init, containers=[exporter],
+                             volumes=[pods.volume("data", data), pods.volume("output", output)])
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": pods.metadata(owner, names.export_job(owner.name),
+                                                                            labels),
+            "spec": {"backoffLimit": 2, "podFailurePolicy": pods.pod_failure_policy(init), "template": template}}
 
 
 @dataclass(frozen=True)
@@ -134,10 +81,11 @@ def decide(settings: Settings, name: str, stage2_done: bool, job: JobState | Non
         # failed export's Job retries it, as for a stage).
         return ExportDecision(False, dict(previous) if previous else None)
     where = f"{export_url(settings)}<global step>/"
-    base = {"jobName": job_name(name), "path": export_url(settings)}
+    base = {"jobName": names.export_job(name), "path": export_url(settings)}
     if job is None:
         return ExportDecision(True, {**base, "phase": "Running", "message": f"exporting a SavedModel to {where}"},
-                              Event("Normal", "ExportStarted", f"Job {job_name(name)} exports a SavedModel to {where}"))
+                              Event("Normal", "ExportStarted",
+                                    f"Job {base['jobName']} exports a SavedModel to {where}"))
     if job.succeeded:
         new = {**base, "phase": "Succeeded", "message": f"SavedModel written to {where}"}
         event = Event("Normal", "Exported", f"a servable SavedModel is in {export_url(settings)}")

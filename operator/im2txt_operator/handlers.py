@@ -23,17 +23,8 @@ import kopf
 
 from im2txt_operator import conditions as cond
 from im2txt_operator import export as exporting
-from im2txt_operator import lifecycle, tensorboard
-from im2txt_operator.jobs import (
-    LABEL_MANAGED_BY,
-    LABEL_STAGE,
-    LABEL_TRAINING,
-    MANAGED_BY,
-    Owner,
-    build_job,
-    build_worker_service,
-    job_name,
-)
+from im2txt_operator import lifecycle, names, tensorboard
+from im2txt_operator.jobs import build_job, build_worker_service
 from im2txt_operator.kube import ApiException, Kube
 from im2txt_operator.lifecycle import CreateJob, Decision, Problem, SetJobSuspend, decide, job_state, status_patch
 from im2txt_operator.loss import LossUpdate, loss_patch
@@ -41,6 +32,7 @@ from im2txt_operator.metrics import Metrics
 from im2txt_operator.paths import PvcPath, UFilePath
 from im2txt_operator.pod_problems import pod_problem
 from im2txt_operator.pod_reads import PodReads, observed_fields, read_pods
+from im2txt_operator.pods import LABEL_MANAGED_BY, LABEL_STAGE, LABEL_TRAINING, MANAGED_BY, Owner
 from im2txt_operator.progress import eta, percent
 from im2txt_operator.rejections import is_refusal, not_owned, rejected
 from im2txt_operator.spec import GROUP, KIND, PLURAL, VERSION, Settings, SpecError, parse_spec
@@ -337,7 +329,7 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
     settings: Settings | None
     try:
         settings = parse_spec(body.get("spec"))
-        job_name(name, 1)  # the name must leave room for "-stage<N>"
+        names.check(name)  # the name must leave room for every child's suffix
     except SpecError as e:
         settings, problem = None, Problem(e.field, "InvalidSpec", str(e))
     if problem is None and entry.rejected is not None and entry.rejected[0] == generation:
@@ -389,7 +381,9 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
         jobs = observe()
         stage2_done = cond.is_true(decision.status.get("conditions"), "Stage2Complete")
         exported = exporting.decide(settings, name, stage2_done, jobs.get(exporting.STAGE), status.get("export"))
-        if exported.create and not await _create_export(kube, entry, owner, settings):
+        stage2 = jobs.get(2)
+        if exported.create and not await _create_export(kube, entry, owner, settings,
+                                                        stage2.image_size if stage2 else None):
             exported = exporting.ExportDecision(False, status.get("export"))
         if exported.status != status.get("export"):
             patch["export"] = exported.status
@@ -423,9 +417,10 @@ async def _stage_ends(kube: Kube, namespace: str, settings: Settings | None, sta
             if s in (1, 2) and (job.succeeded or job.failed) and recorded.get(s) not in ("Succeeded", "Failed")}
 
 
-async def _create_export(kube: Kube, entry: Entry, owner: Owner, settings: Settings) -> bool:
-    """Create the export Job; False when a Job of that name is not this training's (it is left alone)."""
-    manifest = exporting.build_job(owner, settings)
+async def _create_export(kube: Kube, entry: Entry, owner: Owner, settings: Settings, image_size: int | None) -> bool:
+    """Create the export Job (at the image size stage 2 was stamped with); False when a Job of that name is not this
+    training's (it is left alone)."""
+    manifest = exporting.build_job(owner, settings, image_size)
     try:
         created = await kube.create_job(owner.namespace, manifest)
     except ApiException as e:
@@ -447,7 +442,7 @@ async def _tensorboard(kube: Kube, entry: Entry, owner: Owner, settings: Setting
                        status: Mapping[str, Any]) -> str | None:
     """Keep the training's TensorBoard as its spec says: written once per generation while enabled (a restart
     writes it again: create, or merge-patch what exists), deleted when disabled. Returns status.tensorboard."""
-    tb_name = tensorboard.name(owner.name)
+    tb_name = names.tensorboard(owner.name)
     if settings.tensorboard.enabled:
         if entry.tensorboard != generation:
             await kube.create_or_patch("/apis/apps/v1", "deployments", tensorboard.build_deployment(owner, settings))
@@ -493,7 +488,7 @@ async def _act(kube: Kube, entry: Entry, owner: Owner, settings: Settings | None
             entry.remember(created)
             entry.jobs[action.stage] = newer(entry.jobs.get(action.stage), created)
         elif isinstance(action, SetJobSuspend):
-            name = f"{owner.name}-stage{action.stage}"
+            name = names.stage_job(owner.name, action.stage)
             patched = await kube.patch_job(owner.namespace, name, {"spec": {"suspend": action.suspend}})
             METRICS.writes.labels(kind="job").inc()
             entry.remember(patched)

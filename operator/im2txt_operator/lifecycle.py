@@ -10,17 +10,19 @@ one that stopped, whatever moment it stopped at:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from im2txt_operator import conditions as cond
+from im2txt_operator import names
 from im2txt_operator.pod_reports import OUTPUT_CHECK, ContainerFailure
 from im2txt_operator.progress import percent
 from im2txt_operator.spec import Settings
 
-_TARGET = re.compile(r"--number_of_steps=(\d+)")
+# Facts stamped on a stage's Job when it is made (jobs.stamps): read back, never parsed from its args.
+ANNOTATION_TARGET = "im2txt.dev/target-step"
+ANNOTATION_IMAGE_SIZE = "im2txt.dev/image-size"
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class JobState:
     start_time: str | None = None
     completion_time: str | None = None
     target: int | None = None
+    image_size: int | None = None  # --image_size the stage trained at
     failure: ContainerFailure | None = None  # of a failed Job: why its last failed pod failed (pod_reports)
 
 
@@ -56,15 +59,17 @@ def job_state(job: Mapping[str, Any], stage: int) -> JobState:
             failed = True
             reason, message = c.get("reason") or "Failed", c.get("message") or ""
             completion = completion or c.get("lastTransitionTime")
-    target = None
-    for container in spec.get("template", {}).get("spec", {}).get("containers", ()):
-        if container.get("name") == "trainer":
-            for arg in container.get("args") or ():
-                if m := _TARGET.fullmatch(arg):
-                    target = int(m[1])
+    stamped = meta.get("annotations") or {}
     return JobState(stage=stage, name=meta.get("name", ""), succeeded=succeeded, failed=failed, reason=reason,
                     message=message, suspended=bool(spec.get("suspend")), active=int(status.get("active") or 0),
-                    start_time=status.get("startTime"), completion_time=completion, target=target)
+                    start_time=status.get("startTime"), completion_time=completion,
+                    target=_stamp(stamped, ANNOTATION_TARGET), image_size=_stamp(stamped, ANNOTATION_IMAGE_SIZE))
+
+
+def _stamp(annotations: Mapping[str, Any], key: str) -> int | None:
+    """An integer fact stamped on a Job when it was made (jobs.stamps); None when absent."""
+    value = str(annotations.get(key) or "")
+    return int(value) if value.isdigit() else None
 
 
 @dataclass(frozen=True)
@@ -142,7 +147,7 @@ def _stage_entries(prev: list[Mapping[str, Any]], jobs: Mapping[int, JobState], 
         if job is None and s not in created:
             continue
         entry = by_stage.get(s, {"stage": s})
-        entry["jobName"] = f"{name}-stage{s}"
+        entry["jobName"] = names.stage_job(name, s)
         entry["target"] = (job.target if job and job.target else None) or targets[s]
         if job is not None:
             if job.start_time:
@@ -151,7 +156,7 @@ def _stage_entries(prev: list[Mapping[str, Any]], jobs: Mapping[int, JobState], 
                 entry["completionTime"] = job.completion_time
             entry["outcome"] = "Succeeded" if job.succeeded else "Failed" if job.failed else "Running"
         else:
-            entry = {"stage": s, "jobName": f"{name}-stage{s}", "target": targets[s], "outcome": "Running"}
+            entry = {"stage": s, "jobName": names.stage_job(name, s), "target": targets[s], "outcome": "Running"}
         by_stage[s] = entry
     return [by_stage[s] for s in sorted(by_stage)]
 
@@ -176,7 +181,7 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
         for s in (1, 2):
             if s in done:
                 c = cond.condition(prev_conds, f"Stage{s}Complete", True, "JobSucceeded",
-                                   f"stage {s} Job {name}-stage{s} succeeded", generation, now)
+                                   f"stage {s} Job {names.stage_job(name, s)} succeeded", generation, now)
             elif s not in plan:
                 why = ("AutoAdvanceOff", "spec.autoAdvance is false: stage 2 does not run") if s == 2 else (
                     "StartedAtStage2", "the training started at stage 2 (spec.stage: 2)")
@@ -241,7 +246,7 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
             else:
                 actions.append(CreateJob(s))
                 phase = "Running"
-                message = f"stage {s}: Job {name}-stage{s} trains to global step {targets[s]}"
+                message = f"stage {s}: Job {names.stage_job(name, s)} trains to global step {targets[s]}"
         elif job.failed:
             phase, failed_reason, message = "Failed", *_failure(s, job, status)
         else:
@@ -267,7 +272,7 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
     new: dict[str, Any] = {
         "phase": phase,
         "stage": current,
-        "jobName": f"{name}-stage{current}",
+        "jobName": names.stage_job(name, current),
         "target": target,
         "step": step,
         "progress": 100.0 if phase == "Succeeded" else (percent(step, target) if step is not None else None),

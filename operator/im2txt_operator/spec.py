@@ -201,6 +201,13 @@ class Settings:
     extra_args: tuple[str, ...] = ()
 
     @property
+    def image_size(self) -> int | None:
+        """--image_size=N from extraArgs (the last one, as the trainer's parser takes it); None when unset."""
+        sizes = [int(a.split("=", 1)[1]) for a in self.extra_args
+                 if a.startswith("--image_size=") and a.split("=", 1)[1].isdigit()]
+        return sizes[-1] if sizes else None
+
+    @property
     def uses_ufile(self) -> bool:
         return isinstance(self.data_path, UFilePath) or isinstance(self.output_path, UFilePath)
 

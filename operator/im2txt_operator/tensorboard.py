@@ -9,17 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from im2txt_operator.jobs import (
-    LABEL_MANAGED_BY,
-    LABEL_TRAINING,
-    MANAGED_BY,
-    Owner,
-    pod_security,
-    secure,
-    ufile_env,
-)
+from im2txt_operator import names, pods
 from im2txt_operator.paths import PvcPath, UFilePath
-from im2txt_operator.spec import GROUP, KIND, VERSION, Settings
+from im2txt_operator.pods import Owner
+from im2txt_operator.spec import Settings
 
 PORT = 6006
 LOGS = "/tensorboard/logs"
@@ -27,23 +20,22 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 COMPONENT = "tensorboard"
 
 
-def name(training: str) -> str:
-    return f"{training}-tensorboard"
-
-
 def address(owner: Owner) -> str:
     """The in-cluster URL of a training's TensorBoard (status.tensorboard)."""
-    return f"http://{name(owner.name)}.{owner.namespace}.svc:{PORT}"
+    return f"http://{names.tensorboard(owner.name)}.{owner.namespace}.svc:{PORT}"
+
+
+def _selector(owner: Owner) -> dict[str, str]:
+    """What the Service and the Deployment select (a Deployment's selector never changes: keep it as it was)."""
+    return {pods.LABEL_TRAINING: owner.name, LABEL_COMPONENT: COMPONENT, pods.LABEL_MANAGED_BY: pods.MANAGED_BY}
 
 
 def _labels(owner: Owner) -> dict[str, str]:
-    return {LABEL_TRAINING: owner.name, LABEL_COMPONENT: COMPONENT, LABEL_MANAGED_BY: MANAGED_BY}
+    return {**pods.labels(owner, names.TENSORBOARD), LABEL_COMPONENT: COMPONENT}
 
 
 def _metadata(owner: Owner) -> dict[str, Any]:
-    return {"name": name(owner.name), "namespace": owner.namespace, "labels": _labels(owner),
-            "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": owner.name,
-                                 "uid": owner.uid, "controller": True, "blockOwnerDeletion": True}]}
+    return pods.metadata(owner, names.tensorboard(owner.name), _labels(owner))
 
 
 def build_deployment(owner: Owner, settings: Settings) -> dict[str, Any]:
@@ -60,33 +52,25 @@ def build_deployment(owner: Owner, settings: Settings) -> dict[str, Any]:
         "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 10},
         "volumeMounts": [{"name": "logs", "mountPath": LOGS, "readOnly": True}],
     }
-    pod: dict[str, Any] = {"automountServiceAccountToken": False, "securityContext": pod_security(settings)}
+    init: list[dict[str, Any]] = []
     if isinstance(output, PvcPath):
-        if output.sub_path:
-            tensorboard["volumeMounts"][0]["subPath"] = output.sub_path
-        pod["volumes"] = [{"name": "logs", "persistentVolumeClaim": {"claimName": output.claim, "readOnly": True}}]
+        tensorboard["volumeMounts"] = [pods.mount("logs", output, LOGS) | {"readOnly": True}]
+        volume = {"name": "logs", "persistentVolumeClaim": {"claimName": output.claim, "readOnly": True}}
     else:
         assert isinstance(output, UFilePath)
-        pod["initContainers"] = [{
-            "name": "mirror",
-            "image": settings.image,
-            # A native sidecar: starts before TensorBoard and runs beside it; it only ever downloads.
-            "restartPolicy": "Always",
-            "command": ["python", "-m", "im2txt_storage", "mirror"],
-            "args": [f"--output-url={output.url}", f"--output-dir={LOGS}",
-                     f"--interval={settings.tensorboard.interval_seconds}"],
-            "env": ufile_env(settings),
-            "volumeMounts": [{"name": "logs", "mountPath": LOGS}],
-        }]
-        pod["volumes"] = [{"name": "logs", "emptyDir": {"sizeLimit": "1Gi"}}]
-    secure([*pod.get("initContainers", []), tensorboard])
-    pod["containers"] = [tensorboard]
+        # A native sidecar: starts before TensorBoard and runs beside it; it only ever downloads.
+        args = [f"--output-url={output.url}", f"--output-dir={LOGS}",
+                f"--interval={settings.tensorboard.interval_seconds}"]
+        init.append(pods.storage(settings, "mirror", "mirror", args, [{"name": "logs", "mountPath": LOGS}],
+                                 sidecar=True))
+        volume = {"name": "logs", "emptyDir": {"sizeLimit": "1Gi"}}
+    template = pods.template(settings, _labels(owner), init=init, containers=[tensorboard], volumes=[volume],
+                             job=False, place=False)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _metadata(owner),
-        "spec": {"replicas": 1, "selector": {"matchLabels": _labels(owner)},
-                 "template": {"metadata": {"labels": _labels(owner)}, "spec": pod}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": _selector(owner)}, "template": template},
     }
 
 
@@ -95,6 +79,6 @@ def build_service(owner: Owner) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _metadata(owner),
-        "spec": {"selector": _labels(owner),
+        "spec": {"selector": _selector(owner),
                  "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}]},
     }

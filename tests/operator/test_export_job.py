@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from im2txt_operator import jobs
 from im2txt_operator.export import build_job, decide, export_args
 from im2txt_operator.jobs import Owner
-from im2txt_operator.lifecycle import JobState
+from im2txt_operator.lifecycle import JobState, job_state
 from im2txt_operator.spec import parse_spec
 
 OWNER = Owner("coco", "ml", "0b6a3c1e-1111-2222-3333-444455556666")
@@ -24,6 +25,13 @@ def test_the_export_reads_the_newest_checkpoint_at_the_trained_image_size() -> N
                                               "--vocab_file=/data/data/word_counts.txt",
                                               "--export_dir=/data/output/export", "--image_size=75"]
     assert export_args(parse_spec(PVC))[-1] == "--export_dir=/data/output/export"  # the default size: no flag
+    # The size stage 2's Job was stamped with wins over what the spec says now (extraArgs changed since).
+    assert export_args(parse_spec(UFILE), 96)[-1] == "--image_size=96"
+    assert build_job(OWNER, parse_spec(PVC), 96)["spec"]["template"]["spec"]["containers"][0]["args"][-1] == (
+        "--image_size=96")
+    stage2 = jobs.build_job(OWNER, parse_spec(UFILE), 2)
+    assert stage2["metadata"]["annotations"] == {"im2txt.dev/target-step": "3000000", "im2txt.dev/image-size": "75"}
+    assert job_state(stage2, 2).image_size == 75
 
 
 def test_ufile_export_fetches_the_output_and_only_the_vocabulary_and_uploads_through_sync() -> None:

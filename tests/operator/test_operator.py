@@ -191,10 +191,10 @@ async def test_missing_claim_then_created(tmp_path: Path) -> None:
         add_claim(api, "runs")
         await wait_for(lambda: job(api, "p-stage1"), what="Job after the claim exists")
         # A name the CRD would refuse (too long for the Job names) is reported, not retried forever.
-        long_name = "n" * 57
+        long_name = "n" * 52
         new_training(api, long_name)
         await wait_for(lambda: condition(api, long_name, "Ready").get("reason") == "InvalidSpec", what="InvalidSpec")
-        assert condition(api, long_name, "Ready")["message"].startswith("metadata.name: must be at most 56")
+        assert condition(api, long_name, "Ready")["message"].startswith("metadata.name: must be at most 51")
         assert jobs(api) == ["p-stage1"]
 
 

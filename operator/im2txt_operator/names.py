@@ -1,0 +1,51 @@
+"""Every child's name by role, and the longest training name that leaves room for all of them.
+
+A training's children are named ``<training>-<role>``: the Jobs of stage 1 and 2 (a multi-node stage's headless
+Service shares its Job's name), the export Job, and the TensorBoard Deployment and Service. The longest suffix
+sets the limit the CRD's rule on ``metadata.name`` and the operator's own check both use (tests hold them equal).
+"""
+
+from __future__ import annotations
+
+from im2txt_operator.spec import SpecError
+
+STAGE1, STAGE2, EXPORT, TENSORBOARD = "stage1", "stage2", "export", "tensorboard"
+ROLES = (STAGE1, STAGE2, EXPORT, TENSORBOARD)
+STAGE_ROLES = {1: STAGE1, 2: STAGE2}
+NAME_LIMIT = 63  # a Job's job-name label value, and a Service's name (a DNS-1035 label)
+MAX_TRAINING_NAME = NAME_LIMIT - max(len(f"-{role}") for role in ROLES)  # 51: "-tensorboard" is the longest
+
+
+def check(training: str) -> None:
+    """Raise SpecError naming metadata.name when a child's name would not fit."""
+    if len(training) > MAX_TRAINING_NAME:
+        raise SpecError("metadata.name", f"must be at most {MAX_TRAINING_NAME} characters so that every child's name "
+                        f"<name>-{TENSORBOARD} (the longest) fits {NAME_LIMIT}, got {len(training)}")
+
+
+def child(training: str, role: str) -> str:
+    """The name of the training's child with ``role`` (one of ROLES)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    check(training)
+    return f"{training}-{role}"
+
+
+def stage_role(stage: int) -> str:
+    if stage not in STAGE_ROLES:
+        raise ValueError(f"stage must be 1 or 2, got {stage!r}")
+    return STAGE_ROLES[stage]
+
+
+def stage_job(training: str, stage: int) -> str:
+    """A stage's Job, and in a multi-node stage also its headless Service."""
+    return child(training, stage_role(stage))
+
+
+def export_job(training: str) -> str:
+    return child(training, EXPORT)
+
+
+def tensorboard(training: str) -> str:
+    """The TensorBoard Deployment and its Service."""
+    return child(training, TENSORBOARD)
