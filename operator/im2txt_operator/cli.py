@@ -34,9 +34,8 @@ def render(paths: Sequence[str], out: Any = sys.stdout) -> int:
     """Print the objects the operator would create for each training in the files (offline, no cluster): the
     Jobs of its stages (each after its headless Service when numNodes > 1) and of the export after them, and its
     TensorBoard Deployment and Service when enabled."""
-    from im2txt_operator import export as exporting
-    from im2txt_operator import tensorboard
-    from im2txt_operator.jobs import Owner, build_job, build_worker_service
+    from im2txt_operator.children import desired
+    from im2txt_operator.pods import Owner
     from im2txt_operator.spec import SpecError, parse_spec
 
     jobs = []
@@ -49,14 +48,8 @@ def render(paths: Sequence[str], out: Any = sys.stdout) -> int:
                     settings = parse_spec(training.get("spec"))
                     owner = Owner(name=name, namespace=meta.get("namespace") or "default",
                                   uid=meta.get("uid") or "<uid of the training>")
-                    for stage in settings.stages():
-                        if settings.num_nodes > 1:
-                            jobs.append(build_worker_service(owner, stage))
-                        jobs.append(build_job(owner, settings, stage))
-                    if settings.export and 2 in settings.stages():
-                        jobs.append(exporting.build_job(owner, settings))
-                    if settings.tensorboard.enabled:
-                        jobs += [tensorboard.build_deployment(owner, settings), tensorboard.build_service(owner)]
+                    for objects in desired(owner, settings).values():
+                        jobs += objects
                 except SpecError as e:
                     print(f"{path}: {name}: {e}", file=sys.stderr)
                     return 2

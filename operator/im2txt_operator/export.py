@@ -19,7 +19,6 @@ from im2txt_operator.paths import PvcPath
 from im2txt_operator.pods import DATA_DIR, OUTPUT_DIR, Owner
 from im2txt_operator.spec import Settings
 
-STAGE = 3  # the export's key among a training's Jobs
 STAGE_LABEL = "export"
 VOCAB = "word_counts.txt"
 

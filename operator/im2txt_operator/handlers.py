@@ -21,10 +21,9 @@ from typing import Any
 
 import kopf
 
+from im2txt_operator import children, lifecycle, names, tensorboard
 from im2txt_operator import conditions as cond
 from im2txt_operator import export as exporting
-from im2txt_operator import lifecycle, names, tensorboard
-from im2txt_operator.jobs import build_job, build_worker_service
 from im2txt_operator.kube import ApiException, Kube
 from im2txt_operator.lifecycle import CreateJob, Decision, Problem, SetJobSuspend, decide, job_state, status_patch
 from im2txt_operator.loss import LossUpdate, loss_patch
@@ -32,7 +31,7 @@ from im2txt_operator.metrics import Metrics
 from im2txt_operator.paths import PvcPath, UFilePath
 from im2txt_operator.pod_problems import pod_problem
 from im2txt_operator.pod_reads import PodReads, observed_fields, read_pods
-from im2txt_operator.pods import LABEL_MANAGED_BY, LABEL_STAGE, LABEL_TRAINING, MANAGED_BY, Owner
+from im2txt_operator.pods import LABEL_MANAGED_BY, LABEL_TRAINING, MANAGED_BY, Owner
 from im2txt_operator.progress import eta, percent
 from im2txt_operator.rejections import is_refusal, not_owned, rejected
 from im2txt_operator.spec import GROUP, KIND, PLURAL, VERSION, Settings, SpecError, parse_spec
@@ -67,7 +66,7 @@ class Entry:
     """What the operator remembers about one training (rebuilt from the watches after a restart)."""
 
     body: dict[str, Any] | None = None
-    jobs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # by role (names.ROLES)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     retry: asyncio.Task[None] | None = None
     failures: int = 0
@@ -180,13 +179,14 @@ def forget(key: tuple[str, str]) -> None:
         entry.retry.cancel()
 
 
-def _job_key(body: Mapping[str, Any]) -> tuple[tuple[str, str], int] | None:
+def _job_key(body: Mapping[str, Any]) -> tuple[tuple[str, str], str] | None:
+    """(the training's key, the Job's role) of a Job of ours."""
     meta = body.get("metadata") or {}
     labels = meta.get("labels") or {}
-    training, stage = labels.get(LABEL_TRAINING), labels.get(LABEL_STAGE)
-    if not training or stage not in ("1", "2", exporting.STAGE_LABEL):
+    training, role = labels.get(LABEL_TRAINING), children.role_of(labels)
+    if not training or role is None:
         return None
-    return (meta.get("namespace", ""), training), exporting.STAGE if stage == exporting.STAGE_LABEL else int(stage)
+    return (meta.get("namespace", ""), training), role
 
 
 @kopf.index("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY})
@@ -206,11 +206,11 @@ async def job_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any, Any
     found = _job_key(obj)
     if found is None:
         return
-    key, stage = found
+    key, role = found
     entry = STATE.entries.get(key)
     if event.get("type") == "DELETED":
-        if entry is not None and entry.jobs.get(stage, {}).get("metadata", {}).get("uid") == meta.get("uid"):
-            del entry.jobs[stage]
+        if entry is not None and entry.jobs.get(role, {}).get("metadata", {}).get("uid") == meta.get("uid"):
+            del entry.jobs[role]
             # The garbage collector deletes Jobs after their training; the two watches are not ordered, so ask
             # the API whether the training still exists before re-creating a deleted Job.
             assert STATE.kube is not None
@@ -230,7 +230,7 @@ async def job_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any, Any
         # No training seen under that key (not yet, or gone): its own event reconciles it, reading the Jobs from
         # the index. Making an entry here would bring a gone training's Jobs back into the cache until they go.
         return
-    entry.jobs[stage] = newer(entry.jobs.get(stage), obj)
+    entry.jobs[role] = newer(entry.jobs.get(role), obj)
     if not entry.is_own(obj):
         await reconcile(key)
 
@@ -341,8 +341,8 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
 
     def observe() -> dict[int, lifecycle.JobState]:
         # Jobs of another object with this name (an earlier training) are not ours to drive.
-        return {s: replace(job_state(j, s), failure=failures.get(s)) for s, j in entry.jobs.items()
-                if _owned_by(j, body)}
+        return {s: replace(job_state(j, s), failure=failures.get(s)) for role, j in entry.jobs.items()
+                if (s := names.stage_number(role)) is not None and _owned_by(j, body)}
 
     jobs = observe()
     # A stage that just ended: its pods once more, for why it failed and the step, loss and upload it ended with.
@@ -380,7 +380,9 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
     if settings is not None and problem is None:
         jobs = observe()
         stage2_done = cond.is_true(decision.status.get("conditions"), "Stage2Complete")
-        exported = exporting.decide(settings, name, stage2_done, jobs.get(exporting.STAGE), status.get("export"))
+        export_job = entry.jobs.get(names.EXPORT)
+        exported = exporting.decide(settings, name, stage2_done, job_state(export_job, None) if export_job is not None
+                                    and _owned_by(export_job, body) else None, status.get("export"))
         stage2 = jobs.get(2)
         if exported.create and not await _create_export(kube, entry, owner, settings,
                                                         stage2.image_size if stage2 else None):
@@ -420,7 +422,7 @@ async def _stage_ends(kube: Kube, namespace: str, settings: Settings | None, sta
 async def _create_export(kube: Kube, entry: Entry, owner: Owner, settings: Settings, image_size: int | None) -> bool:
     """Create the export Job (at the image size stage 2 was stamped with); False when a Job of that name is not this
     training's (it is left alone)."""
-    manifest = exporting.build_job(owner, settings, image_size)
+    (manifest,) = children.desired(owner, settings, image_size, ran=(2,))[names.EXPORT]
     try:
         created = await kube.create_job(owner.namespace, manifest)
     except ApiException as e:
@@ -434,7 +436,7 @@ async def _create_export(kube: Kube, entry: Entry, owner: Owner, settings: Setti
     else:
         METRICS.writes.labels(kind="job").inc()
         entry.remember(created)
-    entry.jobs[exporting.STAGE] = newer(entry.jobs.get(exporting.STAGE), created)
+    entry.jobs[names.EXPORT] = newer(entry.jobs.get(names.EXPORT), created)
     return True
 
 
@@ -445,8 +447,9 @@ async def _tensorboard(kube: Kube, entry: Entry, owner: Owner, settings: Setting
     tb_name = names.tensorboard(owner.name)
     if settings.tensorboard.enabled:
         if entry.tensorboard != generation:
-            await kube.create_or_patch("/apis/apps/v1", "deployments", tensorboard.build_deployment(owner, settings))
-            await kube.create_or_patch("/api/v1", "services", tensorboard.build_service(owner))
+            deployment, service = children.desired(owner, settings)[names.TENSORBOARD]
+            await kube.create_or_patch("/apis/apps/v1", "deployments", deployment)
+            await kube.create_or_patch("/api/v1", "services", service)
             METRICS.writes.labels(kind="tensorboard").inc(2)
             entry.tensorboard = generation
         return tensorboard.address(owner)
@@ -465,9 +468,10 @@ async def _act(kube: Kube, entry: Entry, owner: Owner, settings: Settings | None
     for action in decision.actions:
         assert settings is not None
         if isinstance(action, CreateJob):
-            manifest = build_job(owner, settings, action.stage)
-            if settings.num_nodes > 1:  # the workers' names resolve through it from their first lookup
-                await kube.create_or_patch("/api/v1", "services", build_worker_service(owner, action.stage))
+            role = names.stage_role(action.stage)
+            *services, manifest = children.desired(owner, settings, ran=(action.stage,))[role]
+            for service in services:  # the workers' names resolve through it from their first lookup
+                await kube.create_or_patch("/api/v1", "services", service)
                 METRICS.writes.labels(kind="service").inc()
             try:
                 created = await kube.create_job(owner.namespace, manifest)
@@ -482,17 +486,18 @@ async def _act(kube: Kube, entry: Entry, owner: Owner, settings: Settings | None
                 existing = await kube.get_job(owner.namespace, manifest["metadata"]["name"])
                 if not _owned_by(existing, {"metadata": {"uid": owner.uid}}):
                     return not_owned(existing, owner.name, owner.namespace)
-                entry.jobs[action.stage] = newer(entry.jobs.get(action.stage), existing)
+                entry.jobs[role] = newer(entry.jobs.get(role), existing)
                 return True
             METRICS.writes.labels(kind="job").inc()
             entry.remember(created)
-            entry.jobs[action.stage] = newer(entry.jobs.get(action.stage), created)
+            entry.jobs[role] = newer(entry.jobs.get(role), created)
         elif isinstance(action, SetJobSuspend):
             name = names.stage_job(owner.name, action.stage)
             patched = await kube.patch_job(owner.namespace, name, {"spec": {"suspend": action.suspend}})
             METRICS.writes.labels(kind="job").inc()
             entry.remember(patched)
-            entry.jobs[action.stage] = newer(entry.jobs.get(action.stage), patched)
+            entry.jobs[names.stage_role(action.stage)] = newer(entry.jobs.get(names.stage_role(action.stage)),
+                                                               patched)
     return False
 
 

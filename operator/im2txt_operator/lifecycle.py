@@ -29,7 +29,7 @@ ANNOTATION_IMAGE_SIZE = "im2txt.dev/image-size"
 class JobState:
     """What the operator needs to know about one stage's Job."""
 
-    stage: int
+    stage: int | None  # 1 or 2; None for the export (a role, not a stage)
     name: str
     succeeded: bool = False
     failed: bool = False
@@ -44,7 +44,7 @@ class JobState:
     failure: ContainerFailure | None = None  # of a failed Job: why its last failed pod failed (pod_reports)
 
 
-def job_state(job: Mapping[str, Any], stage: int) -> JobState:
+def job_state(job: Mapping[str, Any], stage: int | None) -> JobState:
     """Read a batch/v1 Job the way the Job controller reports it (conditions Complete / Failed)."""
     meta, spec, status = job.get("metadata", {}), job.get("spec", {}), job.get("status") or {}
     succeeded = failed = False

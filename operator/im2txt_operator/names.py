@@ -37,6 +37,11 @@ def stage_role(stage: int) -> str:
     return STAGE_ROLES[stage]
 
 
+def stage_number(role: str) -> int | None:
+    """1 or 2 for a stage's role; None for the others."""
+    return {STAGE1: 1, STAGE2: 2}.get(role)
+
+
 def stage_job(training: str, stage: int) -> str:
     """A stage's Job, and in a multi-node stage also its headless Service."""
     return child(training, stage_role(stage))

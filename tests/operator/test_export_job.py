@@ -66,7 +66,7 @@ def test_pvc_export_mounts_data_read_only_and_writes_the_output_claim() -> None:
 
 
 def _job(**state: Any) -> JobState:
-    return JobState(stage=3, name="coco-export", **state)
+    return JobState(stage=None, name="coco-export", **state)
 
 
 def test_export_runs_once_after_stage_2_and_reports_each_transition_once() -> None:

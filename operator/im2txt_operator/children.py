@@ -1,0 +1,45 @@
+"""Every child a training should have, declared once and keyed by role: ``render`` prints them, reconcile makes them.
+
+Pure. A role maps to its objects in the order they are created: a multi-node stage's headless Service before its
+Job (the workers' names resolve from their first lookup), TensorBoard's Deployment before its Service. Which roles
+exist follows the spec: the stages it runs, the export after stage 2 (spec.export), TensorBoard when enabled.
+Reconcile creates a role's objects when the lifecycle says their time has come; render shows all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from im2txt_operator import export, jobs, names, tensorboard
+from im2txt_operator.pods import LABEL_STAGE, Owner
+from im2txt_operator.spec import Settings
+
+Manifest = dict[str, Any]
+
+
+def stage(owner: Owner, settings: Settings, number: int) -> list[Manifest]:
+    """A stage's objects: its headless Service when it runs on several nodes, then its Job."""
+    service = [jobs.build_worker_service(owner, number)] if settings.num_nodes > 1 else []
+    return [*service, jobs.build_job(owner, settings, number)]
+
+
+def desired(owner: Owner, settings: Settings, image_size: int | None = None,
+            ran: Iterable[int] = ()) -> dict[str, list[Manifest]]:
+    """Role -> objects, for every child the spec gives the training: the stages it runs and those that ``ran``
+    already (stage 2 stays, and with it the export, when autoAdvance is turned off after it started);
+    ``image_size``: as stage 2's Job was stamped."""
+    names.check(owner.name)
+    stages = sorted({*settings.stages(), *ran})
+    out: dict[str, list[Manifest]] = {names.stage_role(s): stage(owner, settings, s) for s in stages}
+    if settings.export and 2 in stages:
+        out[names.EXPORT] = [export.build_job(owner, settings, image_size)]
+    if settings.tensorboard.enabled:
+        out[names.TENSORBOARD] = [tensorboard.build_deployment(owner, settings), tensorboard.build_service(owner)]
+    return out
+
+
+def role_of(labels: dict[str, str] | None) -> str | None:
+    """The role of a Job of ours from its labels (im2txt.dev/stage, which Jobs of every version carry)."""
+    value = (labels or {}).get(LABEL_STAGE)
+    return {"1": names.STAGE1, "2": names.STAGE2, export.STAGE_LABEL: names.EXPORT}.get(value or "")
