@@ -1,6 +1,7 @@
 """Real pods on a real node: the operator deployed from manifests/base (2 replicas, one leading), a two-stage
 ufile:// training and its export in containers under the restricted Pod Security Standard, checkpoints uploaded
-while training, stage 2 resuming from stage 1, and a leader pod deleted mid-stage."""
+while training, stage 2 resuming from stage 1, TensorBoard answering, a leader pod and a trainer pod deleted
+mid-stage, a failing trainer's own error line, and make deploy's wait failing when the operator cannot run."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
-from node_support import BUCKET, KUBECONFIG, KUBECTL, ROOT, SUFFIX, TRAINER, get, kubectl, secret, wait_until
+from node_support import BUCKET, KUBECONFIG, KUBECTL, ROOT, SUFFIX, TRAINER, cluster, get, kubectl, secret, wait_until
 
 pytestmark = pytest.mark.timeout(3600)
 
@@ -54,7 +57,8 @@ def _training(name: str) -> dict[str, Any]:
                      "credentialsSecret": "ufile-keys", "ufile": {"uploadSuffix": SUFFIX, "downloadSuffix": SUFFIX},
                      "image": TRAINER, "inputFilePattern": "train-?????-of-00002", "numberOfSteps": 100,
                      "stage2NumberOfSteps": 200, "gpus": 0, "checkpointIntervalSeconds": 10,
-                     "extraArgs": ["--image_size=75", "--batch_size=8", "--save_interval_secs=5"]}}
+                     "extraArgs": ["--image_size=75", "--batch_size=8", "--save_interval_secs=5"],
+                     "tensorboard": {"enabled": name == "coco", "intervalSeconds": 10}}}
 
 
 def _status(name: str) -> dict[str, Any]:
@@ -72,6 +76,16 @@ def _running_pod(job: str) -> str:
 
 def _log(pod: str) -> str:
     return kubectl("-n", NS, "logs", pod, "-c", "trainer", check=False).stdout
+
+
+def _scalar_tags(url: str) -> set[str]:
+    """Every scalar tag TensorBoard serves, over all runs (empty until it has read event files)."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            runs = json.loads(resp.read())
+    except OSError:
+        return set()
+    return {tag for run in runs.values() for tag in run}
 
 
 def _uploaded(server: Any) -> int:
@@ -139,6 +153,15 @@ def test_two_stages_and_the_export_run_in_containers_under_restricted(deployed: 
     assert row[:4] == ["coco", "2", "Succeeded", "200"], row
     assert float(row[4]) > 0, row
 
+    # TensorBoard: its pod is Ready and answers with the training's scalars (through its Service's endpoint).
+    service = get("-n", NS, "service", "coco-tensorboard")
+    selector = ",".join(f"{k}={v}" for k, v in service["spec"]["selector"].items())
+    board = wait_until(lambda: [p for p in get("-n", NS, "pods", "-l", selector)["items"] if _ready(p)], 300,
+                       "the TensorBoard pod Ready")[0]
+    url = f"http://{board['status']['podIP']}:6006/data/plugin/scalars/tags"
+    tags = wait_until(lambda: _scalar_tags(url), 180, f"scalars from {url}", every=2)
+    assert "losses/total_loss" in tags, tags
+
     # The export Job wrote the SavedModel (its version is the final step).
     export = wait_until(lambda: (e := _status("coco").get("export") or {}).get("phase") in ("Succeeded", "Failed")
                         and e, 900, "the export to end")
@@ -185,3 +208,38 @@ def test_make_deploy_fails_when_the_operator_cannot_run(deployed: str) -> None:
                            "--timeout=300"], capture_output=True, text=True, timeout=400,
                           env={**os.environ, "KUBECONFIG": str(KUBECONFIG)})
     assert done.returncode == 0, done.stderr
+
+
+def _hostpath_claim(name: str, folder: Path) -> None:
+    """A PersistentVolume on a hostPath folder, bound to a claim of the same name (hostPath ignores fsGroup)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"{NS}-{name}"},
+          "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                   "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(folder)},
+                   "claimRef": {"namespace": NS, "name": name}}}
+    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": NS},
+           "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": f"{NS}-{name}",
+                    "resources": {"requests": {"storage": "1Gi"}}}}
+    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [pv, pvc]}))
+
+
+def test_a_pvc_output_on_hostpath_is_refused_with_the_reason(deployed: str, ufile: Any) -> None:
+    """Issue 21: Kubernetes applies no fsGroup to hostPath, so the output folder the kubelet makes is root's 0755:
+    the stage fails at once with reason OutputNotWritable, naming spec.outputPath (not after every retry with only
+    BackoffLimitExceeded)."""
+    kubectl("create", "namespace", NS, check=False)
+    kubectl("label", "--overwrite", "namespace", NS, "pod-security.kubernetes.io/enforce=restricted")
+    volumes = cluster.STATE / "volumes"
+    _hostpath_claim("node-out", volumes / "out")
+    _hostpath_claim("node-data", volumes / "data")
+    training = _training("onpvc")
+    training["spec"].update({"dataPath": "pvc://node-data/mscoco/", "outputPath": "pvc://node-out/run/"})
+    del training["spec"]["credentialsSecret"], training["spec"]["ufile"]
+    kubectl("apply", "-f", "-", input=json.dumps(training))
+    status = wait_until(lambda: (s := _status("onpvc")).get("phase") in ("Failed", "Succeeded") and s, 600,
+                        "the pvc training to end")
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert (status["phase"], failed["reason"]) == ("Failed", "OutputNotWritable"), status
+    assert "spec.outputPath" in failed["message"], failed
+    wide = kubectl("-n", NS, "get", "im2txttrainings", "onpvc", "-o", "wide").stdout
+    assert "spec.outputPath" in wide, wide
