@@ -4,12 +4,13 @@ with containerd, runc and a CNI bridge (`make cluster`; `make cluster-down` undo
     python tools/node/cluster.py up      # prints the kubeconfig's path as its last line
     python tools/node/cluster.py down
 
-Needs root and Linux. kubelet and kube-scheduler come from tools/envtest (build.sh --node); containerd, runc and the
-CNI plugins are Debian packages (installed with apt-get when missing). Host changes, all undone by `down`: two
-addresses on lo (the node's IP, which also serves host-side services to pods, and the `kubernetes` Service IP, on
-which kube-apiserver listens so that in-cluster clients reach it with no kube-proxy), the bridge `im2txt0` and the
-network namespaces of pods, mounts under the kubelet's root, the kubepods cgroups, /var/log/containers links.
-There is no cluster DNS: pods reach the API by IP (what in-cluster configuration uses) and other pods by pod IP.
+Needs root and Linux. kubelet and kube-scheduler come from tools/envtest (build.sh --node); containerd, runc, the
+CNI plugins, and buildah and mmdebstrap for the images, are Debian packages (apt-get installs what is missing).
+Host changes, all undone by `down`: two addresses on lo (the node's IP, which also serves host-side services to
+pods, and the `kubernetes` Service IP, on which kube-apiserver listens so that in-cluster clients reach it with no
+kube-proxy), the bridge `im2txt0` and the network namespaces of pods, mounts under the kubelet's root, the kubepods
+cgroups, /var/log/containers links. There is no cluster DNS: pods reach the API by IP (what in-cluster
+configuration uses) and other pods by pod IP.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from control_plane import ControlPlane, kubeconfig, make_pki
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = "im2txt-node"
-NODE_IP = "10.89.0.1"  # on lo: kubelet refuses a loopback node IP; host-side services for pods listen here too
+NODE_IP = "100.89.0.1"  # on lo (kubelet refuses a loopback IP); host-side services for pods listen here too
 SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service's ClusterIP (the first of the range): the API, for pods
 SERVICE_RANGE = "10.96.0.0/24"
 POD_CIDR, GATEWAY, BRIDGE = "10.244.0.0/24", "10.244.0.1", "im2txt0"
@@ -39,7 +40,8 @@ STATE = Path(os.environ.get("IM2TXT_NODE_DIR") or "/var/lib/im2txt-node")
 KUBELET_ROOT = STATE / "kubelet"
 CONTAINERD_ROOT = CACHE / "containerd"  # kept: images imported once stay for the next cluster
 SOCKET = STATE / "containerd.sock"
-PACKAGES = {"containerd": "containerd", "runc": "runc", "/usr/lib/cni/bridge": "containernetworking-plugins"}
+PACKAGES = {"containerd": "containerd", "runc": "runc", "/usr/lib/cni/bridge": "containernetworking-plugins",
+            "buildah": "buildah", "mmdebstrap": "mmdebstrap"}  # the last two build the images (tools/node/images.sh)
 PAUSE = "localhost/im2txt/pause:1"
 
 

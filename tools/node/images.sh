@@ -11,14 +11,15 @@ tensorflow="${1:-tensorflow-cpu==2.21.0}"
 registry=localhost/im2txt; tag=0.1.0
 cache="${IM2TXT_NODE_CACHE:-$HOME/.cache/im2txt-node}/archives"; mkdir -p "$cache"
 bash "$here/base-image.sh"
-key_of() {  # the Dockerfile, every file its context keeps, and the build argument
-  local dockerfile=$1
+key_of() {  # the Dockerfile, every file of the folders it copies from, and the build argument
+  local dockerfile=$1; shift
   (cd "$root" && { echo "$tensorflow"; cat "$dockerfile" "$dockerfile.dockerignore" "$here/base-image.sh";
-    git ls-files -co --exclude-standard -- requirements trainer operator | grep -v -e __pycache__ -e '\.pyc$' \
+    git ls-files -co --exclude-standard -- "$@" | grep -v -e __pycache__ -e '\.pyc$' \
       | sort | while read -r f; do [[ -f "$f" ]] && sha256sum "$f"; done; } | sha256sum | cut -c1-16)
 }
 for name in operator trainer; do
-  archive="$cache/$name.oci.tar"; key="$(key_of "$name/Dockerfile")"
+  if [[ $name == operator ]]; then copied=(requirements operator trainer/im2txt_storage); else copied=(requirements trainer); fi
+  archive="$cache/$name.oci.tar"; key="$(key_of "$name/Dockerfile" "${copied[@]}")"
   if [[ -f "$archive" && "$(cat "$cache/$name.key" 2>/dev/null)" == "$key" ]]; then echo "$archive"; continue; fi
   echo "images: building $name (key $key)" >&2
   start=$SECONDS

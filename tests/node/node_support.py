@@ -1,0 +1,128 @@
+"""The real-node tier's fixtures and helpers: a one-node cluster (tools/node), the project's images built from its
+Dockerfiles, the operator deployed with `make cluster-deploy`, and the UFile stand-in on an address the pods reach.
+
+Skips only where this machine cannot run a node (not root, not Linux, no cgroups), and says why. Set
+IM2TXT_NODE_REUSE=1 to keep the cluster up after the run and reuse it in the next (development)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools" / "node"))
+import cluster  # noqa: E402
+
+KUBECONFIG = cluster.STATE / "control-plane" / "admin.kubeconfig"
+KUBECTL = str(Path(sys.prefix) / "bin" / "kubectl")
+REUSE = os.environ.get("IM2TXT_NODE_REUSE") == "1"
+TRAINER = "localhost/im2txt/im2txt-trainer:0.1.0"
+
+
+def why_no_node() -> str:
+    if sys.platform != "linux":
+        return "needs Linux"
+    if os.geteuid() != 0:
+        return "needs root (containerd, kubelet, network and mounts)"
+    if not Path("/sys/fs/cgroup").is_dir():
+        return "no cgroup filesystem at /sys/fs/cgroup"
+    if not (Path("/usr/bin/apt-get").exists() or Path("/usr/bin/containerd").exists()):
+        return "no containerd and no apt-get to install it"
+    return ""
+
+
+def kubectl(*args: str, check: bool = True, input: str | None = None, timeout: float = 120
+            ) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([KUBECTL, f"--kubeconfig={KUBECONFIG}", *args], capture_output=True, text=True,
+                          input=input, timeout=timeout, check=False)
+    if check and done.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr}")
+    return done
+
+
+def get(*args: str) -> Any:
+    return json.loads(kubectl("get", *args, "-o", "json").stdout)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, every: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def _up() -> bool:
+    return (cluster.STATE / "pids.json").exists() and KUBECONFIG.exists() and kubectl(
+        "get", "node", cluster.NODE, check=False).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def node() -> Iterator[None]:
+    if why := why_no_node():
+        pytest.skip(f"real-node tier skipped: {why}")
+    started = time.monotonic()
+    if not (REUSE and _up()):
+        if (cluster.STATE / "pids.json").exists():
+            subprocess.run([sys.executable, str(ROOT / "tools/node/cluster.py"), "down"], check=False, timeout=300)
+        subprocess.run([sys.executable, str(ROOT / "tools/node/cluster.py"), "up"], check=True, timeout=1800)
+    print(f"\nnode: cluster up in {time.monotonic() - started:.0f} s", flush=True)
+    t = time.monotonic()
+    subprocess.run(["make", "-s", "cluster-images"], cwd=ROOT, check=True, timeout=3600)
+    print(f"node: images built and imported in {time.monotonic() - t:.0f} s", flush=True)
+    try:
+        yield
+    finally:
+        if not REUSE:
+            subprocess.run([sys.executable, str(ROOT / "tools/node/cluster.py"), "down"], check=False, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def deployed(node: None) -> str:
+    """`make cluster-deploy` (make deploy with the local images): returns its output. A Deployment left by an
+    earlier run (IM2TXT_NODE_REUSE) goes first: its pods would keep running the image the tag named then."""
+    kubectl("-n", "im2txt-system", "delete", "deployment", "im2txt-operator", "--ignore-not-found", "--wait=true",
+            timeout=180)
+    done = subprocess.run(["make", "-s", "cluster-deploy"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"make cluster-deploy failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="session")
+def ufile(node: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The UFile stand-in on the node's address, port 80: bucket `100` with suffix `.89.0.1` spells its host (there
+    is no cluster DNS), seeded with a tiny dataset in the real record format; yields (server, public, private)."""
+    from im2txt_standins.demo import seed_ufile
+    from im2txt_standins.ufile_server import UFileServer
+    from im2txt_trainer import synthetic
+
+    dataset = tmp_path_factory.mktemp("dataset")
+    synthetic.write_dataset(str(dataset), 96, 75, 0, inception=True)
+    public, private = f"node-pub-{secrets.token_hex(6)}", secrets.token_hex(20)
+    with UFileServer({public: private}, host=cluster.NODE_IP, port=80) as server:
+        seed_ufile(server.store, dataset, BUCKET, "uai/im2txt/data/")
+        yield server, public, private
+
+
+BUCKET, SUFFIX = "100", ".89.0.1"
+assert BUCKET + SUFFIX == cluster.NODE_IP
+
+
+def secret(namespace: str, public: str, private: str) -> None:
+    body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ufile-keys", "namespace": namespace},
+            "data": {"publicKey": base64.b64encode(public.encode()).decode(),
+                     "privateKey": base64.b64encode(private.encode()).decode()}}
+    kubectl("apply", "-f", "-", input=json.dumps(body))
