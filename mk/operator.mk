@@ -11,6 +11,6 @@ render: $(STAMP)  ## print the Jobs an Im2txtTraining makes (RENDER_EXAMPLE=file
 	$(OPERATOR_ENV) $(PY) -m im2txt_operator render $(RENDER_EXAMPLE)
 
 bench-operator: $(STAMP)  ## operator vs a raw-watch reactor: N=50/200 trainings, latency, writes, RSS
-	$(OPERATOR_ENV) $(PY) tests/operator/bench_operator.py
+	$(OPERATOR_ENV) $(PY) bench/operator.py
 
 BENCH_TARGETS += bench-operator

@@ -289,6 +289,7 @@ async def reconcile(key: tuple[str, str]) -> None:
         async with entry.lock:
             await _reconcile_locked(key, entry)
         entry.failures = 0
+        METRICS.reconciles.inc()
     except Exception as e:  # any API failure: log, retry with backoff
         delay = RETRY_DELAYS[min(entry.failures, len(RETRY_DELAYS) - 1)]
         entry.failures += 1

@@ -55,6 +55,8 @@ class Metrics:
         self.registry.register(_Losses(trainings))
         self.transitions = Counter("im2txt_stage_transitions", "Stage transitions by stage and outcome",
                                    ["stage", "outcome"], registry=self.registry)
+        self.reconciles = Counter("im2txt_reconciles", "Reconciles of a training that completed",
+                                  registry=self.registry)
         self.errors = Counter("im2txt_reconcile_errors", "Reconciles that failed (retried with backoff)",
                               registry=self.registry)
         self.writes = Counter("im2txt_api_writes", "API writes made by the operator", ["kind"],

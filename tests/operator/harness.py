@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,17 @@ class Operator:
     @property
     def log(self) -> str:
         return "\n".join(self.lines)
+
+    def metric(self, name: str) -> float:
+        """One unlabelled sample of the operator's /metrics (0 when absent)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")), 0.0)
+
+    async def reconciled(self, count: int) -> None:
+        """Wait for a positive signal that the operator acted: ``count`` reconciles done since it started. A check
+        that nothing happens (``still``) proves nothing before that."""
+        await wait_for(lambda: self.metric("im2txt_reconciles_total") >= count, what=f"{count} reconciles")
 
 
 def free_port() -> int:

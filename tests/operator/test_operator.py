@@ -274,7 +274,8 @@ async def test_restart_in_every_state_creates_no_duplicates(tmp_path: Path) -> N
             # (Events are best-effort), so wait for them: below, restarts must not post them again.
             await wait_for(lambda: all("Stage1Started" in event_reasons(api, n) for n in "rxf"), what="Events")
         # Killed while stage 1 runs: a restart adopts, creates nothing.
-        async with operator(api, tmp_path):
+        async with operator(api, tmp_path) as op:
+            await op.reconciled(3)  # each training was looked at: only then does "nothing more" mean something
             await still(lambda: jobs(api) == ["f-stage1", "r-stage1", "x-stage1"], 1.5)
         # Killed; stage 1 succeeds while it is down (r). For x, it died right after creating stage 2's Job
         # and before writing status. f's Job fails while it is down.
@@ -295,7 +296,8 @@ async def test_restart_in_every_state_creates_no_duplicates(tmp_path: Path) -> N
             await wait_for(lambda: (status(api, "r").get("export") or {}).get("phase") == "Running", what="export")
             await wait_for(lambda: "ExportStarted" in event_reasons(api, "r"), what="r's ExportStarted Event")
         writes = dict(api.writes)
-        async with operator(api, tmp_path):
+        async with operator(api, tmp_path) as op:
+            await op.reconciled(3)
             await still(lambda: dict(api.writes) == writes, 1.5)  # a quiet restart writes nothing at all
         assert jobs(api) == ["f-stage1", "r-export", "r-stage1", "r-stage2", "x-stage1", "x-stage2"]
         assert event_reasons(api, "r").count("Stage1Started") == 1

@@ -3,7 +3,7 @@ yardsticks").
 
 A raw watch on trainings that creates stage 1's Job when one appears, and a raw watch on our Jobs that
 creates stage 2's Job when stage 1's completes. No status, no events, no restart safety. Run as
-``python bench_reactor.py URL``.
+``python bench/operator_reactor.py URL``.
 """
 
 from __future__ import annotations

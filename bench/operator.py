@@ -1,6 +1,6 @@
 """Operator benchmark (``make bench-operator``): N concurrent trainings against the API emulator.
 
-For N = 50 and 200, for the operator and for the minimal raw-watch reactor (bench_reactor.py, measured in
+For N = 50 and 200, for the operator and for the minimal raw-watch reactor (operator_reactor.py, measured in
 the same run on the same emulator): p50/p99 from a training's creation to its stage-1 Job, and from stage
 1's Job completing to stage 2's Job; API writes per stage transition; peak RSS of the process. Targets:
 p99 < 1 s at N = 200, RSS < 120 MiB, <= 3 writes per transition.
@@ -16,9 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).parent
-ROOT = HERE.parents[1]
-sys.path[:0] = [str(HERE), str(ROOT / "operator"), str(ROOT / "standins")]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+# The operator tier's harness (the emulator in-process, the operator as a subprocess) drives the runs.
+sys.path[:0] = [str(ROOT / "tests" / "operator"), str(ROOT / "operator"), str(ROOT / "standins")]
 
 from harness import JOBS, complete_job, emulator, new_training, wait_for  # noqa: E402
 
@@ -46,7 +47,7 @@ async def _start(kind: str, api: KubeAPI, kubeconfig: Path) -> asyncio.subproces
         if os.environ.get("BENCH_PROFILE"):  # e.g. BENCH_PROFILE=/tmp/operator.prof: where the time goes
             cmd[1:1] = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]]
     else:
-        cmd = [sys.executable, str(HERE / "bench_reactor.py"), api.url]
+        cmd = [sys.executable, str(HERE / "operator_reactor.py"), api.url]
     return await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.DEVNULL,
                                                 stderr=asyncio.subprocess.DEVNULL)
 
