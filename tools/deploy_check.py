@@ -65,6 +65,19 @@ def _cannot_run(pod: Mapping[str, Any]) -> str:
     return ""
 
 
+def describe(pod: Mapping[str, Any]) -> str:
+    """One line on where a pod stands: phase, readiness, each container's state and restarts."""
+    status = pod.get("status") or {}
+    states = []
+    for c in status.get("containerStatuses") or ():
+        state = c.get("state") or {}
+        what = next(iter(state), "unknown")
+        reason = (state.get(what) or {}).get("reason") or ""
+        states.append(f"{c.get('name')}={what}{'/' + reason if reason else ''} restarts={c.get('restartCount', 0)}")
+    return (f"{pod['metadata']['name']}: {status.get('phase', '?')}, {'Ready' if _ready(pod) else 'not Ready'}; "
+            + (", ".join(states) or "no container started"))
+
+
 def decide(deployment: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], lease: Mapping[str, Any] | None,
            watch: Watch) -> Verdict:
     """The next step of the wait, from one look at the Deployment, its pods and the Lease (pure but for ``watch``)."""
@@ -148,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             said = verdict.message
         if time.monotonic() > deadline:
             print(f"deploy: FAILED: not leading after {args.timeout:.0f} s: {verdict.message}", file=sys.stderr)
+            for pod in pods:
+                print(f"  {describe(pod)}", file=sys.stderr)
             return 1
         time.sleep(2)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deploy_check import Verdict, Watch, decide
+from deploy_check import Verdict, Watch, decide, describe
 
 DEPLOYMENT = {"metadata": {"generation": 2}, "spec": {"replicas": 2},
               "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}}
@@ -66,3 +66,8 @@ def test_waits_for_the_rollout_and_for_a_holder_among_its_pods() -> None:
     # The holder is a pod of an earlier Deployment (or a process outside the cluster): not leading yet.
     verdicts = looks([pod("op-a"), pod("op-b")], [lease("laptop_1234", f"t{i}") for i in range(5)])
     assert {v.state for v in verdicts} == {"wait"} and "laptop_1234" in verdicts[-1].message
+
+
+def test_a_timeout_says_where_each_pod_stands() -> None:
+    assert describe(pod("op-a", ready=False, restarts=1, waiting="ContainerCreating")) == (
+        "op-a: ?, not Ready; operator=waiting/ContainerCreating restarts=1")
