@@ -39,7 +39,7 @@ from im2txt_operator.spec import GROUP, KIND, PLURAL, VERSION, Settings, SpecErr
 
 log = logging.getLogger("im2txt_operator")
 
-PROGRESS_INTERVAL = float(os.environ.get("IM2TXT_PROGRESS_INTERVAL", "30"))  # seconds
+PROGRESS_INTERVAL = 30.0  # seconds; IM2TXT_PROGRESS_INTERVAL, read at startup, overrides it (tests, the demo)
 RETRY_DELAYS = (1, 2, 5, 10, 30, 60)
 
 
@@ -102,6 +102,7 @@ class State:
     kube: Kube | None = None
     entries: dict[tuple[str, str], Entry] = field(default_factory=dict)
     loop_task: asyncio.Task[None] | None = None
+    interval: float = PROGRESS_INTERVAL
     checks: ClusterChecks = field(default_factory=ClusterChecks)
     index: Any = None  # kopf.Index of our Jobs by (namespace, training)
 
@@ -112,7 +113,6 @@ class State:
 STATE = State()
 METRICS = Metrics(lambda: [(e.body or {}).get("status") or {} for e in list(STATE.entries.values()) if e.body],
                   lambda: [e.body for e in list(STATE.entries.values()) if e.body])
-METRICS_PORT = int(os.environ.get("IM2TXT_METRICS_PORT", "9090"))  # 0: no metrics endpoint
 
 
 def _now() -> str:
@@ -120,7 +120,7 @@ def _now() -> str:
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Watch only our own Jobs, filtered by the API server: memory stays flat beside unrelated Jobs.
     settings.watching.label_selectors["batch", "jobs"] = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
     # Our transitions are posted with kopf.event(); kopf's own "Handler succeeded" lines stay out of Events.
@@ -129,18 +129,20 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.batching.batch_window = 0.02  # react quickly; events are level-triggered anyway
     settings.watching.server_timeout = 600
     STATE.kube = Kube()
-    if METRICS_PORT:
+    STATE.interval = float(os.environ.get("IM2TXT_PROGRESS_INTERVAL") or PROGRESS_INTERVAL)
+    port = int(memo.get("metrics_port", 9090))  # from `run --metrics-port` (cli); 0: no metrics endpoint
+    if port:
         try:
-            METRICS.serve(METRICS_PORT)
+            METRICS.serve(port)
         except OSError as e:  # metrics are auxiliary: never keep the operator from running
-            log.warning("metrics endpoint on port %s not started: %s", METRICS_PORT, e)
+            log.warning("metrics endpoint on port %s not started: %s", port, e)
 
 
 def _ensure_loop() -> None:
     """Start the periodic loop from inside a handler: its task then inherits kopf's context (kopf.event()
     needs the operator's settings and event queue, which a task started at startup does not see)."""
     if STATE.loop_task is None:
-        STATE.loop_task = asyncio.create_task(_periodic(PROGRESS_INTERVAL), name="im2txt-progress")
+        STATE.loop_task = asyncio.create_task(_periodic(STATE.interval), name="im2txt-progress")
 
 
 @kopf.on.cleanup()
