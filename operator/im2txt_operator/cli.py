@@ -78,7 +78,6 @@ def own_identity() -> str:
 
 def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, verbose: bool,
         metrics_port: int = 9090, election: Election | None = None) -> int:
-    os.environ["IM2TXT_METRICS_PORT"] = str(metrics_port)  # read by the handlers module at import
     import kopf
 
     import im2txt_operator.handlers  # noqa: F401 - registers the handlers
@@ -92,9 +91,16 @@ def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, v
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     if election is None:
         kopf.run(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
-                 liveness_endpoint=liveness or None, identity=own_identity())
+                 liveness_endpoint=liveness or None, identity=own_identity(), memo=_memo(metrics_port))
         return 0
-    return asyncio.run(_run_as_leader(election, all_namespaces, namespaces, liveness or None))
+    return asyncio.run(_run_as_leader(election, all_namespaces, namespaces, liveness or None, metrics_port))
+
+
+def _memo(metrics_port: int) -> Any:
+    """The operator's settings, handed to its startup handler through kopf's memo (not the environment)."""
+    import kopf
+
+    return kopf.Memo(metrics_port=metrics_port)
 
 
 async def _serve_standby_health(endpoint: str | None,
@@ -120,7 +126,7 @@ async def _serve_standby_health(endpoint: str | None,
 
 
 async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: Sequence[str],
-                         liveness: str | None) -> int:
+                         liveness: str | None, metrics_port: int = 9090) -> int:
     """Wait for the Lease, then run the operator while renewing it. Losing it ends the process at once (the
     Deployment restarts it as a standby): a leader that may no longer act must not finish what it started."""
     import kopf
@@ -154,7 +160,7 @@ async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: S
 
     # In this task, not a new one: kopf would wait for a task that waits for it.
     await kopf.operator(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
-                        liveness_endpoint=liveness, identity=election.identity)
+                        liveness_endpoint=liveness, identity=election.identity, memo=_memo(metrics_port))
     holding.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await holding  # no renewal may land after the release

@@ -24,11 +24,12 @@ import kopf
 from im2txt_operator import children, lifecycle, names, tensorboard
 from im2txt_operator import conditions as cond
 from im2txt_operator import export as exporting
+from im2txt_operator.cluster_checks import ClusterChecks
 from im2txt_operator.kube import ApiException, Kube
 from im2txt_operator.lifecycle import CreateJob, Decision, Problem, SetJobSuspend, decide, job_state, status_patch
 from im2txt_operator.loss import LossUpdate, loss_patch
 from im2txt_operator.metrics import Metrics
-from im2txt_operator.paths import PvcPath, UFilePath
+from im2txt_operator.paths import UFilePath
 from im2txt_operator.pod_problems import pod_problem
 from im2txt_operator.pod_reads import PodReads, observed_fields, read_pods
 from im2txt_operator.pods import LABEL_MANAGED_BY, LABEL_TRAINING, MANAGED_BY, Owner
@@ -38,7 +39,7 @@ from im2txt_operator.spec import GROUP, KIND, PLURAL, VERSION, Settings, SpecErr
 
 log = logging.getLogger("im2txt_operator")
 
-PROGRESS_INTERVAL = float(os.environ.get("IM2TXT_PROGRESS_INTERVAL", "30"))  # seconds
+PROGRESS_INTERVAL = 30.0  # seconds; IM2TXT_PROGRESS_INTERVAL, read at startup, overrides it (tests, the demo)
 RETRY_DELAYS = (1, 2, 5, 10, 30, 60)
 
 
@@ -101,6 +102,8 @@ class State:
     kube: Kube | None = None
     entries: dict[tuple[str, str], Entry] = field(default_factory=dict)
     loop_task: asyncio.Task[None] | None = None
+    interval: float = PROGRESS_INTERVAL
+    checks: ClusterChecks = field(default_factory=ClusterChecks)
     index: Any = None  # kopf.Index of our Jobs by (namespace, training)
 
     def entry(self, key: tuple[str, str]) -> Entry:
@@ -110,7 +113,6 @@ class State:
 STATE = State()
 METRICS = Metrics(lambda: [(e.body or {}).get("status") or {} for e in list(STATE.entries.values()) if e.body],
                   lambda: [e.body for e in list(STATE.entries.values()) if e.body])
-METRICS_PORT = int(os.environ.get("IM2TXT_METRICS_PORT", "9090"))  # 0: no metrics endpoint
 
 
 def _now() -> str:
@@ -118,7 +120,7 @@ def _now() -> str:
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Watch only our own Jobs, filtered by the API server: memory stays flat beside unrelated Jobs.
     settings.watching.label_selectors["batch", "jobs"] = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
     # Our transitions are posted with kopf.event(); kopf's own "Handler succeeded" lines stay out of Events.
@@ -127,18 +129,20 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.batching.batch_window = 0.02  # react quickly; events are level-triggered anyway
     settings.watching.server_timeout = 600
     STATE.kube = Kube()
-    if METRICS_PORT:
+    STATE.interval = float(os.environ.get("IM2TXT_PROGRESS_INTERVAL") or PROGRESS_INTERVAL)
+    port = int(memo.get("metrics_port", 9090))  # from `run --metrics-port` (cli); 0: no metrics endpoint
+    if port:
         try:
-            METRICS.serve(METRICS_PORT)
+            METRICS.serve(port)
         except OSError as e:  # metrics are auxiliary: never keep the operator from running
-            log.warning("metrics endpoint on port %s not started: %s", METRICS_PORT, e)
+            log.warning("metrics endpoint on port %s not started: %s", port, e)
 
 
 def _ensure_loop() -> None:
     """Start the periodic loop from inside a handler: its task then inherits kopf's context (kopf.event()
     needs the operator's settings and event queue, which a task started at startup does not see)."""
     if STATE.loop_task is None:
-        STATE.loop_task = asyncio.create_task(_periodic(PROGRESS_INTERVAL), name="im2txt-progress")
+        STATE.loop_task = asyncio.create_task(_periodic(STATE.interval), name="im2txt-progress")
 
 
 @kopf.on.cleanup()
@@ -251,36 +255,6 @@ def _owned_by(job: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
                for ref in job.get("metadata", {}).get("ownerReferences") or ())
 
 
-# Claims found in the last SEEN_TTL seconds are not looked up again (a burst of new
-# trainings on one claim costs one lookup); what is missing is looked up every time, so a fix is seen at once.
-SEEN: dict[tuple[str, str, str], float] = {}
-SEEN_TTL = 60.0
-
-
-def _recently_seen(key: tuple[str, str, str]) -> bool:
-    return time.monotonic() - SEEN.get(key, -SEEN_TTL) < SEEN_TTL
-
-
-async def _remember(key: tuple[str, str, str], lookup: Any) -> bool | None:
-    found = await lookup
-    if found:
-        SEEN[key] = time.monotonic()
-    return found
-
-
-async def _cluster_problem(kube: Kube, namespace: str, settings: Settings) -> Problem | None:
-    """What only the cluster can tell before a Job exists: the PVCs of pvc:// paths must exist."""
-    for field_name, path in (("dataPath", settings.data_path), ("outputPath", settings.output_path)):
-        if isinstance(path, PvcPath) and not _recently_seen(("pvc", namespace, path.claim)) and \
-                await _remember(("pvc", namespace, path.claim), kube.claim_exists(namespace, path.claim)) is False:
-            return Problem(f"spec.{field_name}", "ClaimNotFound",
-                           f"spec.{field_name}: PersistentVolumeClaim {path.claim!r} not found in namespace "
-                           f"{namespace!r}; expected an existing claim for {path.url}")
-    # The credentials Secret is not read (no RBAC on Secrets): a missing one shows in the pod's status, see
-    # pod_problems and refresh_progress.
-    return None
-
-
 async def reconcile(key: tuple[str, str]) -> None:
     entry = STATE.entries.get(key)
     if entry is None:
@@ -358,7 +332,7 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
     creating = any(isinstance(a, CreateJob) for a in decision.actions)
     if problem is None and settings is not None and (creating or (
             status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready"))):
-        problem = await _cluster_problem(kube, namespace, settings)
+        problem = await STATE.checks.problem(kube.claim_exists, namespace, settings)
         if problem is not None or not creating:
             decision = decide(name, settings, problem, generation, status_in, jobs, _now())
 
@@ -538,11 +512,8 @@ def _uid(entry: Entry | None) -> str | None:
 
 async def prune() -> None:
     """Forget what the API no longer has. A training deleted while a watch re-lists (410 Gone) or with its CRD
-    brings no DELETED event; one metadata-only list per namespace and tick finds it. Expired SEEN entries go."""
-    now = time.monotonic()
-    for seen, at in list(SEEN.items()):
-        if now - at >= SEEN_TTL:
-            SEEN.pop(seen, None)
+    brings no DELETED event; one metadata-only list per namespace and tick finds it. Expired claim checks go."""
+    STATE.checks.prune()
     kube = STATE.kube
     if kube is None:
         return
