@@ -2,7 +2,10 @@
 Dockerfiles, the operator deployed with `make cluster-deploy`, and the UFile stand-in on an address the pods reach.
 
 Skips only where this machine cannot run a node (not root, not Linux, no cgroups), and says why. Set
-IM2TXT_NODE_REUSE=1 to keep the cluster up after the run and reuse it in the next (development)."""
+IM2TXT_NODE_REUSE=1 to keep the cluster up after the run and reuse it in the next (development).
+
+The fixtures are module-scoped: the cluster, its UFile stand-in and their threads end with tests/node, before the
+rest of the suite runs (session-scoped, they kept a ufile-server thread and a kubelet alive under later tests)."""
 
 from __future__ import annotations
 
@@ -70,7 +73,7 @@ def _up() -> bool:
         "get", "node", cluster.NODE, check=False).returncode == 0
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def node() -> Iterator[None]:
     if why := why_no_node():
         pytest.skip(f"real-node tier skipped: {why}")
@@ -90,7 +93,7 @@ def node() -> Iterator[None]:
             subprocess.run([sys.executable, str(ROOT / "tools/node/cluster.py"), "down"], check=False, timeout=300)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def deployed(node: None) -> str:
     """`make cluster-deploy` (make deploy with the local images): returns its output. A Deployment left by an
     earlier run (IM2TXT_NODE_REUSE) goes first: its pods would keep running the image the tag named then."""
@@ -101,7 +104,7 @@ def deployed(node: None) -> str:
     return done.stdout
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ufile(node: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The UFile stand-in on the node's address, port 80: bucket `100` with suffix `.89.0.1` spells its host (there
     is no cluster DNS), seeded with a tiny dataset in the real record format; yields (server, public, private)."""
