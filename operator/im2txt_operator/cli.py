@@ -89,6 +89,7 @@ def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, v
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     # kopf's health endpoint serves on aiohttp, whose access log is one INFO line per request: one per probe.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    asyncio.run(_until_supported(liveness or None))
     if election is None:
         kopf.run(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
                  liveness_endpoint=liveness or None, identity=own_identity(), memo=_memo(metrics_port))
@@ -123,6 +124,43 @@ async def _serve_standby_health(endpoint: str | None,
         writer.close()
 
     return await asyncio.start_server(answer, url.hostname, url.port)
+
+
+async def _until_supported(liveness: str | None, retry_seconds: float = 30.0) -> None:
+    """Return once the API server runs a Kubernetes version the operator supports. Until then nothing is watched
+    or written, the health endpoint answers 503 with the reason (the Pod is not Ready), and the log says it once.
+    An API that does not answer is left to what comes next (a standby's wait for the Lease, kopf's retries), which
+    report it; the version is read again there only through this check, at the next start."""
+    from im2txt_operator import server_version
+    from im2txt_operator.kube import Kube
+
+    log = logging.getLogger("im2txt_operator")
+    kube = Kube()
+    why: str | None = None
+    server = None
+    try:
+        while True:
+            try:
+                info = await kube.server_version()
+            except Exception as e:
+                log.warning("cannot read the API server's version (%s); going on without the check", e)
+                return
+            why = server_version.refusal(info)
+            if why is None:
+                log.info("Kubernetes %s (supported: %s)", info.get("gitVersion"), server_version.SUPPORTED)
+                if server_version.untested(info):
+                    log.warning("Kubernetes %s is newer than the newest minor this release was tested on (%s)",
+                                info.get("gitVersion"), server_version.SUPPORTED)
+                return
+            if server is None:
+                log.error("not starting: %s", why)
+                server = await _serve_standby_health(liveness, lambda said=why: (False, f"not starting: {said}"))
+            await asyncio.sleep(retry_seconds)
+    finally:
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        await kube.close()
 
 
 async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: Sequence[str],

@@ -30,6 +30,7 @@ from im2txt_operator.lifecycle import CreateJob, Decision, Problem, SetJobSuspen
 from im2txt_operator.loss import LossUpdate, loss_patch
 from im2txt_operator.metrics import Metrics
 from im2txt_operator.paths import UFilePath
+from im2txt_operator.pod_problems import REASONS as POD_REASONS
 from im2txt_operator.pod_problems import pod_problem
 from im2txt_operator.pod_reads import PodReads, observed_fields, read_pods
 from im2txt_operator.pods import LABEL_MANAGED_BY, LABEL_TRAINING, MANAGED_BY, Owner
@@ -76,6 +77,8 @@ class Entry:
     rejected: tuple[int | None, Problem] | None = None
     # The running stage's pod cannot start (its Job's name, the problem), from the pod's status: a missing Secret.
     pod_problem: tuple[str, Problem] | None = None
+    # Whether pod_problem was read from the pods since this operator started (False: nothing is known yet).
+    pods_read: bool = False
     # The generation whose TensorBoard Deployment and Service were last written (None: none written).
     tensorboard: int | None = None
     # resourceVersions our own writes produced: their watch events bring nothing new, so they are not
@@ -309,6 +312,10 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
         settings, problem = None, Problem(e.field, "InvalidSpec", str(e))
     if problem is None and entry.rejected is not None and entry.rejected[0] == generation:
         problem = entry.rejected[1]  # the API refused this spec's Job: say so again, do not ask again
+    if not entry.pods_read and _ready_reason(status) in POD_REASONS and status.get("jobName"):
+        # Status holds a problem a pod showed before this operator started: read the pod again before status is
+        # written, so that a problem that still exists is never reported fixed.
+        _set_pod_problem(entry, status["jobName"], await kube.list_pods(namespace, status["jobName"]))
     if problem is None and entry.pod_problem is not None and entry.pod_problem[0] == status.get("jobName"):
         problem = entry.pod_problem[1]  # the stage's pod cannot start (e.g. its Secret is missing)
     _observed_jobs(key, entry)
@@ -528,6 +535,24 @@ async def prune() -> None:
                 log.info("training %s/%s is gone from the API; forgotten", *key)
 
 
+def _ready_reason(status: Mapping[str, Any]) -> str | None:
+    ready = cond.find(status.get("conditions"), "Ready")
+    return ready.get("reason") if ready else None
+
+
+def _set_pod_problem(entry: Entry, job_name: str, pods: list[dict[str, Any]]) -> bool:
+    """What keeps the stage's newest pod from starting, from these pods; True when that changed."""
+    body = entry.body or {}
+    secret = (body.get("spec") or {}).get("credentialsSecret")
+    namespace = body.get("metadata", {}).get("namespace", "")
+    found = pod_problem(pods, secret if isinstance(secret, str) else None, namespace)
+    entry.pods_read = True
+    if found == (entry.pod_problem[1] if entry.pod_problem else None):
+        return False
+    entry.pod_problem = (job_name, found) if found else None
+    return True
+
+
 async def refresh_progress(key: tuple[str, str], entry: Entry) -> None:
     """status.step/progress/eta/loss from the trainer's log, uploadedStep/uploadError from the sync sidecar's: one
     pod list + one or two log reads (+ one patch). The same pod list tells whether the stage's pod cannot start
@@ -542,10 +567,7 @@ async def refresh_progress(key: tuple[str, str], entry: Entry) -> None:
     if not job_name or not isinstance(target, int):
         return
     pods = await kube.list_pods(namespace, job_name)
-    secret = (body.get("spec") or {}).get("credentialsSecret")
-    found = pod_problem(pods, secret if isinstance(secret, str) else None, namespace)
-    if found != (entry.pod_problem[1] if entry.pod_problem else None):
-        entry.pod_problem = (job_name, found) if found else None
+    if _set_pod_problem(entry, job_name, pods):
         await reconcile(key)
         return
     output = str((body.get("spec") or {}).get("outputPath") or "")

@@ -118,6 +118,10 @@ class Kube:
     async def get_job(self, namespace: str, name: str) -> dict[str, Any]:
         return await self._request("GET", self._jobs(namespace, name))
 
+    async def server_version(self) -> dict[str, Any]:
+        """The API server's /version (readable by every authenticated user: no RBAC rule needed)."""
+        return await self._request("GET", "/version")
+
     async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         return await self._request("PATCH", self._jobs(namespace, name), body=patch, content_type=MERGE_PATCH)
 

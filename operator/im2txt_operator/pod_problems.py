@@ -2,7 +2,9 @@
 
 The operator reads no Secrets (its ClusterRole has no rule on them). A missing credentials Secret, or one without
 a key, shows where the kubelet reports it: the container waits with reason ``CreateContainerConfigError`` and a
-message that names the Secret and the key. Pods are listed anyway for the step, so this costs no request.
+message that names the Secret and the key. An image the node cannot pull (every container runs ``spec.image``)
+waits with ``ErrImagePull``, ``ImagePullBackOff``, ``InvalidImageName`` or ``ErrImageNeverPull``. Pods are listed
+anyway for the step, so this costs no request.
 """
 
 from __future__ import annotations
@@ -14,20 +16,25 @@ from typing import Any
 from im2txt_operator.lifecycle import Problem
 
 CONFIG_ERROR = "CreateContainerConfigError"
+PULL_ERRORS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
+# Every reason pod_problem returns: a status that holds one of them was learned from a pod, so a restarted operator
+# reads the pod again before it writes status (it would otherwise say the problem is fixed without looking).
+REASONS = frozenset({"SecretNotFound", "SecretKeyMissing", "ContainerConfigError", "ImagePullFailed"})
+MAX_KUBELET_MESSAGE = 300
 EXPECTED_KEYS = "publicKey and privateKey"
 # The kubelet's words (pkg/kubelet/kubelet_pods.go), stable for years.
 _SECRET_NOT_FOUND = re.compile(r'secret "(?P<name>[^"]+)" not found')
 _KEY_MISSING = re.compile(r"couldn't find key (?P<key>\S+) in Secret (?P<namespace>[^/\s]+)/(?P<name>\S+)")
 
 
-def _waiting(pod: Mapping[str, Any]) -> Iterable[tuple[str, str, str]]:
-    """(container, reason, message) of every waiting container, init containers first (they start first)."""
+def _waiting(pod: Mapping[str, Any]) -> Iterable[tuple[str, str, str, str]]:
+    """(container, image, reason, message) of every waiting container, init containers first (they start first)."""
     status = pod.get("status") or {}
     for key in ("initContainerStatuses", "containerStatuses"):
         for c in status.get(key) or ():
             waiting = (c.get("state") or {}).get("waiting") or {}
             if waiting.get("reason"):
-                yield c.get("name", ""), waiting["reason"], waiting.get("message") or ""
+                yield c.get("name", ""), c.get("image", ""), waiting["reason"], waiting.get("message") or ""
 
 
 def _newest_live(pods: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
@@ -42,10 +49,15 @@ def pod_problem(pods: Iterable[Mapping[str, Any]], secret: str | None, namespace
     if pod is None:
         return None
     pod_name = (pod.get("metadata") or {}).get("name", "")
-    for container, reason, message in _waiting(pod):
+    for container, image, reason, message in _waiting(pod):
+        where = f"(pod {pod_name}, container {container}: {reason})"
+        if reason in PULL_ERRORS:
+            said = f": {message[:MAX_KUBELET_MESSAGE]}" if message else ""
+            return Problem("spec.image", "ImagePullFailed",
+                           f"spec.image: the node cannot pull image {image!r}{said}; expected an image the "
+                           f"cluster's nodes can pull (check the name, tag and registry access) {where}")
         if reason != CONFIG_ERROR:
             continue
-        where = f"(pod {pod_name}, container {container}: {CONFIG_ERROR})"
         if (m := _SECRET_NOT_FOUND.search(message)) and m["name"] == secret:
             return Problem("spec.credentialsSecret", "SecretNotFound",
                            f"spec.credentialsSecret: Secret {secret!r} not found in namespace {namespace!r}; "

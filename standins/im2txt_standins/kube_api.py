@@ -205,6 +205,9 @@ class KubeAPI(kmock.KubernetesScaffold):
     writes: Counter[str] = attrs.field(factory=Counter, init=False)  # "create jobs", "patch im2txttrainings/status"
     created_at: dict[tuple[Res, str | None, str], float] = attrs.field(factory=dict, init=False)
     faults: list[Callable[[kmock.Request], KubernetesError | None]] = attrs.field(factory=list, init=False)
+    # GET /version, as a real API server answers it (tests set an older one to see the operator refuse it).
+    version: dict[str, str] = attrs.field(factory=lambda: {"major": "1", "minor": "36", "gitVersion": "v1.36.3"},
+                                          init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -442,6 +445,8 @@ class KubeAPI(kmock.KubernetesScaffold):
 
     # ---------------------------------------------------------------- HTTP
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if raw_request.method == "GET" and raw_request.path == "/version":
+            return aiohttp.web.json_response(self.version)
         # kmock cannot parse /api/v1/namespaces (no name after "namespaces"): list and watch it here.
         if raw_request.method == "GET" and _NAMESPACES.fullmatch(raw_request.path):
             res = ("", "v1", "namespaces")

@@ -1,5 +1,6 @@
 """What a leader-elected operator process says and answers: its probes log nothing, a restarted leader says it took
-its own Lease back, and a standby that cannot reach the API says so (no "held by None") and answers 503."""
+its own Lease back, a standby that cannot reach the API says so (no "held by None") and answers 503, and a
+Kubernetes older than the oldest supported is refused before anything is watched or written."""
 
 from __future__ import annotations
 
@@ -82,6 +83,26 @@ async def test_a_restarted_leader_says_it_took_its_lease_back_and_its_probes_log
                 assert status == 200
             await asyncio.sleep(1.0)
             assert not [x for x in op.lines if "/healthz" in x or "aiohttp.access" in x], op.log
+
+
+async def test_a_kubernetes_older_than_1_29_is_refused_with_the_reason_and_a_503(tmp_path: Path) -> None:
+    async with emulator(tmp_path) as api:
+        api.version = {"major": "1", "minor": "28", "gitVersion": "v1.28.15"}
+        health = f"http://127.0.0.1:{free_port()}/healthz"
+        async with Process(tmp_path / "kubeconfig", _elected("op-0", health)) as op:
+            _status, body = await _until_answered(health, 503)
+            assert body.startswith("not starting: Kubernetes v1.28.15 is older than 1.29, the oldest this operator "
+                                   "supports (supported: 1.29 to 1.36)"), body
+            assert "restartPolicy: Always" in body  # why: the checkpoint sidecar would be dropped
+            assert sum("not starting: Kubernetes v1.28.15" in x for x in op.lines) == 1, op.log
+            await asyncio.sleep(1.0)
+            assert api.writes == {}, api.writes  # no Lease claimed, nothing written
+            assert op.proc.returncode is None  # it waits (re-reading the version), it does not crash-loop
+        api.version = {"major": "1", "minor": "29+", "gitVersion": "v1.29.3-eks-1234"}  # a managed cluster's spelling
+        async with Process(tmp_path / "kubeconfig", _elected("op-0", health)) as op:
+            await wait_for(lambda: any("became the leader" in x for x in op.lines), what="leader line")
+            assert any("Kubernetes v1.29.3-eks-1234 (supported: 1.29 to 1.36)" in x for x in op.lines), op.log
+            await _until_answered(health, 200)
 
 
 async def test_a_standby_that_cannot_reach_the_api_says_what_happened_and_is_not_ready(tmp_path: Path) -> None:

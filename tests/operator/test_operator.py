@@ -178,6 +178,26 @@ async def test_missing_secret_is_read_from_the_pods_status(tmp_path: Path) -> No
         assert "secrets" not in op.log
 
 
+async def test_a_restart_with_the_secret_still_missing_never_reports_it_fixed(tmp_path: Path) -> None:
+    """The pod problem is learned from the pod, so a new operator reads the pod before it writes status."""
+    spec = {"dataPath": "ufile://im2txt-data/coco/", "outputPath": "ufile://im2txt-out/run/",
+            "credentialsSecret": "ufile-keys"}
+    async with emulator(tmp_path) as api:
+        async with operator(api, tmp_path):
+            new_training(api, "u", spec)
+            await wait_for(lambda: job(api, "u-stage1"), what="the Job")
+            pod = start_pod(api, "u-stage1", "")
+            _config_error(api, pod, 'secret "ufile-keys" not found')
+            await wait_for(lambda: condition(api, "u", "Ready").get("reason") == "SecretNotFound", what="the problem")
+        async with operator(api, tmp_path) as op:  # the pod still waits on the Secret
+            await op.reconciled(1)
+            await still(lambda: condition(api, "u", "Ready").get("reason") == "SecretNotFound", 2.0)
+            assert status(api, "u")["phase"] == "Pending"
+            assert "SpecValid" not in event_reasons(api, "u")
+            _config_error(api, pod, None)  # now the Secret is there: the next poll says so
+            await wait_for(lambda: condition(api, "u", "Ready").get("status") == "True", what="Ready")
+
+
 async def test_missing_claim_then_created(tmp_path: Path) -> None:
     from harness import add_claim
 

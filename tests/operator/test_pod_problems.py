@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from im2txt_operator.pod_problems import pod_problem
+from im2txt_operator.pod_problems import REASONS, pod_problem
 
 
 def _pod(name: str, created: str, phase: str = "Pending", init: list[dict[str, Any]] | None = None,
@@ -16,8 +16,8 @@ def _pod(name: str, created: str, phase: str = "Pending", init: list[dict[str, A
                                          "containerStatuses": main or []}}
 
 
-def _waiting(container: str, reason: str, message: str = "") -> dict[str, Any]:
-    return {"name": container, "state": {"waiting": {"reason": reason, "message": message}}}
+def _waiting(container: str, reason: str, message: str = "", image: str = "") -> dict[str, Any]:
+    return {"name": container, "image": image, "state": {"waiting": {"reason": reason, "message": message}}}
 
 
 def test_a_missing_secret_names_the_field_and_what_is_expected() -> None:
@@ -57,3 +57,29 @@ def test_only_the_newest_live_pod_counts_and_ordinary_waits_are_no_problem() -> 
     assert pod_problem([_pod("done", "t", phase="Failed", init=[stuck])], "ufile-keys", "ml") is None
     assert pod_problem([old], "ufile-keys", "ml") is not None
     assert pod_problem([], "ufile-keys", "ml") is None
+
+
+def test_an_image_the_node_cannot_pull_names_spec_image_and_quotes_the_kubelet() -> None:
+    # The kubelet's words on a real node (containerd) for a tag that does not exist.
+    said = ('failed to pull and unpack image "registry.example/im2txt-trainer:nope": not found')
+    for reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"):
+        image = "registry.example/im2txt-trainer:nope"
+        pods = [_pod("coco-stage1-a", "t", init=[_waiting("fetch", reason, said, image)])]
+        problem = pod_problem(pods, "ufile-keys", "ml")
+        assert problem is not None and (problem.field, problem.reason) == ("spec.image", "ImagePullFailed"), reason
+        assert problem.message == (
+            "spec.image: the node cannot pull image 'registry.example/im2txt-trainer:nope': " + said + "; expected an "
+            "image the cluster's nodes can pull (check the name, tag and registry access) (pod coco-stage1-a, "
+            f"container fetch: {reason})")
+    # A registry's long answer is cut, so status stays readable.
+    long = [_pod("p", "t", main=[_waiting("trainer", "ErrImagePull", "x" * 5000, "img")])]
+    assert len(pod_problem(long, "ufile-keys", "ml").message) < 600  # type: ignore[union-attr]
+
+
+def test_reasons_lists_every_reason_a_pod_gives() -> None:
+    cases = [("CreateContainerConfigError", 'secret "ufile-keys" not found'),
+             ("CreateContainerConfigError", "couldn't find key publicKey in Secret ml/ufile-keys"),
+             ("CreateContainerConfigError", "anything else"), ("ImagePullBackOff", "back-off")]
+    found = {pod_problem([_pod("p", "t", main=[_waiting("trainer", r, m)])], "ufile-keys", "ml").reason  # type: ignore[union-attr]
+             for r, m in cases}
+    assert found == REASONS
