@@ -1,5 +1,5 @@
 # Operator part: run it against the current kubeconfig, preview the Jobs of an example, benchmark it.
-.PHONY: run render bench-operator
+.PHONY: run render from-uai bench-operator
 
 OPERATOR_ENV := PYTHONPATH=operator:standins
 RENDER_EXAMPLE ?= tests/operator/data/training-ufile.yaml
@@ -9,6 +9,9 @@ run: $(STAMP)  ## run the operator against the current kubeconfig, all namespace
 
 render: $(STAMP)  ## print the Jobs an Im2txtTraining makes (RENDER_EXAMPLE=file.yaml), offline
 	$(OPERATOR_ENV) $(PY) -m im2txt_operator render $(RENDER_EXAMPLE)
+
+from-uai: $(STAMP)  ## print the Im2txtTraining for UAI Train job(s): UAI="job.json" or UAI='--cmd "/data/train.py ..." ...'
+	@$(OPERATOR_ENV) $(PY) -m im2txt_operator from-uai $(UAI)
 
 bench-operator: $(STAMP)  ## operator vs a raw-watch reactor: N=50/200 trainings, latency, writes, RSS
 	$(OPERATOR_ENV) $(PY) bench/operator.py

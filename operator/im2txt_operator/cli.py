@@ -60,6 +60,31 @@ def render(paths: Sequence[str], out: Any = sys.stdout) -> int:
     return 0
 
 
+def from_uai(args: argparse.Namespace, out: Any = None) -> int:
+    """``from-uai``: the training on stdout, notes and errors on stderr (exit 2 on an error)."""
+    from im2txt_operator.from_uai import FromUAIError, convert, from_commands
+
+    try:
+        if args.cmd and args.files:
+            raise FromUAIError("give job files or --cmd, not both")
+        if args.cmd:
+            jobs = from_commands(args.cmd, args.data_path, args.output_path)
+        else:
+            jobs = []
+            for path in args.files or ["-"]:
+                with sys.stdin if path == "-" else open(path, encoding="utf-8") as f:
+                    for doc in yaml.safe_load_all(f):  # JSON is YAML
+                        jobs += doc if isinstance(doc, list) else [doc] if doc is not None else []
+        result = convert(jobs, name=args.name, secret=args.secret, namespace=args.namespace, gpus=args.gpus)
+    except (FromUAIError, OSError, yaml.YAMLError) as e:
+        print(f"from-uai: {e}", file=sys.stderr)
+        return 2
+    for note in result.notes:
+        print(f"# {note}", file=sys.stderr)
+    yaml.safe_dump(result.training, out or sys.stdout, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return 0
+
+
 @dataclass(frozen=True)
 class Election:
     """Where the Lease is and who this process is (``run --leader-elect``)."""
@@ -226,11 +251,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--lease-name", default="im2txt-operator", help="name of the Lease (default im2txt-operator)")
     p_run.add_argument("--identity", default=own_identity(),
                        help="this process in the Lease (default $POD_NAME, else <hostname>_<uuid>)")
+    p_uai = sub.add_parser("from-uai", help="print the Im2txtTraining for UAI Train job(s) (offline)",
+                           description="Turn UAI Train jobs (CreateUAITrainJob's fields as JSON or YAML: one job, "
+                                       "or a list of the stage-1 and stage-2 jobs), or the guide's start commands "
+                                       "(--cmd, once per stage), into one Im2txtTraining.")
+    p_uai.add_argument("files", nargs="*", help="JSON or YAML files with the job(s) ('-' for stdin)")
+    p_uai.add_argument("--cmd", action="append", default=[], help="a start command (repeat: stage 1, then stage 2)")
+    p_uai.add_argument("--data-path", help="with --cmd: the data input's UFile URL")
+    p_uai.add_argument("--output-path", help="with --cmd: the data output's UFile URL")
+    p_uai.add_argument("--name", help="the training's name (default: TrainJobName, lower-cased)")
+    p_uai.add_argument("--namespace", help="the training's namespace")
+    p_uai.add_argument("--secret", default="ufile-keys", help="the Secret with the UFile key pair (default ufile-keys)")
+    p_uai.add_argument("--gpus", type=int, help="GPUs per node, where the job gives only UCloud's TrainWorkId")
     p_render = sub.add_parser("render", help="print the Jobs a training would get (offline)")
     p_render.add_argument("files", nargs="+", help="YAML files with Im2txtTraining resources ('-' for stdin)")
     args = parser.parse_args(argv)
     if args.command == "render":
         return render(args.files)
+    if args.command == "from-uai":
+        return from_uai(args)
     if not args.namespace and not args.all_namespaces:
         parser.error("run: give --namespace NS or --all-namespaces")
     election = Election(args.lease_namespace, args.lease_name, args.identity) if args.leader_elect else None
