@@ -243,3 +243,29 @@ def test_a_pvc_output_on_hostpath_is_refused_with_the_reason(deployed: str, ufil
     assert "spec.outputPath" in failed["message"], failed
     wide = kubectl("-n", NS, "get", "im2txttrainings", "onpvc", "-o", "wide").stdout
     assert "spec.outputPath" in wide, wide
+
+
+def test_an_image_the_node_cannot_pull_is_named_in_status(deployed: str, ufile: Any) -> None:
+    """Issue 16: a stage whose image the node cannot pull says so, from the kubelet's own words: Ready=False with
+    reason ImagePullFailed naming spec.image and the image, also in kubectl get -o wide (the pod waits in
+    ErrImagePull / ImagePullBackOff, which no Job condition reports)."""
+    _server, public, private = ufile
+    kubectl("create", "namespace", NS, check=False)
+    kubectl("label", "--overwrite", "namespace", NS, "pod-security.kubernetes.io/enforce=restricted")
+    secret(NS, public, private)
+    missing = "localhost/im2txt/no-such-image:0.0.0"
+    training = _training("noimage")
+    training["spec"]["image"] = missing
+    kubectl("apply", "-f", "-", input=json.dumps(training))
+    try:
+        ready = wait_until(lambda: next((c for c in _status("noimage").get("conditions") or ()
+                                         if c["type"] == "Ready" and c["reason"] == "ImagePullFailed"), None), 240,
+                           "Ready=False ImagePullFailed")
+        assert ready["status"] == "False", ready
+        assert ready["message"].startswith(f"spec.image: the node cannot pull image '{missing}'"), ready
+        assert "(pod noimage-stage1-" in ready["message"], ready
+        assert _status("noimage")["phase"] == "Pending"
+        wide = kubectl("-n", NS, "get", "im2txttrainings", "noimage", "-o", "wide").stdout
+        assert "spec.image: the node cannot pull image" in wide, wide
+    finally:
+        kubectl("-n", NS, "delete", "im2txttraining", "noimage", "--wait=false", check=False)
