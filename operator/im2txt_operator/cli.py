@@ -102,12 +102,13 @@ def own_identity() -> str:
 
 
 def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, verbose: bool,
-        metrics_port: int = 9090, election: Election | None = None) -> int:
+        metrics_port: int = 9090, election: Election | None = None, log_format: str = "text") -> int:
     import kopf
 
     import im2txt_operator.handlers  # noqa: F401 - registers the handlers
 
-    kopf.configure(verbose=verbose)
+    # JSON: one object per line (python-json-logger, through kopf); a line about a training carries its object.
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL)
     if not verbose:  # quiet by default: one line per transition from us, not one per event from kopf
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
@@ -243,6 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--liveness", default=LIVENESS, help=f"health endpoint (default {LIVENESS}; '' for none)")
     p_run.add_argument("--metrics-port", type=int, default=9090, help="Prometheus /metrics port (0: off)")
     p_run.add_argument("--verbose", action="store_true")
+    p_run.add_argument("--log-format", choices=("text", "json"), default="text",
+                       help="text (default) or json: one JSON object per line, a training's lines with its "
+                            "namespace, name, stage and generation as fields")
     p_run.add_argument("--leader-elect", action="store_true",
                        help="run only while holding a coordination.k8s.io Lease (replicas > 1: one acts, the "
                             "others stand by)")
@@ -273,4 +277,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.namespace and not args.all_namespaces:
         parser.error("run: give --namespace NS or --all-namespaces")
     election = Election(args.lease_namespace, args.lease_name, args.identity) if args.leader_elect else None
-    return run(args.namespace, args.all_namespaces, args.liveness, args.verbose, args.metrics_port, election)
+    return run(args.namespace, args.all_namespaces, args.liveness, args.verbose, args.metrics_port, election,
+               args.log_format)

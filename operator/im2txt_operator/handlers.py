@@ -21,7 +21,7 @@ from typing import Any
 
 import kopf
 
-from im2txt_operator import children, lifecycle, names, tensorboard
+from im2txt_operator import children, lifecycle, logs, names, tensorboard
 from im2txt_operator import conditions as cond
 from im2txt_operator import export as exporting
 from im2txt_operator.cluster_checks import ClusterChecks
@@ -170,7 +170,7 @@ async def training_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any
     if event.get("type") == "DELETED":
         # The Jobs are owned by the training: the garbage collector deletes them. The data stays.
         forget(key)
-        log.info("training %s/%s deleted; its Jobs go with it (ownerReferences)", *key)
+        log.info("training %s/%s deleted; its Jobs go with it (ownerReferences)", *key, extra=logs.about(*key))
         return
     entry = STATE.entry(key)
     if entry.body is not None and entry.body["metadata"].get("uid") != obj["metadata"].get("uid"):
@@ -224,7 +224,7 @@ async def job_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any, Any
             try:
                 current = await STATE.kube.get_training(*key)
             except Exception as e:  # the API is unreachable: decide later, with the backoff of reconcile
-                log.warning("reading training %s/%s failed (%s); retrying", *key, _short(e))
+                log.warning("reading training %s/%s failed (%s); retrying", *key, _short(e), extra=logs.about(*key))
                 _schedule_retry(key, entry, RETRY_DELAYS[0])
                 return
             if current is None or current["metadata"].get("uid") != (entry.body or {}).get("metadata", {}).get("uid"):
@@ -271,7 +271,8 @@ async def reconcile(key: tuple[str, str]) -> None:
         delay = RETRY_DELAYS[min(entry.failures, len(RETRY_DELAYS) - 1)]
         entry.failures += 1
         METRICS.errors.inc()
-        log.warning("reconcile of %s/%s failed (%s); retrying in %ss", *key, _short(e), delay)
+        log.warning("reconcile of %s/%s failed (%s); retrying in %ss", *key, _short(e), delay,
+                    extra=logs.about(*key))
         _schedule_retry(key, entry, delay)
 
 
@@ -385,11 +386,13 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
         kopf.event(body, type=decision.event.type, reason=decision.event.reason, message=decision.event.message)
         METRICS.writes.labels(kind="event").inc()
         METRICS.record_event(decision.event.reason, decision.status)
-        log.info("%s/%s: %s: %s", namespace, name, decision.event.reason, decision.event.message)
+        log.info("%s/%s: %s: %s", namespace, name, decision.event.reason, decision.event.message,
+                 extra=logs.about(namespace, name, decision.status.get("stage"), generation))
     if export_event is not None:
         kopf.event(body, type=export_event.type, reason=export_event.reason, message=export_event.message)
         METRICS.writes.labels(kind="event").inc()
-        log.info("%s/%s: %s: %s", namespace, name, export_event.reason, export_event.message)
+        log.info("%s/%s: %s: %s", namespace, name, export_event.reason, export_event.message,
+                 extra=logs.about(namespace, name, "export", generation))
 
 
 async def _stage_ends(kube: Kube, namespace: str, settings: Settings | None, status: Mapping[str, Any],
@@ -413,7 +416,7 @@ async def _create_export(kube: Kube, entry: Entry, owner: Owner, settings: Setti
         created = await kube.get_job(owner.namespace, manifest["metadata"]["name"])
         if not _owned_by(created, {"metadata": {"uid": owner.uid}}):
             log.warning("%s/%s: Job %s is not this training's; no export", owner.namespace, owner.name,
-                        manifest["metadata"]["name"])
+                        manifest["metadata"]["name"], extra=logs.about(owner.namespace, owner.name, "export"))
             return False
     else:
         METRICS.writes.labels(kind="job").inc()
@@ -460,7 +463,9 @@ async def _act(kube: Kube, entry: Entry, owner: Owner, settings: Settings | None
             except ApiException as e:
                 if is_refusal(e.status, e.message):  # the API refused what the spec made: a spec problem
                     log.warning("%s/%s: Job %s refused: %s", owner.namespace, owner.name,
-                                manifest["metadata"]["name"], e.message[:500])
+                                manifest["metadata"]["name"], e.message[:500],
+                                extra=logs.about(owner.namespace, owner.name, action.stage,
+                                                 (entry.body or {}).get("metadata", {}).get("generation")))
                     return rejected(manifest, e.message, e.details)
                 if e.status != 409:
                     raise
@@ -532,7 +537,7 @@ async def prune() -> None:
                 continue
             if _uid(STATE.entries.get(key)) == uid:  # unchanged since the snapshot (no newer event came)
                 forget(key)
-                log.info("training %s/%s is gone from the API; forgotten", *key)
+                log.info("training %s/%s is gone from the API; forgotten", *key, extra=logs.about(*key))
 
 
 def _ready_reason(status: Mapping[str, Any]) -> str | None:
@@ -599,4 +604,6 @@ async def refresh_progress(key: tuple[str, str], entry: Entry) -> None:
             kopf.event(entry.body, type=diverged.event.type, reason=diverged.event.reason,
                        message=diverged.event.message)
             METRICS.writes.labels(kind="event").inc()
-            log.warning("%s/%s: %s: %s", namespace, name, diverged.event.reason, diverged.event.message)
+            log.warning("%s/%s: %s: %s", namespace, name, diverged.event.reason, diverged.event.message,
+                        extra=logs.about(namespace, name, current.get("stage"),
+                                         (entry.body or {}).get("metadata", {}).get("generation")))

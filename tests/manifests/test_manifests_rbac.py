@@ -142,7 +142,7 @@ def test_single_namespace_overlay_grants_the_contract_in_one_namespace() -> None
     docs = kustomize_build(ROOT / "manifests" / "overlays" / "single-namespace")
     deployment = find(docs, "Deployment", "im2txt-operator")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert len(args) == 2 and args[0].startswith("--namespace=") and args[1] == "--leader-elect"
+    assert len(args) == 3 and args[0].startswith("--namespace=") and args[1:] == ["--leader-elect", "--log-format=json"]
     namespace = args[0].split("=", 1)[1]
     role, binding = find(docs, "Role", "im2txt-operator"), find(docs, "RoleBinding", "im2txt-operator")
     assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == namespace

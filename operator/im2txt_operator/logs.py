@@ -1,0 +1,18 @@
+"""The fields of a log line about one training.
+
+kopf's formatters know ``k8s_ref``: with ``--log-format json`` it becomes the line's ``object`` field
+(apiVersion, kind, namespace, name), as on kopf's own lines; the other keys become fields of their own. In text
+the message itself names the training, as it always did.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from im2txt_operator.spec import GROUP, KIND, VERSION
+
+
+def about(namespace: str, name: str, stage: Any = None, generation: Any = None) -> dict[str, Any]:
+    """``extra=`` for a line about this training (``namespace`` and ``training`` also at the top, for queries)."""
+    return {"k8s_ref": {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "namespace": namespace, "name": name},
+            "namespace": namespace, "training": name, "stage": stage, "generation": generation}
