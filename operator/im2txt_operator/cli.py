@@ -195,9 +195,16 @@ async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: S
     Deployment restarts it as a standby): a leader that may no longer act must not finish what it started."""
     import kopf
 
+    from im2txt_operator.handlers import METRICS
     from im2txt_operator.kube import Kube
     from im2txt_operator.leader import LeaderElector
 
+    if metrics_port:  # served from now on, so a standby answers its PodMonitor too (im2txt_leader 0)
+        try:
+            METRICS.serve(metrics_port)
+        except OSError as e:  # metrics are auxiliary: never keep the operator from running
+            logging.getLogger("im2txt_operator").warning("metrics endpoint on port %s not started: %s",
+                                                         metrics_port, e)
     kube = Kube()
     elector = LeaderElector(kube, election.namespace, election.name, election.identity)
     server = await _serve_standby_health(liveness, elector.standby_health)
@@ -224,7 +231,7 @@ async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: S
 
     # In this task, not a new one: kopf would wait for a task that waits for it.
     await kopf.operator(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
-                        liveness_endpoint=liveness, identity=election.identity, memo=_memo(metrics_port))
+                        liveness_endpoint=liveness, identity=election.identity, memo=_memo(0))  # served above
     holding.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await holding  # no renewal may land after the release

@@ -28,7 +28,7 @@ from im2txt_operator.cluster_checks import ClusterChecks
 from im2txt_operator.kube import ApiException, Kube
 from im2txt_operator.lifecycle import CreateJob, Decision, Problem, SetJobSuspend, decide, job_state, status_patch
 from im2txt_operator.loss import LossUpdate, loss_patch
-from im2txt_operator.metrics import Metrics
+from im2txt_operator.metrics import CONTROLLER, Metrics
 from im2txt_operator.paths import UFilePath
 from im2txt_operator.pod_problems import REASONS as POD_REASONS
 from im2txt_operator.pod_problems import pod_problem
@@ -108,6 +108,7 @@ class State:
     interval: float = PROGRESS_INTERVAL
     checks: ClusterChecks = field(default_factory=ClusterChecks)
     index: Any = None  # kopf.Index of our Jobs by (namespace, training)
+    waiting: int = 0  # reconciles asked for that wait for their training's lock (the queue's depth, with retries)
 
     def entry(self, key: tuple[str, str]) -> Entry:
         return self.entries.setdefault(key, Entry())
@@ -115,7 +116,9 @@ class State:
 
 STATE = State()
 METRICS = Metrics(lambda: [(e.body or {}).get("status") or {} for e in list(STATE.entries.values()) if e.body],
-                  lambda: [e.body for e in list(STATE.entries.values()) if e.body])
+                  lambda: [e.body for e in list(STATE.entries.values()) if e.body],
+                  lambda: STATE.waiting + sum(1 for e in list(STATE.entries.values())
+                                              if e.retry is not None and not e.retry.done()))
 
 
 def _now() -> str:
@@ -132,6 +135,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.batching.batch_window = 0.02  # react quickly; events are level-triggered anyway
     settings.watching.server_timeout = 600
     STATE.kube = Kube()
+    METRICS.leader.set(1)  # the operator runs: standalone, or this process holds the Lease
     STATE.interval = float(os.environ.get("IM2TXT_PROGRESS_INTERVAL") or PROGRESS_INTERVAL)
     port = int(memo.get("metrics_port", 9090))  # from `run --metrics-port` (cli); 0: no metrics endpoint
     if port:
@@ -262,18 +266,26 @@ async def reconcile(key: tuple[str, str]) -> None:
     entry = STATE.entries.get(key)
     if entry is None:
         return
+    METRICS.queue_adds.labels(name=CONTROLLER).inc()
+    STATE.waiting += 1
+    started: float | None = None
     try:
         async with entry.lock:
+            STATE.waiting -= 1
+            started = time.monotonic()
             await _reconcile_locked(key, entry)
         entry.failures = 0
-        METRICS.reconciles.inc()
+        METRICS.reconciled(time.monotonic() - started, ok=True)
     except Exception as e:  # any API failure: log, retry with backoff
         delay = RETRY_DELAYS[min(entry.failures, len(RETRY_DELAYS) - 1)]
         entry.failures += 1
-        METRICS.errors.inc()
+        METRICS.reconciled(time.monotonic() - (started or time.monotonic()), ok=False)
         log.warning("reconcile of %s/%s failed (%s); retrying in %ss", *key, _short(e), delay,
                     extra=logs.about(*key))
         _schedule_retry(key, entry, delay)
+    finally:
+        if started is None:  # never got the lock (an error or a cancel while waiting)
+            STATE.waiting -= 1
 
 
 def _short(e: Exception) -> str:
@@ -285,6 +297,8 @@ def _short(e: Exception) -> str:
 def _schedule_retry(key: tuple[str, str], entry: Entry, delay: float) -> None:
     if entry.retry is not None and not entry.retry.done():
         return
+
+    METRICS.queue_retries.labels(name=CONTROLLER).inc()
 
     async def later() -> None:
         await asyncio.sleep(delay)

@@ -7,11 +7,17 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Suspended")
+# controller-runtime's names and labels, so dashboards made for Go controllers read this one: the controller and
+# its queue are both named after the kind it reconciles.
+CONTROLLER = "im2txttraining"
+# controller-runtime's reconcile-time buckets (pkg/internal/controller/metrics).
+RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9,
+                     1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5, 6, 7, 8, 9, 10, 15, 20, 25, 30, 40, 50, 60)
 
 
 class _Phases(Collector):
@@ -49,7 +55,8 @@ class _Losses(Collector):
 
 class Metrics:
     def __init__(self, statuses: Callable[[], Iterable[Mapping[str, Any]]] = list,
-                 trainings: Callable[[], Iterable[Mapping[str, Any]]] = list) -> None:
+                 trainings: Callable[[], Iterable[Mapping[str, Any]]] = list,
+                 depth: Callable[[], float] = lambda: 0.0) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_Phases(statuses))
         self.registry.register(_Losses(trainings))
@@ -64,6 +71,36 @@ class Metrics:
         self.durations = Histogram("im2txt_stage_duration_seconds", "Run time of finished stages", ["stage"],
                                    buckets=(60, 600, 3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400, 14 * 86400,
                                             28 * 86400), registry=self.registry)
+
+        # The controller-runtime series (reconcile_total and reconcile_errors_total count what im2txt_reconciles
+        # and im2txt_reconcile_errors count, under the names dashboards chart).
+        self.reconcile_total = Counter("controller_runtime_reconcile", "Reconciles by controller and result",
+                                       ["controller", "result"], registry=self.registry)
+        self.reconcile_errors = Counter("controller_runtime_reconcile_errors", "Reconciles that returned an error",
+                                        ["controller"], registry=self.registry)
+        self.reconcile_time = Histogram("controller_runtime_reconcile_time_seconds", "Time per reconcile",
+                                        ["controller"], buckets=RECONCILE_BUCKETS, registry=self.registry)
+        self.queue_depth = Gauge("workqueue_depth", "Reconciles asked for and not yet started (waiting for the "
+                                 "training's lock or a retry's delay)", ["name"], registry=self.registry)
+        self.queue_depth.labels(name=CONTROLLER).set_function(depth)
+        self.queue_adds = Counter("workqueue_adds", "Reconciles asked for", ["name"], registry=self.registry)
+        self.queue_retries = Counter("workqueue_retries", "Reconciles retried after an error", ["name"],
+                                     registry=self.registry)
+        self.leader = Gauge("im2txt_leader", "1 while this process holds the Lease and runs the operator, 0 while it "
+                            "stands by", registry=self.registry)
+        for result in ("success", "error"):
+            self.reconcile_total.labels(controller=CONTROLLER, result=result)
+        self.reconcile_errors.labels(controller=CONTROLLER)
+        self.queue_adds.labels(name=CONTROLLER)
+        self.queue_retries.labels(name=CONTROLLER)
+
+    def reconciled(self, seconds: float, ok: bool) -> None:
+        """One reconcile ended: the im2txt_* and controller-runtime series together."""
+        (self.reconciles if ok else self.errors).inc()
+        self.reconcile_total.labels(controller=CONTROLLER, result="success" if ok else "error").inc()
+        if not ok:
+            self.reconcile_errors.labels(controller=CONTROLLER).inc()
+        self.reconcile_time.labels(controller=CONTROLLER).observe(seconds)
 
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.registry)

@@ -46,7 +46,7 @@ class Process:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
                "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("operator", "standins"))}
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "im2txt_operator", "run", *self.args, "--metrics-port=0", env=env,
+            sys.executable, "-m", "im2txt_operator", "run", "--metrics-port=0", *self.args, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         self.reader = asyncio.create_task(self._read())
         return self
@@ -83,6 +83,31 @@ async def test_a_restarted_leader_says_it_took_its_lease_back_and_its_probes_log
                 assert status == 200
             await asyncio.sleep(1.0)
             assert not [x for x in op.lines if "/healthz" in x or "aiohttp.access" in x], op.log
+
+
+async def test_the_standby_serves_metrics_too_and_says_it_is_not_leading(tmp_path: Path) -> None:
+    """A PodMonitor scrapes every replica: the standby answers /metrics (im2txt_leader 0), the leader says 1 and
+    counts its reconciles under controller-runtime's names."""
+    async with emulator(tmp_path) as api:
+        ports = [free_port(), free_port()]
+        ops = [Process(tmp_path / "kubeconfig", (*_elected(f"op-{i}", f"http://127.0.0.1:{free_port()}/healthz"),
+                                                 f"--metrics-port={ports[i]}")) for i in range(2)]
+        async with ops[0] as leader:
+            await wait_for(lambda: any("became the leader" in x for x in leader.lines), what="the leader")
+            async with ops[1] as standby:
+                await wait_for(lambda: any("standby: Lease default/im2txt-operator is held by 'op-0'" in x
+                                           for x in standby.lines), timeout=30, what="the standby's line")
+                _status, text = await _until_answered(f"http://127.0.0.1:{ports[1]}/metrics", 200)
+                assert "im2txt_leader 0.0" in text, text
+                api.create_object(("im2txt.dev", "v1alpha1", "im2txttrainings"), {
+                    "apiVersion": "im2txt.dev/v1alpha1", "kind": "Im2txtTraining", "metadata": {"name": "coco"},
+                    "spec": {"dataPath": "pvc://d/", "outputPath": "pvc://o/"}}, "default")
+                url = f"http://127.0.0.1:{ports[0]}/metrics"
+                text = await wait_for(lambda: (t := _get(url)[1]) and 'result="success"} 0.0' not in t and t,
+                                      what="a reconcile counted")
+                assert "im2txt_leader 1.0" in text
+                assert 'controller_runtime_reconcile_total{controller="im2txttraining",result="success"}' in text
+                assert 'workqueue_adds_total{name="im2txttraining"}' in text
 
 
 async def test_a_kubernetes_older_than_1_29_is_refused_with_the_reason_and_a_503(tmp_path: Path) -> None:
