@@ -36,6 +36,7 @@ from im2txt_operator.pod_reads import PodReads, observed_fields, read_pods
 from im2txt_operator.pods import LABEL_MANAGED_BY, LABEL_TRAINING, MANAGED_BY, Owner
 from im2txt_operator.progress import eta, percent
 from im2txt_operator.rejections import is_refusal, not_owned, rejected
+from im2txt_operator.shared_outputs import output_in_use
 from im2txt_operator.spec import GROUP, KIND, PLURAL, VERSION, Settings, SpecError, parse_spec
 
 log = logging.getLogger("im2txt_operator")
@@ -354,7 +355,8 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
     creating = any(isinstance(a, CreateJob) for a in decision.actions)
     if problem is None and settings is not None and (creating or (
             status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready"))):
-        problem = await STATE.checks.problem(kube.claim_exists, namespace, settings)
+        problem = await STATE.checks.problem(kube.claim_exists, namespace, settings) or output_in_use(
+            body, (e.body for k, e in list(STATE.entries.items()) if k != key and e.body))
         if problem is not None or not creating:
             decision = decide(name, settings, problem, generation, status_in, jobs, _now())
 

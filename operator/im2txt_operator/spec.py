@@ -436,6 +436,11 @@ def _ufile(spec: Mapping[str, Any]) -> UFileEndpoints:
     return UFileEndpoints(upload_suffix=suffixes["uploadSuffix"], download_suffix=suffixes["downloadSuffix"])
 
 
+def folder(path: StoragePath) -> str:
+    """The path as a folder URL ending in "/", so that one path is inside another exactly when it starts with it."""
+    return path.url if path.url.endswith("/") else path.url + "/"
+
+
 def parse_spec(spec: Mapping[str, Any] | None) -> Settings:
     """Validate and default a training's ``spec``; raises SpecError naming the first bad field."""
     if not isinstance(spec, Mapping):
@@ -460,6 +465,9 @@ def parse_spec(spec: Mapping[str, Any] | None) -> Settings:
         raise SpecError("spec.credentialsSecret",
                         "required when spec.dataPath or spec.outputPath is a ufile:// path "
                         "(a Secret with keys publicKey and privateKey)")
+    if folder(output_path).startswith(folder(data_path)):
+        raise SpecError("spec.outputPath", f"must not be spec.dataPath or inside it ({data_path.url}): old "
+                        f"checkpoints are pruned in the output path, which would delete data, got {output_path.url}")
     max_run = spec.get("maxRunSeconds")
     return Settings(
         data_path=data_path,

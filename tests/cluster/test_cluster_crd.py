@@ -41,7 +41,7 @@ def test_kubectl_explain_shows_the_field_docs(installed: ControlPlane) -> None:
 
 def test_printer_columns_and_short_name(installed: ControlPlane, admin: Api, ns: str) -> None:
     admin.claim(ns, "data")
-    created = admin.new_training(ns, "coco", {"dataPath": "pvc://data/", "outputPath": "pvc://data/out/"})
+    created = admin.new_training(ns, "coco", {"dataPath": "pvc://data/in/", "outputPath": "pvc://data/out/"})
     failed = "stage 1 failed: trainer: --train_dir '/data/output/' is not writable: Permission denied (pod p, exit 2)"
     admin.request("PUT", admin.trainings(ns, "coco") + "/status", {**created, "status": {
         "stage": 1, "phase": "Running", "step": 4200, "uploadedStep": 4000, "loss": 2.4567, "progress": 0.4,

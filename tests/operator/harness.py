@@ -139,8 +139,9 @@ def add_claim(api: KubeAPI, name: str, ns: str = "default") -> None:
 
 def new_training(api: KubeAPI, name: str, spec: dict[str, Any] | None = None, ns: str = "default",
                  claims: bool = True) -> dict[str, Any]:
-    """A training (by default on PVC paths, whose claims are created too unless ``claims`` is False)."""
-    full = {**PVC_SPEC, **(spec or {})}
+    """A training (by default on PVC paths, whose claims are created too unless ``claims`` is False), writing to
+    an output folder of its own (pvc://runs/<name>/): two trainings on one folder wait for each other."""
+    full = {**PVC_SPEC, "outputPath": f"pvc://runs/{name}/", **(spec or {})}
     for key in ("dataPath", "outputPath"):
         if claims and full[key].startswith("pvc://"):
             add_claim(api, full[key][len("pvc://"):].split("/")[0], ns)
