@@ -23,7 +23,8 @@ import pytest
 from cluster_support import Api, ApiError, OperatorProcess, wait_for
 from gitops_support import Rating, rate
 
-pytestmark = pytest.mark.timeout(300)
+# 600: run on its own (not through make test), the first rating builds tools/gitops-health (minutes, cold).
+pytestmark = pytest.mark.timeout(600)
 
 PVC: dict[str, Any] = {"dataPath": "pvc://coco-data/mscoco/", "outputPath": "pvc://runs/coco/", "numberOfSteps": 100,
                        "stage2NumberOfSteps": 300, "gpus": 0}
