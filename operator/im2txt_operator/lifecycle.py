@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from im2txt_operator import conditions as cond
-from im2txt_operator import names
+from im2txt_operator import health, names
 from im2txt_operator.pod_reports import OUTPUT_CHECK, ContainerFailure
 from im2txt_operator.progress import percent
 from im2txt_operator.spec import Settings
@@ -37,6 +37,8 @@ class JobState:
     message: str = ""
     suspended: bool = False
     active: int = 0
+    ready: int = 0  # pods of the Job with a Ready condition (the Job controller's status.ready)
+    failed_pods: int = 0  # pods that failed and counted against backoffLimit (status.failed)
     start_time: str | None = None
     completion_time: str | None = None
     target: int | None = None
@@ -62,6 +64,7 @@ def job_state(job: Mapping[str, Any], stage: int | None) -> JobState:
     stamped = meta.get("annotations") or {}
     return JobState(stage=stage, name=meta.get("name", ""), succeeded=succeeded, failed=failed, reason=reason,
                     message=message, suspended=bool(spec.get("suspend")), active=int(status.get("active") or 0),
+                    ready=int(status.get("ready") or 0), failed_pods=int(status.get("failed") or 0),
                     start_time=status.get("startTime"), completion_time=completion,
                     target=_stamp(stamped, ANNOTATION_TARGET), image_size=_stamp(stamped, ANNOTATION_IMAGE_SIZE))
 
@@ -169,7 +172,7 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
     done = {s for s in (1, 2) if cond.is_true(prev_conds, f"Stage{s}Complete") or (s in jobs and jobs[s].succeeded)}
 
     def conditions(phase: str, reason_done: str, failed_reason: str, plan: tuple[int, ...],
-                   current: int) -> list[dict[str, Any]]:
+                   current: int, moving: health.Activity | None = None) -> list[dict[str, Any]]:
         # Ready's message is kubectl get -o wide's Message column: the problem, the failure, or what runs now.
         if problem is not None:
             ready = cond.condition(prev_conds, "Ready", False, problem.reason, problem.message, generation, now)
@@ -201,6 +204,10 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
                                   "SuspendRequested" if phase == "Suspended" else "NotSuspended",
                                   message if phase == "Suspended" else "spec.suspend is false",
                                   generation, now))
+        # kstatus: Reconciling while a stage moves on, Stalled when only the user can unblock it (module health).
+        blocked = health.Blocked(problem.reason, problem.message) if problem is not None else (
+            health.Blocked(failed_reason, message) if phase == "Failed" else None)
+        out += health.conditions(prev_conds, phase, moving, blocked, generation, now)
         # Conditions set from the trainer's log between transitions (LossDiverged) are kept as they are.
         ours = {c["type"] for c in out}
         return out + [dict(c) for c in prev_conds if c.get("type") not in ours]
@@ -223,6 +230,7 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
     done |= {s for s in plan if any(t in jobs for t in plan if t > s)}
     targets = {1: settings.number_of_steps, 2: settings.stage2_number_of_steps}
     actions: list[Action] = []
+    moving: health.Activity | None = None
     current = plan[-1]
     phase = "Succeeded"
     failed_reason = "JobFailed"
@@ -247,6 +255,8 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
                 actions.append(CreateJob(s))
                 phase = "Running"
                 message = f"stage {s}: Job {names.stage_job(name, s)} trains to global step {targets[s]}"
+                moving = health.activity(s, message, created=True, advancing=s == 2 and 1 in done, resuming=False,
+                                         ready=0, failed_pods=0)
         elif job.failed:
             phase, failed_reason, message = "Failed", *_failure(s, job, status)
         else:
@@ -259,6 +269,8 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
                 phase, message = "Pending", f"stage {s} waits: {problem.message}"
             else:
                 phase, message = "Running", f"stage {s}: Job {job.name} trains to global step {target}"
+                moving = health.activity(s, message, created=False, advancing=False, resuming=job.suspended,
+                                         ready=job.ready, failed_pods=job.failed_pods)
         break
 
     job = jobs.get(current)
@@ -281,7 +293,7 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
         "observedGeneration": generation,
         "stages": _stage_entries(status.get("stages") or [], jobs, name, targets,
                                  {a.stage for a in actions if isinstance(a, CreateJob)}),
-        "conditions": conditions(phase, reason_done, failed_reason, plan, current),
+        "conditions": conditions(phase, reason_done, failed_reason, plan, current, moving),
     }
     return Decision(status=new, actions=tuple(actions), event=_event(status, new, actions, problem))
 
