@@ -16,4 +16,6 @@ cluster-images: $(STAMP)  ## build both images with buildah (CPU TensorFlow) and
 	@echo "images imported: localhost/im2txt/im2txt-operator:0.1.0 localhost/im2txt/im2txt-trainer:0.1.0"
 
 cluster-deploy: $(STAMP)  ## make deploy on the one-node cluster with the local images
-	$(MAKE) deploy KUBECONFIG=$(NODE_KUBECONFIG) KUBECTL=$(abspath $(VENV))/bin/kubectl IMAGE_REGISTRY=localhost/im2txt
+	@# The UFile stand-in listens on the node's address, 100.89.0.1: bucket 100 + suffix .89.0.1 (tests/node).
+	$(MAKE) deploy KUBECONFIG=$(NODE_KUBECONFIG) KUBECTL=$(abspath $(VENV))/bin/kubectl IMAGE_REGISTRY=localhost/im2txt \
+		UFILE_DOMAINS=.89.0.1

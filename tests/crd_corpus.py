@@ -17,7 +17,8 @@ The entries with a `status` (STATUS_BAD, also in BAD) are refused only when writ
 subresource: a create drops `status` (the status subresource is on), so create the rest first, then PUT status.
 
 OPERATOR_ONLY holds specs the CRD accepts (the check would cost the API server too much CEL: quantities are
-int-or-string) but the Pod API refuses; the operator refuses them, naming the field.
+int-or-string; or it depends on the operator's configuration: the UFile domains) but the operator refuses, naming
+the field.
 """
 
 from __future__ import annotations
@@ -267,4 +268,9 @@ OPERATOR_ONLY: list[tuple[str, dict[str, Any], str]] = [
      "spec.resources.requests.memory"),
     ("extended resource not a whole number", _with({"resources": {"limits": {"example.com/fpga": "0.5"}}}),
      "spec.resources.limits.example.com/fpga"),
+    # The cluster admin's list (run --ufile-domains), which no CRD can know; by default UCloud's own domains.
+    ("UFile upload host outside the allowed domains", _with({"ufile": {"uploadSuffix": ".metadata.internal"}}),
+     "spec.ufile.uploadSuffix"),
+    ("UFile download host in a look-alike domain", _with({"ufile": {"downloadSuffix": ".cn-bj.ufileos.com.evil.io"}}),
+     "spec.ufile.downloadSuffix"),
 ]

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Writes a throw-away kustomize overlay over manifests/base that pins the operator image, and optionally
 # leaves the CRD out (so `make undeploy` never deletes the CRD, which would delete every training).
+# With UFILE_DOMAINS set (make deploy UFILE_DOMAINS=.a.example,.b.example), the operator gets
+# --ufile-domains: the UFile hosts trainings may name, instead of UCloud's own domains.
 # Usage: tools/deploy_overlay.sh OUT_DIR IMAGE [--without-crd]
 # kustomize refuses absolute paths to bases, so OUT_DIR's path to manifests/base is made relative.
 set -euo pipefail
@@ -26,8 +28,17 @@ fi
   echo "  - name: im2txt-operator"
   echo "    newName: $name"
   echo "    newTag: \"$tag\""
-  if [[ "$without_crd" == "--without-crd" ]]; then
+  if [[ "$without_crd" == "--without-crd" || -n "${UFILE_DOMAINS:-}" ]]; then
     echo "patches:"
+  fi
+  if [[ -n "${UFILE_DOMAINS:-}" ]]; then
+    echo "  - target: {kind: Deployment, name: im2txt-operator}"
+    echo "    patch: |-"
+    echo "      - op: add"
+    echo "        path: /spec/template/spec/containers/0/args/-"
+    echo "        value: --ufile-domains=${UFILE_DOMAINS}"
+  fi
+  if [[ "$without_crd" == "--without-crd" ]]; then
     echo "  - patch: |-"
     echo "      \$patch: delete"
     echo "      apiVersion: apiextensions.k8s.io/v1"

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import socket
 import sys
 import uuid
@@ -102,7 +103,8 @@ def own_identity() -> str:
 
 
 def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, verbose: bool,
-        metrics_port: int = 9090, election: Election | None = None, log_format: str = "text") -> int:
+        metrics_port: int = 9090, election: Election | None = None, log_format: str = "text",
+        ufile_domains: Sequence[str] | None = None) -> int:
     import kopf
 
     import im2txt_operator.handlers  # noqa: F401 - registers the handlers
@@ -118,16 +120,19 @@ def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, v
     asyncio.run(_until_supported(liveness or None))
     if election is None:
         kopf.run(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
-                 liveness_endpoint=liveness or None, identity=own_identity(), memo=_memo(metrics_port))
+                 liveness_endpoint=liveness or None, identity=own_identity(), memo=_memo(metrics_port, ufile_domains))
         return 0
-    return asyncio.run(_run_as_leader(election, all_namespaces, namespaces, liveness or None, metrics_port))
+    return asyncio.run(_run_as_leader(election, all_namespaces, namespaces, liveness or None, metrics_port,
+                                      ufile_domains))
 
 
-def _memo(metrics_port: int) -> Any:
+def _memo(metrics_port: int, ufile_domains: Sequence[str] | None = None) -> Any:
     """The operator's settings, handed to its startup handler through kopf's memo (not the environment)."""
     import kopf
 
-    return kopf.Memo(metrics_port=metrics_port)
+    from im2txt_operator.spec import UFILE_DOMAINS
+
+    return kopf.Memo(metrics_port=metrics_port, ufile_domains=tuple(ufile_domains or UFILE_DOMAINS))
 
 
 async def _serve_standby_health(endpoint: str | None,
@@ -190,7 +195,8 @@ async def _until_supported(liveness: str | None, retry_seconds: float = 30.0) ->
 
 
 async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: Sequence[str],
-                         liveness: str | None, metrics_port: int = 9090) -> int:
+                         liveness: str | None, metrics_port: int = 9090,
+                         ufile_domains: Sequence[str] | None = None) -> int:
     """Wait for the Lease, then run the operator while renewing it. Losing it ends the process at once (the
     Deployment restarts it as a standby): a leader that may no longer act must not finish what it started."""
     import kopf
@@ -231,13 +237,22 @@ async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: S
 
     # In this task, not a new one: kopf would wait for a task that waits for it.
     await kopf.operator(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
-                        liveness_endpoint=liveness, identity=election.identity, memo=_memo(0))  # served above
+                        liveness_endpoint=liveness, identity=election.identity,
+                        memo=_memo(0, ufile_domains))  # metrics_port 0: /metrics is served above
     holding.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await holding  # no renewal may land after the release
     await elector.release()  # a clean stop (SIGTERM): the standby takes over now, not after the lease expires
     await kube.close()
     return 0
+
+
+def _domains(value: str) -> tuple[str, ...]:
+    """--ufile-domains: comma-separated host suffixes, each starting with a dot (.ufileos.com)."""
+    domains = tuple(d.strip() for d in value.split(",") if d.strip())
+    if not domains or any(not re.fullmatch(r"\.[a-z0-9]([-a-z0-9.]*[a-z0-9])?", d) for d in domains):
+        raise argparse.ArgumentTypeError(f"expected host suffixes such as .ufileos.com, comma-separated, got {value!r}")
+    return domains
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -254,6 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--log-format", choices=("text", "json"), default="text",
                        help="text (default) or json: one JSON object per line, a training's lines with its "
                             "namespace, name, stage and generation as fields")
+    p_run.add_argument("--ufile-domains", type=_domains, default=None, metavar="SUFFIX[,SUFFIX...]",
+                       help="the host suffixes a training's spec.ufile may name (its storage containers send "
+                            "requests signed with its key pair there); default UCloud's: "
+                            ".ufileos.com,.ufile.ucloud.cn,.ufile.ucloud.com.cn")
     p_run.add_argument("--leader-elect", action="store_true",
                        help="run only while holding a coordination.k8s.io Lease (replicas > 1: one acts, the "
                             "others stand by)")
@@ -285,4 +304,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("run: give --namespace NS or --all-namespaces")
     election = Election(args.lease_namespace, args.lease_name, args.identity) if args.leader_elect else None
     return run(args.namespace, args.all_namespaces, args.liveness, args.verbose, args.metrics_port, election,
-               args.log_format)
+               args.log_format, args.ufile_domains)

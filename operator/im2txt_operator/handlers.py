@@ -37,7 +37,7 @@ from im2txt_operator.pods import LABEL_MANAGED_BY, LABEL_TRAINING, MANAGED_BY, O
 from im2txt_operator.progress import eta, percent
 from im2txt_operator.rejections import is_refusal, not_owned, rejected
 from im2txt_operator.shared_outputs import output_in_use
-from im2txt_operator.spec import GROUP, KIND, PLURAL, VERSION, Settings, SpecError, parse_spec
+from im2txt_operator.spec import GROUP, KIND, PLURAL, UFILE_DOMAINS, VERSION, Settings, SpecError, parse_spec
 
 log = logging.getLogger("im2txt_operator")
 
@@ -109,6 +109,7 @@ class State:
     interval: float = PROGRESS_INTERVAL
     checks: ClusterChecks = field(default_factory=ClusterChecks)
     index: Any = None  # kopf.Index of our Jobs by (namespace, training)
+    ufile_domains: tuple[str, ...] = UFILE_DOMAINS  # the hosts spec.ufile may name (run --ufile-domains)
     waiting: int = 0  # reconciles asked for that wait for their training's lock (the queue's depth, with retries)
 
     def entry(self, key: tuple[str, str]) -> Entry:
@@ -138,6 +139,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     STATE.kube = Kube()
     METRICS.leader.set(1)  # the operator runs: standalone, or this process holds the Lease
     STATE.interval = float(os.environ.get("IM2TXT_PROGRESS_INTERVAL") or PROGRESS_INTERVAL)
+    STATE.ufile_domains = tuple(memo.get("ufile_domains") or UFILE_DOMAINS)  # run --ufile-domains
     port = int(memo.get("metrics_port", 9090))  # from `run --metrics-port` (cli); 0: no metrics endpoint
     if port:
         try:
@@ -322,7 +324,7 @@ async def _reconcile_locked(key: tuple[str, str], entry: Entry) -> None:
     problem: Problem | None = None
     settings: Settings | None
     try:
-        settings = parse_spec(body.get("spec"))
+        settings = parse_spec(body.get("spec"), STATE.ufile_domains)
         names.check(name)  # the name must leave room for every child's suffix
     except SpecError as e:
         settings, problem = None, Problem(e.field, "InvalidSpec", str(e))

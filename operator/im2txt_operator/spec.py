@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import decimal
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -46,6 +46,9 @@ DEFAULTS: dict[str, Any] = {
 SPEC_FIELDS = frozenset({*DEFAULTS, "dataPath", "outputPath", "credentialsSecret", "ufile", "tensorboard", "resources",
                          "nodeSelector", "tolerations", "maxRunSeconds", "queueName"})
 UFILE_SUFFIX_DEFAULT = ".cn-bj.ufileos.com"
+# The domains a training's UFile host may be in unless the cluster admin says otherwise: UCloud's own (regional
+# <region>.ufileos.com, internal-<region>.ufileos.com, and the older ufile.ucloud.cn / ufile.ucloud.com.cn).
+UFILE_DOMAINS = (".ufileos.com", ".ufile.ucloud.cn", ".ufile.ucloud.com.cn")
 MAX_STEPS = 1_000_000_000_000
 MAX_NODES = 64
 MAX_ID = 2_147_483_647  # the largest uid/gid the Pod API accepts
@@ -420,7 +423,7 @@ def _tensorboard(spec: Mapping[str, Any]) -> TensorBoard:
     return TensorBoard(enabled=enabled, interval_seconds=interval)
 
 
-def _ufile(spec: Mapping[str, Any]) -> UFileEndpoints:
+def _ufile(spec: Mapping[str, Any], domains: Sequence[str]) -> UFileEndpoints:
     value = spec.get("ufile") or {}
     if not isinstance(value, Mapping):
         raise SpecError("spec.ufile", f"expected an object with uploadSuffix and downloadSuffix, got {value!r}")
@@ -432,6 +435,11 @@ def _ufile(spec: Mapping[str, Any]) -> UFileEndpoints:
         s = value.get(key, UFILE_SUFFIX_DEFAULT)
         if not isinstance(s, str) or not _SUFFIX.fullmatch(s):
             raise SpecError(f"spec.ufile.{key}", f"expected a host suffix such as .cn-bj.ufileos.com, got {s!r}")
+        if not any(s == d or s.endswith(d) for d in domains):
+            raise SpecError(f"spec.ufile.{key}", f"{s!r} is not in a UFile domain this cluster allows "
+                            f"({', '.join(domains)}): the storage containers send requests signed with the "
+                            "training's key pair to that host; the cluster admin sets the list (the operator's "
+                            "--ufile-domains)")
         suffixes[key] = s
     return UFileEndpoints(upload_suffix=suffixes["uploadSuffix"], download_suffix=suffixes["downloadSuffix"])
 
@@ -441,8 +449,10 @@ def folder(path: StoragePath) -> str:
     return path.url if path.url.endswith("/") else path.url + "/"
 
 
-def parse_spec(spec: Mapping[str, Any] | None) -> Settings:
-    """Validate and default a training's ``spec``; raises SpecError naming the first bad field."""
+def parse_spec(spec: Mapping[str, Any] | None, ufile_domains: Sequence[str] = UFILE_DOMAINS) -> Settings:
+    """Validate and default a training's ``spec``; raises SpecError naming the first bad field. ``ufile_domains``:
+    the host suffixes spec.ufile may name (the operator's --ufile-domains; UCloud's public UFile domains by
+    default)."""
     if not isinstance(spec, Mapping):
         raise SpecError("spec", f"expected an object, got {spec!r}")
     unknown = set(spec) - SPEC_FIELDS
@@ -481,7 +491,7 @@ def parse_spec(spec: Mapping[str, Any] | None) -> Settings:
         inception_checkpoint_file=_str(spec, "inceptionCheckpointFile", _FILE_NAME, "a file name without '/'",
                                        max_len=255) or "",
         credentials_secret=secret,
-        ufile=_ufile(spec),
+        ufile=_ufile(spec, ufile_domains),
         tensorboard=_tensorboard(spec),
         image=_str(spec, "image", re.compile(r"\S+"), "an image reference without spaces", max_len=512) or "",
         gpus=_int(spec, "gpus", 0, 16),

@@ -58,11 +58,13 @@ def test_deploy_uses_server_side_apply_and_undeploy_keeps_the_crd() -> None:
     assert refused.returncode != 0 and "CONFIRM=yes" in refused.stderr
 
 
-@pytest.mark.parametrize("without_crd", [False, True])
-def test_overlay_pins_the_image(without_crd: bool) -> None:
+@pytest.mark.parametrize(("without_crd", "domains"), [(False, ""), (True, ""), (False, ".lab.example,.89.0.1"),
+                                                      (True, ".lab.example")])
+def test_overlay_pins_the_image(without_crd: bool, domains: str) -> None:
     out_dir = ROOT / "build" / "test-overlay"
     args = [str(ROOT / "tools" / "deploy_overlay.sh"), str(out_dir), "registry.example.com:5000/im2txt/op:v2"]
-    subprocess.run(args + (["--without-crd"] if without_crd else []), check=True, timeout=30)
+    subprocess.run(args + (["--without-crd"] if without_crd else []), check=True, timeout=30,
+                   env={**os.environ, "UFILE_DOMAINS": domains})
     try:
         kustomization = yaml.safe_load((out_dir / "kustomization.yaml").read_text())
         assert kustomization["images"] == [
@@ -75,5 +77,8 @@ def test_overlay_pins_the_image(without_crd: bool) -> None:
         (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
         image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
         assert image == "registry.example.com:5000/im2txt/op:v2"
+        # make deploy UFILE_DOMAINS=...: the operator allows those UFile hosts instead of UCloud's own.
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[-1] == f"--ufile-domains={domains}" if domains else not any("ufile-domains" in a for a in args)
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)

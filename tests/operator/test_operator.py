@@ -198,6 +198,25 @@ async def test_a_restart_with_the_secret_still_missing_never_reports_it_fixed(tm
             await wait_for(lambda: condition(api, "u", "Ready").get("status") == "True", what="Ready")
 
 
+async def test_a_ufile_host_the_admin_did_not_allow_gets_no_job(tmp_path: Path) -> None:
+    """spec.ufile names where the storage containers send requests signed with the training's keys: only the
+    domains of the operator's --ufile-domains (UCloud's by default) get a Job."""
+    spec = {"dataPath": "ufile://im2txt-data/coco/", "outputPath": "ufile://im2txt-out/run/",
+            "credentialsSecret": "ufile-keys", "ufile": {"uploadSuffix": ".89.0.1", "downloadSuffix": ".89.0.1"}}
+    async with emulator(tmp_path) as api:
+        async with operator(api, tmp_path) as op:
+            new_training(api, "u", spec)
+            await wait_for(lambda: condition(api, "u", "Ready").get("status") == "False", what="Ready False")
+            ready = condition(api, "u", "Ready")
+            assert ready["message"].startswith("spec.ufile.uploadSuffix: '.89.0.1' is not in a UFile domain this "
+                                               "cluster allows"), ready
+            await op.reconciled(1)
+            await still(lambda: jobs(api) == [], 1.0)
+        async with operator(api, tmp_path, args=("--all-namespaces", "--ufile-domains=.89.0.1")):
+            await wait_for(lambda: job(api, "u-stage1"), what="the Job, once the admin allows the host")
+            assert condition(api, "u", "Ready")["status"] == "True"
+
+
 async def test_missing_claim_then_created(tmp_path: Path) -> None:
     from harness import add_claim
 

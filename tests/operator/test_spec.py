@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from crd_corpus import BAD as CORPUS_BAD
-from crd_corpus import GOOD_CASES, OPERATOR_ONLY
+from crd_corpus import GOOD, GOOD_CASES, OPERATOR_ONLY
 from crd_validate import apply_defaults, validate, version_schema
 from operator_support import load
 
@@ -287,3 +287,18 @@ def test_operator_and_storage_commands_agree_on_paths(crd: dict[str, Any], path:
 def test_the_operator_uses_the_storage_packages_parser() -> None:
     assert operator_paths.parse_path is parse_path and operator_paths.UFilePath is UFilePath
     assert operator_paths.PvcPath is PvcPath
+
+
+def test_ufile_hosts_are_the_admins_to_allow() -> None:
+    spec = {**GOOD["spec"], "ufile": {"uploadSuffix": ".internal-cn-bj.ufileos.com",
+                                      "downloadSuffix": ".ufile.ucloud.cn"}}
+    assert parse_spec(spec).ufile.upload_suffix == ".internal-cn-bj.ufileos.com"  # UCloud's own: allowed by default
+    lab = {**GOOD["spec"], "ufile": {"uploadSuffix": ".89.0.1", "downloadSuffix": ".89.0.1"}}
+    with pytest.raises(SpecError) as e:
+        parse_spec(lab)
+    assert e.value.field == "spec.ufile.uploadSuffix"
+    assert "'.89.0.1' is not in a UFile domain this cluster allows (.ufileos.com, .ufile.ucloud.cn, " \
+           ".ufile.ucloud.com.cn)" in str(e.value) and "--ufile-domains" in str(e.value)
+    assert parse_spec(lab, (".89.0.1",)).ufile.download_suffix == ".89.0.1"  # the admin allowed it
+    with pytest.raises(SpecError):  # and only it
+        parse_spec(spec, (".89.0.1",))
