@@ -255,7 +255,7 @@ def test_an_image_the_node_cannot_pull_is_named_in_status(deployed: str, ufile: 
     secret(NS, public, private)
     missing = "localhost/im2txt/no-such-image:0.0.0"
     training = _training("noimage")
-    training["spec"]["image"] = missing
+    training["spec"].update({"image": missing, "outputPath": f"ufile://{BUCKET}/uai/im2txt/noimage/"})
     kubectl("apply", "-f", "-", input=json.dumps(training))
     try:
         ready = wait_until(lambda: next((c for c in _status("noimage").get("conditions") or ()
