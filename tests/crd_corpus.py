@@ -198,6 +198,8 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("ufile output only without secret", _with({"dataPath": "pvc://data/"}, drop=("credentialsSecret",)),
      "spec.credentialsSecret"),
     ("name too long for the children's names", _with(metadata={"name": "n" * 52}), "metadata.name"),
+    ("name with a dot (no Service can carry it)", _with(metadata={"name": "coco.v2"}), "metadata.name"),
+    ("name starting with a digit (not a DNS-1035 label)", _with(metadata={"name": "2coco"}), "metadata.name"),
     *STATUS_BAD,
 ]
 

@@ -7,6 +7,8 @@ sets the limit the CRD's rule on ``metadata.name`` and the operator's own check 
 
 from __future__ import annotations
 
+import re
+
 from im2txt_operator.spec import SpecError
 
 STAGE1, STAGE2, EXPORT, TENSORBOARD = "stage1", "stage2", "export", "tensorboard"
@@ -16,8 +18,16 @@ NAME_LIMIT = 63  # a Job's job-name label value, and a Service's name (a DNS-103
 MAX_TRAINING_NAME = NAME_LIMIT - max(len(f"-{role}") for role in ROLES)  # 51: "-tensorboard" is the longest
 
 
+# A Service's name (TensorBoard's, a multi-node stage's) and a pod's hostname must be DNS-1035 labels; a custom
+# resource's name may be any DNS subdomain ("2coco", "coco.v2"), which the children's names could not carry.
+DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+
+
 def check(training: str) -> None:
-    """Raise SpecError naming metadata.name when a child's name would not fit."""
+    """Raise SpecError naming metadata.name when a child's name would be refused."""
+    if not DNS_1035.fullmatch(training):
+        raise SpecError("metadata.name", "must be lower-case letters, digits and '-', starting with a letter (a "
+                        f"DNS-1035 label): the children's Services and pod hostnames carry it, got {training!r}")
     if len(training) > MAX_TRAINING_NAME:
         raise SpecError("metadata.name", f"must be at most {MAX_TRAINING_NAME} characters so that every child's name "
                         f"<name>-{TENSORBOARD} (the longest) fits {NAME_LIMIT}, got {len(training)}")

@@ -31,9 +31,18 @@ def test_the_limit_leaves_room_for_the_longest_suffix() -> None:
     assert e.value.field == "metadata.name" and str(e.value).startswith("metadata.name: must be at most 51 ")
 
 
-def test_the_crd_rule_uses_the_same_limit(crd: dict[str, Any]) -> None:
+def test_names_the_services_could_not_carry_are_refused() -> None:
+    for bad in ("coco.v2", "2coco", "-coco", "coco-", "Coco"):
+        with pytest.raises(SpecError) as e:
+            names.check(bad)
+        assert e.value.field == "metadata.name" and "DNS-1035 label" in str(e.value), bad
+    names.check("c0-c0")
+
+
+def test_the_crd_rules_are_the_same_rules(crd: dict[str, Any]) -> None:
     rules = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"]
-    (rule,) = [r for r in rules if r.get("fieldPath") == ".metadata.name"]
+    (rule, label) = [r for r in rules if r.get("fieldPath") == ".metadata.name"]
+    assert label["rule"] == f"self.metadata.name.matches('^{names.DNS_1035.pattern}$')"
     assert re.fullmatch(r"size\(self\.metadata\.name\) <= (\d+)", rule["rule"])[1] == str(  # type: ignore[index]
         names.MAX_TRAINING_NAME)
     assert f"at most {names.MAX_TRAINING_NAME} characters" in rule["message"]
