@@ -59,7 +59,7 @@ def build_job(owner: Owner, settings: Settings, image_size: int | None = None) -
                                  pods.mount("output", output, OUTPUT_DIR)]}
     labels = pods.labels(owner, names.EXPORT, STAGE_LABEL)
     template = pods.template(settings, labels, init=init, containers=[exporter],
-                             volumes=[pods.volume("data", data), pods.volume("output", output)])
+                             volumes=[pods.volume("data", data, read_only=True), pods.volume("output", output)])
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": pods.metadata(owner, names.export_job(owner.name),
                                                                             labels),
             "spec": {"backoffLimit": 2, "podFailurePolicy": pods.pod_failure_policy(init), "template": template}}

@@ -124,7 +124,8 @@ def build_job(owner: Owner, settings: Settings, stage: int) -> dict[str, Any]:
     init = _init_containers(settings)
     role = names.stage_role(stage)
     template = pods.template(settings, pods.labels(owner, role, str(stage)), init=init, containers=[trainer], volumes=[
-        pods.volume("data", settings.data_path, settings.data_cache_size), pods.volume("output", settings.output_path)])
+        pods.volume("data", settings.data_path, settings.data_cache_size, read_only=True),
+        pods.volume("output", settings.output_path)])
     pod_spec = template["spec"]
     if settings.num_nodes > 1:
         pod_spec["subdomain"] = name  # with the headless Service <job>: pod i is <job>-<i>.<job>

@@ -79,6 +79,11 @@ def ufile_env(settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
+# What a storage container (fetch, sync, mirror, output-check) needs: files stream through 1 MiB buffers, so a
+# Python process with the SDK stays far below the limit; the limit keeps one from taking a node's memory.
+STORAGE_RESOURCES: dict[str, Any] = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}
+
+
 def storage(settings: Settings, name: str, command: str, args: Sequence[str], mounts: Sequence[Mapping[str, Any]],
             *, sidecar: bool = False) -> dict[str, Any]:
     """A storage container (`python -m im2txt_storage <command>`); a native sidecar runs beside the main ones."""
@@ -86,7 +91,8 @@ def storage(settings: Settings, name: str, command: str, args: Sequence[str], mo
     if sidecar:
         container["restartPolicy"] = "Always"
     container |= {"command": ["python", "-m", "im2txt_storage", command], "args": list(args),
-                  "env": ufile_env(settings), "volumeMounts": [dict(m) for m in mounts]}
+                  "env": ufile_env(settings), "resources": copy.deepcopy(STORAGE_RESOURCES),
+                  "volumeMounts": [dict(m) for m in mounts]}
     return container
 
 
@@ -107,10 +113,13 @@ def mount(name: str, path: StoragePath, where: str, *, read_only: bool = False) 
     return out
 
 
-def volume(name: str, path: StoragePath, size_limit: str | None = None) -> dict[str, Any]:
-    """A pvc:// path's claim, or an emptyDir a ufile:// path is copied into."""
+def volume(name: str, path: StoragePath, size_limit: str | None = None, *, read_only: bool = False
+           ) -> dict[str, Any]:
+    """A pvc:// path's claim (``read_only``: mounted read-only, so the kubelet never applies fsGroup to the
+    dataset's files either), or an emptyDir a ufile:// path is copied into."""
     if isinstance(path, PvcPath):
-        return {"name": name, "persistentVolumeClaim": {"claimName": path.claim}}
+        return {"name": name, "persistentVolumeClaim": {"claimName": path.claim} | ({"readOnly": True}
+                                                                                     if read_only else {})}
     return {"name": name, "emptyDir": {"sizeLimit": size_limit} if size_limit else {}}
 
 
@@ -122,7 +131,7 @@ def output_check(settings: Settings) -> list[dict[str, Any]]:
     if not isinstance(output, PvcPath):
         return []  # an emptyDir: always writable
     return [{"name": OUTPUT_CHECK, "image": settings.image, "command": ["python", "-m", "im2txt_storage.output_check"],
-             "args": [f"--dir={OUTPUT_DIR}", f"--url={output.url}"],
+             "args": [f"--dir={OUTPUT_DIR}", f"--url={output.url}"], "resources": copy.deepcopy(STORAGE_RESOURCES),
              "volumeMounts": [mount("output", output, OUTPUT_DIR)]}]
 
 

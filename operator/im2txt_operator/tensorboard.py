@@ -49,6 +49,8 @@ def build_deployment(owner: Owner, settings: Settings) -> dict[str, Any]:
         "args": [f"--logdir={LOGS}", "--host=0.0.0.0", f"--port={PORT}", "--reload_interval=30",
                  "--detect_file_replacement=true", "--load_fast=false"],
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        # TensorBoard holds the scalars it has read in memory: bounded, so one training's board cannot take a node.
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "2Gi"}},
         "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 10},
         "volumeMounts": [{"name": "logs", "mountPath": LOGS, "readOnly": True}],
     }

@@ -75,11 +75,20 @@ def test_identity_labels_and_owner() -> None:
 def test_pvc_only_has_no_storage_containers() -> None:
     pod = _job("training-pvc.yaml", 1)["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["initContainers"]] == ["output-check"]  # no fetch, no sync
-    assert pod["volumes"] == [{"name": "data", "persistentVolumeClaim": {"claimName": "coco-data"}},
+    # The data claim read-only at the volume too: the kubelet then applies no fsGroup to the dataset's files.
+    assert pod["volumes"] == [{"name": "data", "persistentVolumeClaim": {"claimName": "coco-data", "readOnly": True}},
                               {"name": "output", "persistentVolumeClaim": {"claimName": "im2txt-runs"}}]
     mounts = pod["containers"][0]["volumeMounts"]
     assert mounts == [{"name": "data", "mountPath": "/data/data", "subPath": "mscoco/tfrecords", "readOnly": True},
                       {"name": "output", "mountPath": "/data/output", "subPath": "coco/model"}]
+
+
+def test_every_storage_container_has_bounded_resources() -> None:
+    for example in ("training-ufile.yaml", "training-full.yaml", "training-pvc.yaml"):
+        pod = _job(example, 1)["spec"]["template"]["spec"]
+        for container in pod["initContainers"]:
+            assert container["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                              "limits": {"memory": "1Gi"}}, (example, container["name"])
 
 
 def test_mixed_paths_fetch_only_the_ufile_side() -> None:
