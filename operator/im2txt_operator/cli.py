@@ -126,13 +126,15 @@ def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, v
                                       ufile_domains))
 
 
-def _memo(metrics_port: int, ufile_domains: Sequence[str] | None = None) -> Any:
-    """The operator's settings, handed to its startup handler through kopf's memo (not the environment)."""
+def _memo(metrics_port: int, ufile_domains: Sequence[str] | None = None,
+          fence: Callable[[], float] | None = None) -> Any:
+    """The operator's settings, handed to its startup handler through kopf's memo (not the environment).
+    ``fence``: the leader's time left on its Lease, which bounds every write (None: not leader-elected)."""
     import kopf
 
     from im2txt_operator.spec import UFILE_DOMAINS
 
-    return kopf.Memo(metrics_port=metrics_port, ufile_domains=tuple(ufile_domains or UFILE_DOMAINS))
+    return kopf.Memo(metrics_port=metrics_port, ufile_domains=tuple(ufile_domains or UFILE_DOMAINS), fence=fence)
 
 
 async def _serve_standby_health(endpoint: str | None,
@@ -238,7 +240,7 @@ async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: S
     # In this task, not a new one: kopf would wait for a task that waits for it.
     await kopf.operator(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
                         liveness_endpoint=liveness, identity=election.identity,
-                        memo=_memo(0, ufile_domains))  # metrics_port 0: /metrics is served above
+                        memo=_memo(0, ufile_domains, elector.time_left))  # /metrics: served above
     holding.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await holding  # no renewal may land after the release

@@ -136,7 +136,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.reporting_component = "im2txt-operator"
     settings.batching.batch_window = 0.02  # react quickly; events are level-triggered anyway
     settings.watching.server_timeout = 600
-    STATE.kube = Kube()
+    STATE.kube = Kube(fence=memo.get("fence"))  # leader-elected: no write once the Lease may be gone
     METRICS.leader.set(1)  # the operator runs: standalone, or this process holds the Lease
     STATE.interval = float(os.environ.get("IM2TXT_PROGRESS_INTERVAL") or PROGRESS_INTERVAL)
     STATE.ufile_domains = tuple(memo.get("ufile_domains") or UFILE_DOMAINS)  # run --ufile-domains

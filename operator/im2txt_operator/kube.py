@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -61,8 +62,17 @@ def _ssl_context(config: kubernetes.client.Configuration) -> ssl.SSLContext | bo
     return context
 
 
+class Fenced(Exception):
+    """A write not sent: this process can no longer be sure it holds the Lease (see leader.py)."""
+
+
 class Kube:
-    def __init__(self, config: kubernetes.client.Configuration | None = None) -> None:
+    def __init__(self, config: kubernetes.client.Configuration | None = None,
+                 fence: Callable[[], float] | None = None) -> None:
+        """``fence``: the seconds this process may still write, i.e. the leader's time left on its Lease (None:
+        not leader-elected). A write is refused when none is left and never outlasts what is left: a leader that was
+        paused (SIGSTOP, a long GC, a frozen VM) past its Lease cannot write over what the new leader wrote."""
+        self.fence = fence
         self.config = config or load_configuration()
         self.base = self.config.host.rstrip("/")
         self._ssl = _ssl_context(self.config)
@@ -87,10 +97,16 @@ class Kube:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self._ssl, limit=32),
                 timeout=aiohttp.ClientTimeout(total=60))
+        timeout = None
+        if self.fence is not None and method != "GET":
+            left = self.fence()
+            if left <= 0:
+                raise Fenced(f"{method} {path} not sent: the Lease may have passed to another replica")
+            timeout = aiohttp.ClientTimeout(total=min(60.0, left))
         data = None if body is None else json.dumps(body)
         headers = self._headers(content_type if body is not None else None, accept)
         async with self._session.request(method, self.base + path, data=data, params=params,
-                                         headers=headers) as resp:
+                                         headers=headers, timeout=timeout or self._session.timeout) as resp:
             payload = await resp.read()
             if resp.status >= 400:
                 details = None

@@ -78,6 +78,9 @@ class LeaderElector:
         self._read_at: float | None = None  # monotonic time of the last Lease read that the API answered
         self._error = ""  # why the last attempt failed ("" after a good one)
         self._observed_before: tuple[Any, ...] | None = None  # the record read by the last attempt, before it wrote
+        # Until when this process may act as the leader: renew_deadline after it SENT its last successful write of
+        # the Lease. A standby takes over only lease_seconds after it SAW that write, so this ends first.
+        self._leading_until = 0.0
 
     def _expired(self, now: float, lease: Mapping[str, Any] | None) -> bool:
         """Whether the holder let ``leaseDurationSeconds`` (the holder's promise; ours by default) pass since this
@@ -98,6 +101,7 @@ class LeaderElector:
         if lease is not None and current not in ("", self.identity) and not self._expired(now, lease):
             return False  # someone else holds it and has renewed recently
         body = claimed(lease, self.name, self.identity, self.timing.lease_seconds, micro_time())
+        sent = time.monotonic()
         try:
             if lease is None:
                 self._lease = await self.kube.create_lease(self.namespace, body)
@@ -108,7 +112,13 @@ class LeaderElector:
                 return False
             raise
         self._observed, self._observed_at = _record(self._lease), time.monotonic()
+        self._leading_until = sent + self.timing.renew_deadline
         return True
+
+    def time_left(self) -> float:
+        """Seconds this process may still act as the leader (<= 0: stop writing). The operator's API client asks
+        it before every write (kube.Kube's fence)."""
+        return self._leading_until - time.monotonic()
 
     def standby_health(self) -> tuple[bool, str]:
         """Whether a standby could take over now: the API answered its last Lease read, within one lease
@@ -151,20 +161,22 @@ class LeaderElector:
 
     async def hold(self) -> None:
         """Renew every retry period; return when the Lease could not be renewed within the renew deadline, or
-        another process holds it."""
-        last_renewal = time.monotonic()
+        another process holds it. Each renewal may take only the time left (a hung request must not outlast it)."""
         while True:
             await asyncio.sleep(self.timing.retry_period)
-            try:
-                if await self._try():
-                    last_renewal = time.monotonic()
-                    continue
-                log.error("lost the Lease %s/%s to %r", self.namespace, self.name, holder_or(self._observed))
-                return
-            except Exception as e:
-                log.warning("renewing the Lease %s/%s failed: %s", self.namespace, self.name, e)
-            if time.monotonic() - last_renewal >= self.timing.renew_deadline:
-                log.error("could not renew the Lease %s/%s for %.0f s; stopping", self.namespace, self.name,
+            if self.time_left() > 0:
+                try:
+                    if await asyncio.wait_for(self._try(), timeout=self.time_left()):
+                        continue
+                    log.error("lost the Lease %s/%s to %r", self.namespace, self.name, holder_or(self._observed))
+                    return
+                except TimeoutError:
+                    log.warning("renewing the Lease %s/%s took longer than the time left on it", self.namespace,
+                                self.name)
+                except Exception as e:
+                    log.warning("renewing the Lease %s/%s failed: %s", self.namespace, self.name, e)
+            if self.time_left() <= 0:
+                log.error("could not renew the Lease %s/%s within %.0f s; stopping", self.namespace, self.name,
                           self.timing.renew_deadline)
                 return
 

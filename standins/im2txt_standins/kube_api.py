@@ -205,6 +205,8 @@ class KubeAPI(kmock.KubernetesScaffold):
     writes: Counter[str] = attrs.field(factory=Counter, init=False)  # "create jobs", "patch im2txttrainings/status"
     created_at: dict[tuple[Res, str | None, str], float] = attrs.field(factory=dict, init=False)
     faults: list[Callable[[kmock.Request], KubernetesError | None]] = attrs.field(factory=list, init=False)
+    # (which requests, seconds): a slow answer, as from a loaded API server.
+    delays: list[tuple[Callable[[kmock.Request], bool], float]] = attrs.field(factory=list, init=False)
     # GET /version, as a real API server answers it (tests set an older one to see the operator refuse it).
     version: dict[str, str] = attrs.field(factory=lambda: {"major": "1", "minor": "36", "gitVersion": "v1.36.3"},
                                           init=False)
@@ -478,6 +480,9 @@ class KubeAPI(kmock.KubernetesScaffold):
             res = ("", "v1", "events")  # one store behind both event APIs, as on a real server
         if res not in self._kinds:
             return await super()._handle(request)
+        for slow, seconds in self.delays:
+            if slow(request):
+                await asyncio.sleep(seconds)
         for fault in self.faults:
             if (err := fault(request)) is not None:
                 return self._status(err)

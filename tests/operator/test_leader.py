@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from pathlib import Path
+
+import kubernetes
 import pytest
 
-from im2txt_operator.leader import Timing, claimed, holder, micro_time
+from im2txt_operator.kube import Fenced, Kube
+from im2txt_operator.leader import LeaderElector, Timing, claimed, holder, micro_time
 
 NOW, LATER = "2026-12-03T04:00:00.000000Z", "2026-12-03T04:00:01.000000Z"
 
@@ -46,3 +52,67 @@ def test_micro_time_is_rfc3339_with_microseconds() -> None:
     import re
 
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", micro_time())
+
+
+class _Leases:
+    """An in-memory Lease API (get, create, replace with resourceVersion checks); ``hang`` makes writes hang."""
+
+    def __init__(self) -> None:
+        self.lease: dict | None = None
+        self.version = 0
+        self.hang = False
+
+    async def get_lease(self, namespace: str, name: str) -> dict | None:
+        return None if self.lease is None else {**self.lease, "metadata": {**self.lease["metadata"]}}
+
+    async def _write(self, body: dict) -> dict:
+        if self.hang:
+            await asyncio.sleep(3600)
+        self.version += 1
+        self.lease = {**body, "metadata": {**body["metadata"], "resourceVersion": str(self.version)}}
+        return self.lease
+
+    async def create_lease(self, namespace: str, body: dict) -> dict:
+        return await self._write(body)
+
+    async def replace_lease(self, namespace: str, body: dict) -> dict:
+        return await self._write(body)
+
+
+async def test_a_leader_may_write_for_the_renew_deadline_after_it_sent_its_last_renewal() -> None:
+    leases = _Leases()
+    elector = LeaderElector(leases, "ns", "l", "pod-a", Timing(0.8, 0.6, 0.1))  # type: ignore[arg-type]
+    assert elector.time_left() <= 0  # not leading yet: a fenced client writes nothing
+    await elector.acquire()
+    assert 0.5 < elector.time_left() <= 0.6
+    await asyncio.sleep(0.3)
+    assert elector.time_left() <= 0.3  # no renewal ran: the time runs out
+
+
+async def test_a_hung_renewal_stops_the_leader_when_its_time_is_up() -> None:
+    leases = _Leases()
+    elector = LeaderElector(leases, "ns", "l", "pod-a", Timing(0.8, 0.6, 0.1))  # type: ignore[arg-type]
+    await elector.acquire()
+    leases.hang = True  # the API takes the PUT and never answers
+    started = time.monotonic()
+    await asyncio.wait_for(elector.hold(), 5)
+    assert time.monotonic() - started < 0.6 + 0.15  # bounded by the time left, not the client's 60 s
+    assert elector.time_left() <= 0
+
+
+async def test_a_fenced_client_sends_no_write_once_the_time_is_up(tmp_path: Path) -> None:
+    from harness import emulator
+
+    left = [5.0]
+    async with emulator(tmp_path):
+        config = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(str(tmp_path / "kubeconfig"), client_configuration=config)
+        kube = Kube(config, fence=lambda: left[0])
+        try:
+            await kube.create_lease("default", claimed(None, "l", "pod-a", 8.0, micro_time()))
+            left[0] = 0.0
+            with pytest.raises(Fenced, match=r"PUT \S+ not sent"):
+                await kube.replace_lease("default", claimed(None, "l", "pod-b", 8.0, micro_time()))
+            assert holder(await kube.get_lease("default", "l")) == "pod-a"  # reads still work; nothing was written
+        finally:
+            await kube.close()
