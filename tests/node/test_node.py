@@ -236,8 +236,16 @@ def test_a_pvc_output_on_hostpath_is_refused_with_the_reason(deployed: str, ufil
     training["spec"].update({"dataPath": "pvc://node-data/mscoco/", "outputPath": "pvc://node-out/run/"})
     del training["spec"]["credentialsSecret"], training["spec"]["ufile"]
     kubectl("apply", "-f", "-", input=json.dumps(training))
-    status = wait_until(lambda: (s := _status("onpvc")).get("phase") in ("Failed", "Succeeded") and s, 600,
-                        "the pvc training to end")
+    try:
+        status = wait_until(lambda: (s := _status("onpvc")).get("phase") in ("Failed", "Succeeded") and s, 600,
+                            "the pvc training to end")
+    except AssertionError as e:  # say where it stood: the training, its Job and pods, the operator's log
+        seen = [kubectl("-n", NS, "get", "i2t,jobs,pods,pvc", "-o", "wide", check=False).stdout,
+                json.dumps(_status("onpvc"), indent=1),
+                kubectl("-n", NS, "describe", "pods", check=False).stdout[-3000:],
+                kubectl("-n", SYSTEM, "logs", "-l", "app.kubernetes.io/name=im2txt-operator", "--tail=30",
+                        "--prefix", check=False).stdout]
+        raise AssertionError(f"{e}\n" + "\n".join(seen)) from e
     failed = next(c for c in status["conditions"] if c["type"] == "Failed")
     assert (status["phase"], failed["reason"]) == ("Failed", "OutputNotWritable"), status
     assert "spec.outputPath" in failed["message"], failed
