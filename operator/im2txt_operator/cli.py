@@ -105,7 +105,8 @@ def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, v
         metrics_port: int = 9090, election: Election | None = None, log_format: str = "text") -> int:
     import kopf
 
-    import im2txt_operator.handlers  # noqa: F401 - registers the handlers
+    import im2txt_operator.controller.wiring  # noqa: F401 - registers the handlers
+    from im2txt_operator.metrics import Metrics
 
     # JSON: one object per line (python-json-logger, through kopf); a line about a training carries its object.
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL)
@@ -118,16 +119,21 @@ def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, v
     asyncio.run(_until_supported(liveness or None))
     if election is None:
         kopf.run(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
-                 liveness_endpoint=liveness or None, identity=own_identity(), memo=_memo(metrics_port))
+                 liveness_endpoint=liveness or None, identity=own_identity(), memo=_memo(metrics_port, Metrics()))
         return 0
     return asyncio.run(_run_as_leader(election, all_namespaces, namespaces, liveness or None, metrics_port))
 
 
-def _memo(metrics_port: int) -> Any:
-    """The operator's settings, handed to its startup handler through kopf's memo (not the environment)."""
+def _memo(metrics_port: int, metrics: Any) -> Any:
+    """What the operator's startup handler makes its context of, through kopf's memo: the metrics (made here, so a
+    standby serves them before it leads), their port (0: none, or served already) and the progress interval (the
+    environment is read here, once, for tests and the demo)."""
     import kopf
 
-    return kopf.Memo(metrics_port=metrics_port)
+    from im2txt_operator.controller.context import PROGRESS_INTERVAL
+
+    interval = float(os.environ.get("IM2TXT_PROGRESS_INTERVAL") or PROGRESS_INTERVAL)
+    return kopf.Memo(metrics_port=metrics_port, metrics=metrics, progress_interval=interval)
 
 
 async def _serve_standby_health(endpoint: str | None,
@@ -195,13 +201,15 @@ async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: S
     Deployment restarts it as a standby): a leader that may no longer act must not finish what it started."""
     import kopf
 
-    from im2txt_operator.handlers import METRICS
+    import im2txt_operator.controller.wiring  # noqa: F401 - registers the handlers
     from im2txt_operator.kube import Kube
     from im2txt_operator.leader import LeaderElector
+    from im2txt_operator.metrics import Metrics
 
+    metrics = Metrics()  # handed to the operator through the memo once the Lease is won
     if metrics_port:  # served from now on, so a standby answers its PodMonitor too (im2txt_leader 0)
         try:
-            METRICS.serve(metrics_port)
+            metrics.serve(metrics_port)
         except OSError as e:  # metrics are auxiliary: never keep the operator from running
             logging.getLogger("im2txt_operator").warning("metrics endpoint on port %s not started: %s",
                                                          metrics_port, e)
@@ -231,7 +239,7 @@ async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: S
 
     # In this task, not a new one: kopf would wait for a task that waits for it.
     await kopf.operator(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
-                        liveness_endpoint=liveness, identity=election.identity, memo=_memo(0))  # served above
+                        liveness_endpoint=liveness, identity=election.identity, memo=_memo(0, metrics))  # served above
     holding.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await holding  # no renewal may land after the release
