@@ -33,7 +33,7 @@ async def test_startup_makes_one_context_from_the_memo(tmp_path: Path, monkeypat
     memo = kopf.Memo(metrics_port=0, metrics=metrics, progress_interval=2.5)
     await wiring.startup(settings=settings, memo=memo)
     ctx = memo["context"]
-    assert isinstance(ctx, Context) and ctx.metrics is metrics and ctx.interval == 2.5
+    assert isinstance(ctx, Context) and ctx.metrics is metrics and ctx.interval == 2.5 and ctx.metrics_port == 0
     assert ctx.kube.base == "http://127.0.0.1:1"
     assert settings.watching.label_selectors["batch", "jobs"] == "app.kubernetes.io/managed-by=im2txt-operator"
     assert settings.posting.level == logging.WARNING

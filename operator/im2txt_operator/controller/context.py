@@ -46,6 +46,7 @@ class Context:
     cache: Cache = field(default_factory=Cache)
     checks: ClusterChecks = field(default_factory=ClusterChecks)
     interval: float = PROGRESS_INTERVAL
+    metrics_port: int = 0  # where startup serves the metrics; 0: nowhere (off, or `run` serves them already)
     now: Callable[[], str] = utc_now
     post_event: Post = kopf_event
     queue: Queue = field(init=False)

@@ -37,16 +37,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.reporting_component = "im2txt-operator"
     settings.batching.batch_window = 0.02  # react quickly; events are level-triggered anyway
     settings.watching.server_timeout = 600
-    metrics = memo.get("metrics") or Metrics()
-    ctx = Context(kube=Kube(), metrics=metrics, interval=float(memo.get("progress_interval") or PROGRESS_INTERVAL))
+    ctx = Context(kube=Kube(), metrics=memo.get("metrics") or Metrics(),
+                  interval=float(memo.get("progress_interval") or PROGRESS_INTERVAL),
+                  metrics_port=int(memo.get("metrics_port", METRICS_PORT)))
     memo[context.MEMO_KEY] = ctx
-    metrics.leader.set(1)  # the operator runs: standalone, or this process holds the Lease
-    port = int(memo.get("metrics_port", METRICS_PORT))  # 0: no endpoint (or `run` serves it already)
-    if port:
+    ctx.metrics.leader.set(1)  # the operator runs: standalone, or this process holds the Lease
+    if ctx.metrics_port:
         try:
-            metrics.serve(port)
+            ctx.metrics.serve(ctx.metrics_port)
         except OSError as e:  # metrics are auxiliary: never keep the operator from running
-            log.warning("metrics endpoint on port %s not started: %s", port, e)
+            log.warning("metrics endpoint on port %s not started: %s", ctx.metrics_port, e)
 
 
 def _ensure_loop(ctx: Context) -> None:
