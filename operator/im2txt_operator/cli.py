@@ -105,7 +105,7 @@ def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, v
         metrics_port: int = 9090, election: Election | None = None, log_format: str = "text") -> int:
     import kopf
 
-    import im2txt_operator.controller.wiring  # noqa: F401 - registers the handlers
+    import im2txt_operator.controller.wiring  # noqa: F401 - registers the kopf handlers
     from im2txt_operator.metrics import Metrics
 
     # JSON: one object per line (python-json-logger, through kopf); a line about a training carries its object.
@@ -201,7 +201,7 @@ async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: S
     Deployment restarts it as a standby): a leader that may no longer act must not finish what it started."""
     import kopf
 
-    import im2txt_operator.controller.wiring  # noqa: F401 - registers the handlers
+    import im2txt_operator.controller.wiring  # noqa: F401 - registers the kopf handlers
     from im2txt_operator.kube import Kube
     from im2txt_operator.leader import LeaderElector
     from im2txt_operator.metrics import Metrics
