@@ -107,7 +107,8 @@ def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, v
         ufile_domains: Sequence[str] | None = None) -> int:
     import kopf
 
-    import im2txt_operator.handlers  # noqa: F401 - registers the handlers
+    import im2txt_operator.controller.wiring  # noqa: F401 - registers the kopf handlers
+    from im2txt_operator.metrics import Metrics
 
     # JSON: one object per line (python-json-logger, through kopf); a line about a training carries its object.
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL)
@@ -120,21 +121,27 @@ def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, v
     asyncio.run(_until_supported(liveness or None))
     if election is None:
         kopf.run(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
-                 liveness_endpoint=liveness or None, identity=own_identity(), memo=_memo(metrics_port, ufile_domains))
+                 liveness_endpoint=liveness or None, identity=own_identity(),
+                 memo=_memo(metrics_port, Metrics(), ufile_domains))
         return 0
     return asyncio.run(_run_as_leader(election, all_namespaces, namespaces, liveness or None, metrics_port,
                                       ufile_domains))
 
 
-def _memo(metrics_port: int, ufile_domains: Sequence[str] | None = None,
+def _memo(metrics_port: int, metrics: Any, ufile_domains: Sequence[str] | None = None,
           fence: Callable[[], float] | None = None) -> Any:
-    """The operator's settings, handed to its startup handler through kopf's memo (not the environment).
-    ``fence``: the leader's time left on its Lease, which bounds every write (None: not leader-elected)."""
+    """What the operator's startup handler makes its context of, through kopf's memo: the metrics (made here, so a
+    standby serves them before it leads), their port (0: none, or served already), the progress interval (the
+    environment is read here, once, for tests and the demo), the UFile domains trainings may name, and ``fence``:
+    the leader's time left on its Lease, which bounds every write (None: not leader-elected)."""
     import kopf
 
+    from im2txt_operator.controller.context import PROGRESS_INTERVAL
     from im2txt_operator.spec import UFILE_DOMAINS
 
-    return kopf.Memo(metrics_port=metrics_port, ufile_domains=tuple(ufile_domains or UFILE_DOMAINS), fence=fence)
+    interval = float(os.environ.get("IM2TXT_PROGRESS_INTERVAL") or PROGRESS_INTERVAL)
+    return kopf.Memo(metrics_port=metrics_port, metrics=metrics, progress_interval=interval,
+                     ufile_domains=tuple(ufile_domains or UFILE_DOMAINS), fence=fence)
 
 
 async def _serve_standby_health(endpoint: str | None,
@@ -203,13 +210,15 @@ async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: S
     Deployment restarts it as a standby): a leader that may no longer act must not finish what it started."""
     import kopf
 
-    from im2txt_operator.handlers import METRICS
+    import im2txt_operator.controller.wiring  # noqa: F401 - registers the kopf handlers
     from im2txt_operator.kube import Kube
     from im2txt_operator.leader import LeaderElector
+    from im2txt_operator.metrics import Metrics
 
+    metrics = Metrics()  # handed to the operator through the memo once the Lease is won
     if metrics_port:  # served from now on, so a standby answers its PodMonitor too (im2txt_leader 0)
         try:
-            METRICS.serve(metrics_port)
+            metrics.serve(metrics_port)
         except OSError as e:  # metrics are auxiliary: never keep the operator from running
             logging.getLogger("im2txt_operator").warning("metrics endpoint on port %s not started: %s",
                                                          metrics_port, e)
@@ -240,7 +249,7 @@ async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: S
     # In this task, not a new one: kopf would wait for a task that waits for it.
     await kopf.operator(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
                         liveness_endpoint=liveness, identity=election.identity,
-                        memo=_memo(0, ufile_domains, elector.time_left))  # /metrics: served above
+                        memo=_memo(0, metrics, ufile_domains, elector.time_left))  # /metrics: served above
     holding.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await holding  # no renewal may land after the release

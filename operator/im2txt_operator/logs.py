@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from im2txt_operator.kube import ApiException
 from im2txt_operator.spec import GROUP, KIND, VERSION
 
 
@@ -16,3 +17,10 @@ def about(namespace: str, name: str, stage: Any = None, generation: Any = None) 
     """``extra=`` for a line about this training (``namespace`` and ``training`` also at the top, for queries)."""
     return {"k8s_ref": {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "namespace": namespace, "name": name},
             "namespace": namespace, "training": name, "stage": stage, "generation": generation}
+
+
+def short(e: Exception) -> str:
+    """An error in a few words for a log line (an API answer: its code, reason and the start of its message)."""
+    if isinstance(e, ApiException):
+        return f"HTTP {e.status} {e.reason}: {e.message[:200]}"
+    return f"{type(e).__name__}: {e}"

@@ -24,10 +24,10 @@ class _Phases(Collector):
     """Trainings by phase, read from the operator's cache at scrape time (no bookkeeping to drift)."""
 
     def __init__(self, statuses: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
-        self._statuses = statuses
+        self.statuses = statuses
 
     def collect(self) -> Iterator[Metric]:
-        counts = Tally(s.get("phase") or "Pending" for s in self._statuses())
+        counts = Tally(s.get("phase") or "Pending" for s in self.statuses())
         family = GaugeMetricFamily("im2txt_trainings", "Im2txtTrainings seen by the operator, by phase",
                                    labels=["phase"])
         for phase in PHASES:
@@ -39,12 +39,12 @@ class _Losses(Collector):
     """The trainer's last finite loss per training and stage, from the cached statuses at scrape time."""
 
     def __init__(self, trainings: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
-        self._trainings = trainings
+        self.trainings = trainings
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily("im2txt_training_loss", "Total loss the trainer last logged, by training and stage",
                                    labels=["namespace", "training", "stage"])
-        for body in self._trainings():
+        for body in self.trainings():
             status, meta = body.get("status") or {}, body.get("metadata") or {}
             loss = status.get("loss")
             if isinstance(loss, int | float) and not isinstance(loss, bool):
@@ -58,8 +58,9 @@ class Metrics:
                  trainings: Callable[[], Iterable[Mapping[str, Any]]] = list,
                  depth: Callable[[], float] = lambda: 0.0) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_Phases(statuses))
-        self.registry.register(_Losses(trainings))
+        self._phases, self._losses = _Phases(statuses), _Losses(trainings)
+        self.registry.register(self._phases)
+        self.registry.register(self._losses)
         self.transitions = Counter("im2txt_stage_transitions", "Stage transitions by stage and outcome",
                                    ["stage", "outcome"], registry=self.registry)
         self.reconciles = Counter("im2txt_reconciles", "Reconciles of a training that completed",
@@ -93,6 +94,12 @@ class Metrics:
         self.reconcile_errors.labels(controller=CONTROLLER)
         self.queue_adds.labels(name=CONTROLLER)
         self.queue_retries.labels(name=CONTROLLER)
+
+    def follow(self, statuses: Callable[[], Iterable[Mapping[str, Any]]],
+               trainings: Callable[[], Iterable[Mapping[str, Any]]], depth: Callable[[], float]) -> None:
+        """Read these from now on: the metrics exist (and are served) before the operator's cache does."""
+        self._phases.statuses, self._losses.trainings = statuses, trainings
+        self.queue_depth.labels(name=CONTROLLER).set_function(depth)
 
     def reconciled(self, seconds: float, ok: bool) -> None:
         """One reconcile ended: the im2txt_* and controller-runtime series together."""

@@ -118,6 +118,13 @@ class Api:
             "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}})
 
     def new_training(self, ns: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """Create a training. A ufile:// output goes under a folder named after the namespace: ufile paths are global,
+        and an earlier test's training, still there while its namespace terminates, would hold the folder (the
+        younger training waits: OutputPathInUse)."""
+        output = str(spec.get("outputPath") or "")
+        if output.startswith("ufile://"):
+            bucket, _, rest = output[len("ufile://"):].partition("/")
+            spec = {**spec, "outputPath": f"ufile://{bucket}/{ns}/{rest}"}
         return self.create(self.trainings(ns), {"apiVersion": "im2txt.dev/v1alpha1", "kind": "Im2txtTraining",
                                                 "metadata": {"name": name}, "spec": spec})
 

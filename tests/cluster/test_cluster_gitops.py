@@ -125,7 +125,7 @@ def test_a_training_through_its_life(admin: Api, ns: str, operator: OperatorProc
 
 def test_suspended_failed_and_blocked_trainings(admin: Api, ns: str, operator: OperatorProcess) -> None:
     claims(admin, ns)
-    admin.new_training(ns, "paused", {**PVC, "suspend": True})
+    admin.new_training(ns, "paused", {**PVC, "suspend": True, "outputPath": "pvc://runs/paused/"})  # not broken's
     admin.new_training(ns, "broken", {**PVC, "backoffLimit": 0})
     admin.new_training(ns, "nosecret", UFILE)  # no Secret ufile-keys in this namespace
     admin.new_training(ns, "noclaim", {**PVC, "dataPath": "pvc://nowhere/mscoco/"})

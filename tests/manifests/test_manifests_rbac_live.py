@@ -179,7 +179,10 @@ async def test_operator_runs_within_its_rbac(tmp_path: Path, folder: Path) -> No
             api.patch_object(JOBS, "ml", "demo-stage1", {"status": {
                 "active": 0, "succeeded": 1, "completionTime": "2026-01-01T00:01:00Z",
                 "conditions": [{"type": "Complete", "status": "True"}]}}, status=True)
-            await _until(lambda: api.get_object(JOBS, "ml", "demo-stage2"), "the stage-2 Job")
+            # The Job is created first, then status says stage 2 (one patch after it): wait for both.
+            await _until(lambda: api.get_object(JOBS, "ml", "demo-stage2") and (
+                api.get_object(TRAININGS, "ml", "demo").get("status") or {}).get("stage") == 2,
+                "stage 2's Job and status")
             final = api.get_object(TRAININGS, "ml", "demo")
         except AssertionError as e:
             failure = e

@@ -86,3 +86,11 @@ def test_every_query_of_the_dashboard_names_a_series_the_operator_exports() -> N
         # The controller and queue labels name what the operator exports.
         for label, value in re.findall(r'(controller|name)="([^"]+)"', query):
             assert value == CONTROLLER, (query, label)
+
+
+def test_metrics_made_before_the_cache_follow_it_once_handed_over() -> None:
+    m = Metrics()  # as a standby makes them: served before the operator (and its cache) exist
+    assert 'im2txt_trainings{phase="Running"} 0.0' in generate_latest(m.registry).decode()
+    m.follow(lambda: [{"phase": "Running"}], lambda: [], lambda: 4)
+    text = generate_latest(m.registry).decode()
+    assert 'im2txt_trainings{phase="Running"} 1.0' in text and 'workqueue_depth{name="im2txttraining"} 4.0' in text

@@ -1,0 +1,78 @@
+"""The operator's context: one per process, made at startup and kept in kopf's memo (no module-level state)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from im2txt_operator import logs
+from im2txt_operator.cluster_checks import ClusterChecks
+from im2txt_operator.controller.cache import Cache
+from im2txt_operator.controller.queue import Queue
+from im2txt_operator.kube import Kube
+from im2txt_operator.lifecycle import Event
+from im2txt_operator.metrics import Metrics
+from im2txt_operator.spec import UFILE_DOMAINS
+
+log = logging.getLogger("im2txt_operator")
+
+PROGRESS_INTERVAL = 30.0  # seconds between the poller's rounds; `run` takes IM2TXT_PROGRESS_INTERVAL (tests, demo)
+METRICS_PORT = 9090
+MEMO_KEY = "context"
+
+Post = Callable[[Mapping[str, Any], Event], None]
+
+
+def utc_now() -> str:
+    """The time conditions and stage entries carry (RFC 3339, seconds)."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def kopf_event(body: Mapping[str, Any], event: Event) -> None:
+    kopf.event(body, type=event.type, reason=event.reason, message=event.message)  # type: ignore[arg-type]
+
+
+@dataclass
+class Context:
+    """The client, the cache, the queue, the metrics, the cluster checks and the settings of one operator."""
+
+    kube: Kube
+    metrics: Metrics
+    cache: Cache = field(default_factory=Cache)
+    checks: ClusterChecks = field(default_factory=ClusterChecks)
+    interval: float = PROGRESS_INTERVAL
+    metrics_port: int = 0  # where startup serves the metrics; 0: nowhere (off, or `run` serves them already)
+    ufile_domains: tuple[str, ...] = UFILE_DOMAINS  # the hosts spec.ufile may name (run --ufile-domains)
+    now: Callable[[], str] = utc_now
+    post_event: Post = kopf_event
+    queue: Queue = field(init=False)
+    index: Any = None  # kopf.Index of our Jobs by (namespace, training); handed over by every event
+    loop_task: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.queue = Queue(self.metrics)
+        # The metrics read the cache and the queue at scrape time (nothing to keep in step).
+        self.metrics.follow(self.cache.statuses, self.cache.bodies,
+                            lambda: self.queue.depth(e for _, e in self.cache.items()))
+
+    def post(self, body: Mapping[str, Any], event: Event, stage: Any, level: int = logging.INFO) -> None:
+        """Post an Event about the training, count it as a write, and log it as a line about the training."""
+        meta = body.get("metadata") or {}
+        namespace, name = meta.get("namespace", ""), meta.get("name", "")
+        self.post_event(body, event)
+        self.metrics.writes.labels(kind="event").inc()
+        log.log(level, "%s/%s: %s: %s", namespace, name, event.reason, event.message,
+                extra=logs.about(namespace, name, stage, meta.get("generation")))
+
+
+def of(memo: Mapping[str, Any]) -> Context:
+    """The context startup put in the memo (kopf hands every handler a shallow copy of it)."""
+    context = memo[MEMO_KEY]
+    assert isinstance(context, Context)
+    return context

@@ -1,0 +1,93 @@
+"""The periodic loop: progress of running stages, re-checks of spec problems, and pruning of the cache.
+
+One loop for all trainings (a kopf timer would put a finalizer on every training; this loop needs none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from im2txt_operator import conditions as cond
+from im2txt_operator import logs
+from im2txt_operator.controller.cache import Entry, Key
+from im2txt_operator.controller.context import Context
+from im2txt_operator.controller.reconcile import reconcile
+from im2txt_operator.pod_reads import read_pods
+from im2txt_operator.running_status import running_status
+
+log = logging.getLogger("im2txt_operator")
+
+CONCURRENCY = 8  # trainings looked at together in one round
+
+
+async def run(ctx: Context) -> None:
+    """Every ``ctx.interval`` seconds: prune the cache, then look at every training once."""
+    sem = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(key: Key, entry: Entry) -> None:
+        async with sem:
+            status = (entry.body or {}).get("status") or {}
+            try:
+                if entry.pod_problem is not None:
+                    await refresh_progress(ctx, key, entry)  # the pod's status says when the problem is gone
+                elif status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready"):
+                    await reconcile(ctx, key)
+                elif status.get("phase") == "Running":
+                    await refresh_progress(ctx, key, entry)
+            except Exception as exc:  # best effort; the next tick retries
+                log.debug("progress of %s/%s: %s", *key, logs.short(exc))
+
+    while True:
+        await asyncio.sleep(ctx.interval)
+        try:
+            await prune(ctx)
+        except Exception as exc:  # best effort; the next tick retries
+            log.debug("pruning the cache: %s", logs.short(exc))
+        await asyncio.gather(*(one(k, e) for k, e in ctx.cache.items()))
+
+
+async def prune(ctx: Context) -> None:
+    """Forget what the API no longer has. A training deleted while a watch re-lists (410 Gone) or with its CRD
+    brings no DELETED event; one metadata-only list per namespace and tick finds it. Expired claim checks go."""
+    ctx.checks.prune()
+    snapshot = {key: entry.uid() for key, entry in ctx.cache.items()}
+    for namespace in sorted({ns for ns, _ in snapshot}):
+        listed = await ctx.kube.training_uids(namespace)  # read after the snapshot: holds every training still there
+        for key, uid in snapshot.items():
+            if key[0] != namespace or (listed is not None and key[1] in listed and uid in (None, listed[key[1]])):
+                continue
+            now = ctx.cache.get(key)
+            if (now.uid() if now is not None else None) == uid:  # unchanged since the snapshot (no newer event)
+                ctx.cache.forget(key)
+                log.info("training %s/%s is gone from the API; forgotten", *key, extra=logs.about(*key))
+
+
+async def refresh_progress(ctx: Context, key: Key, entry: Entry) -> None:
+    """Feed running_status one look at the stage's pods and write what it returns: one pod list, one or two log
+    reads, at most one patch and one Event. The same pod list tells whether the stage's pod cannot start
+    (pod_problems); a change of that reconciles."""
+    body = entry.body
+    if body is None:
+        return
+    namespace, name = key
+    status = body.get("status") or {}
+    job_name, target = status.get("jobName"), status.get("target")
+    if not job_name or not isinstance(target, int):
+        return
+    pods = await ctx.kube.list_pods(namespace, job_name)
+    if entry.read_pod_problem(job_name, pods):
+        await reconcile(ctx, key)
+        return
+    output = str((body.get("spec") or {}).get("outputPath") or "")
+    reads = await read_pods(ctx.kube, namespace, job_name, syncs=output.startswith("ufile://"), pods=pods)
+    async with entry.lock:
+        current = entry.body or {}
+        update = running_status(current.get("status") or {}, job_name, reads, entry.sample, time.monotonic(),
+                                current.get("metadata", {}).get("generation"), ctx.now())
+        entry.sample = update.sample
+        if update.patch:
+            entry.wrote(await ctx.kube.patch_training_status(namespace, name, update.patch))
+        if update.event is not None:
+            ctx.post(entry.body or current, update.event, (current.get("status") or {}).get("stage"), logging.WARNING)

@@ -1,0 +1,180 @@
+"""One reconcile of a training: read, decide, act (the children), write status in one patch, then post Events.
+
+Level-triggered: every event of a training or of one of its Jobs leads here, and what to do follows from the cached
+objects alone. A stage transition costs at most three writes: the Job, the status patch, one Event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from im2txt_operator import conditions as cond
+from im2txt_operator import export as exporting
+from im2txt_operator import lifecycle, names
+from im2txt_operator.controller.act import act, create_export, keep_tensorboard
+from im2txt_operator.controller.cache import Entry, Key, owned_by
+from im2txt_operator.controller.context import Context
+from im2txt_operator.kube import Kube
+from im2txt_operator.lifecycle import CreateJob, Decision, Event, Problem, decide, job_state, status_patch
+from im2txt_operator.paths import UFilePath
+from im2txt_operator.pod_problems import REASONS as POD_REASONS
+from im2txt_operator.pod_reads import PodReads, observed_fields, read_pods
+from im2txt_operator.pods import Owner
+from im2txt_operator.shared_outputs import output_in_use
+from im2txt_operator.spec import Settings, SpecError, parse_spec
+
+
+async def reconcile(ctx: Context, key: Key) -> None:
+    """Reconcile the training now (after any reconcile of it that runs), retried with backoff if it fails."""
+    entry = ctx.cache.get(key)
+    if entry is None:
+        return
+    await ctx.queue.run(key, entry, lambda: _reconcile_locked(ctx, key, entry), lambda: reconcile(ctx, key))
+
+
+def retry_soon(ctx: Context, key: Key, entry: Entry) -> None:
+    """Reconcile again after the first backoff delay (what could not be read now is read then)."""
+    ctx.queue.retry(entry, ctx.queue.delays[0], lambda: reconcile(ctx, key))
+
+
+@dataclass
+class _Read:
+    """What a reconcile starts from: the training as cached, its parsed spec, and a problem known already."""
+
+    body: dict[str, Any]
+    owner: Owner
+    settings: Settings | None
+    problem: Problem | None
+    failures: dict[int, Any] = field(default_factory=dict)  # stage -> why its last pod failed (read at its end)
+
+    @property
+    def generation(self) -> int | None:
+        return self.body["metadata"].get("generation")
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return self.body.get("status") or {}
+
+
+def _ready_reason(status: Mapping[str, Any]) -> str | None:
+    ready = cond.find(status.get("conditions"), "Ready")
+    return ready.get("reason") if ready else None
+
+
+async def _read(ctx: Context, key: Key, entry: Entry, body: dict[str, Any]) -> _Read:
+    """Parse the spec, and recall what the API or the pods already said against it."""
+    namespace, name = key
+    meta = body["metadata"]
+    status = body.get("status") or {}
+    problem: Problem | None = None
+    settings: Settings | None
+    try:
+        settings = parse_spec(body.get("spec"), ctx.ufile_domains)
+        names.check(name)  # the name must leave room for every child's suffix
+    except SpecError as e:
+        settings, problem = None, Problem(e.field, "InvalidSpec", str(e))
+    if problem is None and entry.rejected is not None and entry.rejected[0] == meta.get("generation"):
+        problem = entry.rejected[1]  # the API refused this spec's Job: say so again, do not ask again
+    if not entry.pods_read and _ready_reason(status) in POD_REASONS and status.get("jobName"):
+        # Status holds a problem a pod showed before this operator started: read the pod again before status is
+        # written, so that a problem that still exists is never reported fixed.
+        entry.read_pod_problem(status["jobName"], await ctx.kube.list_pods(namespace, status["jobName"]))
+    if problem is None and entry.pod_problem is not None and entry.pod_problem[0] == status.get("jobName"):
+        problem = entry.pod_problem[1]  # the stage's pod cannot start (e.g. its Secret is missing)
+    if ctx.index is not None:
+        entry.fold(ctx.index.get(key, ()))
+    return _Read(body, Owner(name=name, namespace=namespace, uid=meta.get("uid", "")), settings, problem)
+
+
+def _observe(entry: Entry, read: _Read) -> dict[int, lifecycle.JobState]:
+    # Jobs of another object with this name (an earlier training) are not ours to drive.
+    return {s: replace(job_state(j, s), failure=read.failures.get(s)) for role, j in entry.jobs.items()
+            if (s := names.stage_number(role)) is not None and owned_by(j, read.body)}
+
+
+async def _stage_ends(kube: Kube, namespace: str, settings: Settings | None, status: Mapping[str, Any],
+                      jobs: Mapping[int, lifecycle.JobState]) -> dict[int, PodReads]:
+    """The pods of each stage whose Job ended since status last recorded it (once per stage: then it is recorded)."""
+    recorded = {e.get("stage"): e.get("outcome") for e in status.get("stages") or ()}
+    syncs = settings is not None and isinstance(settings.output_path, UFilePath)
+    return {s: await read_pods(kube, namespace, job.name, syncs=syncs) for s, job in jobs.items()
+            if s in (1, 2) and (job.succeeded or job.failed) and recorded.get(s) not in ("Succeeded", "Failed")}
+
+
+async def _reconcile_locked(ctx: Context, key: Key, entry: Entry) -> None:
+    body = entry.body
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    read = await _read(ctx, key, entry, body)
+    status, generation, settings = read.status, read.generation, read.settings
+    jobs = _observe(entry, read)
+    # A stage that just ended: its pods once more, for why it failed and the step, loss and upload it ended with.
+    observed: dict[str, Any] = {}
+    for s, reads in (await _stage_ends(ctx.kube, key[0], settings, status, jobs)).items():
+        read.failures[s] = reads.failure
+        observed |= observed_fields(reads, final=True)
+    jobs = _observe(entry, read)
+    status_in = {**status, "step": observed["step"]} if "step" in observed else status
+
+    def decided() -> Decision:
+        return decide(key[1], settings, read.problem, generation, status_in, jobs, ctx.now())
+
+    decision = decided()
+    creating = any(isinstance(a, CreateJob) for a in decision.actions)
+    if read.problem is None and settings is not None and (creating or (
+            status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready"))):
+        read.problem = await ctx.checks.problem(ctx.kube.claim_exists, key[0], settings) or output_in_use(
+            body, ctx.cache.others(key))
+        if read.problem is not None or not creating:
+            decision = decided()
+
+    for _attempt in range(3):
+        outcome = await act(ctx, entry, read.owner, settings, decision)
+        if outcome is False:
+            break
+        if isinstance(outcome, Problem):
+            read.problem = outcome
+            if outcome.reason == "JobRejected":
+                entry.rejected = (generation, outcome)
+        jobs = _observe(entry, read)
+        decision = decided()
+        if read.problem is not None:
+            break
+
+    patch = status_patch(status, decision.status)
+    patch |= status_patch(status, {k: v for k, v in observed.items() if k not in decision.status})
+    export_event = await _export(ctx, entry, read, decision, patch)
+    if settings is not None:
+        url = await keep_tensorboard(ctx, entry, read.owner, settings, generation, status)
+        if status.get("tensorboard") != url:
+            patch["tensorboard"] = url
+    if patch:
+        entry.wrote(await ctx.kube.patch_training_status(*key, patch))
+        ctx.metrics.writes.labels(kind="status").inc()
+    if decision.event is not None:
+        ctx.post(body, decision.event, decision.status.get("stage"))
+        ctx.metrics.record_event(decision.event.reason, decision.status)
+    if export_event is not None:
+        ctx.post(body, export_event, "export")
+
+
+async def _export(ctx: Context, entry: Entry, read: _Read, decision: Decision, patch: dict[str, Any]) -> Event | None:
+    """After stage 2, the export Job and status.export (into ``patch``); the Event to post about it."""
+    settings, status = read.settings, read.status
+    if settings is None or read.problem is not None:
+        return None
+    jobs = _observe(entry, read)
+    stage2_done = cond.is_true(decision.status.get("conditions"), "Stage2Complete")
+    export_job = entry.jobs.get(names.EXPORT)
+    exported = exporting.decide(settings, read.owner.name, stage2_done, job_state(export_job, None)
+                                if export_job is not None and owned_by(export_job, read.body) else None,
+                                status.get("export"))
+    stage2 = jobs.get(2)
+    if exported.create and not await create_export(ctx, entry, read.owner, settings,
+                                                   stage2.image_size if stage2 else None):
+        exported = exporting.ExportDecision(False, status.get("export"))
+    if exported.status != status.get("export"):
+        patch["export"] = exported.status
+    return exported.event

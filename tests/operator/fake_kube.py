@@ -1,0 +1,137 @@
+"""An in-memory Kube for the controller's unit tests: keeps Jobs, trainings, pods and logs, records every call."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any
+
+from im2txt_operator.kube import ApiException
+
+SPEC = {"dataPath": "ufile://data/coco/", "outputPath": "ufile://out/coco/", "credentialsSecret": "ufile-keys",
+        "numberOfSteps": 100, "stage2NumberOfSteps": 300, "gpus": 0}
+
+
+def training(name: str = "coco", namespace: str = "ml", spec: dict[str, Any] | None = None,
+             status: dict[str, Any] | None = None, uid: str = "uid-coco", rv: str = "1") -> dict[str, Any]:
+    """A training as the API would serve it."""
+    body: dict[str, Any] = {"apiVersion": "im2txt.dev/v1alpha1", "kind": "Im2txtTraining",
+                            "metadata": {"name": name, "namespace": namespace, "uid": uid, "generation": 1,
+                                         "resourceVersion": rv},
+                            "spec": dict(SPEC if spec is None else spec)}
+    if status is not None:
+        body["status"] = status
+    return body
+
+
+def _merge(into: dict[str, Any], patch: dict[str, Any]) -> None:
+    for k, v in patch.items():
+        if v is None:
+            into.pop(k, None)
+        elif isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = copy.deepcopy(v)
+
+
+class FakeKube:
+    """The calls the controller makes, answered from dicts. ``refuse``: the 422 message create_job answers."""
+
+    def __init__(self, *trainings: dict[str, Any]) -> None:
+        self.rv = itertools.count(100)
+        self.trainings = {(t["metadata"]["namespace"], t["metadata"]["name"]): copy.deepcopy(t) for t in trainings}
+        self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name)
+        self.pods: dict[str, list[dict[str, Any]]] = {}  # by Job name
+        self.logs: dict[tuple[str, str], str] = {}  # (pod, container) -> text
+        self.claims: set[str] = set()
+        self.calls: list[tuple[str, ...]] = []
+        self.refuse: str | None = None
+        self.closed = False
+
+    def _stamp(self, obj: dict[str, Any]) -> dict[str, Any]:
+        obj["metadata"]["resourceVersion"] = str(next(self.rv))
+        return copy.deepcopy(obj)
+
+    def writes(self) -> list[tuple[str, ...]]:
+        return [c for c in self.calls if c[0] not in ("get_job", "get_training", "training_uids", "claim_exists",
+                                                       "list_pods", "read_log")]
+
+    async def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        self.calls.append(("create_job", namespace, name))
+        if self.refuse is not None:
+            raise ApiException(422, "Invalid", self.refuse,
+                               {"causes": [{"field": "spec.template.spec.containers[0].image"}]})
+        if (namespace, name) in self.jobs:
+            raise ApiException(409, "AlreadyExists", f'jobs.batch "{name}" already exists')
+        job = copy.deepcopy(body)
+        job["metadata"] |= {"namespace": namespace, "uid": f"uid-{name}"}
+        self.jobs[namespace, name] = job
+        return self._stamp(job)
+
+    async def get_job(self, namespace: str, name: str) -> dict[str, Any]:
+        self.calls.append(("get_job", namespace, name))
+        return copy.deepcopy(self.jobs[namespace, name])
+
+    async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("patch_job", namespace, name))
+        _merge(self.jobs[namespace, name], patch)
+        return self._stamp(self.jobs[namespace, name])
+
+    async def create_or_patch(self, api: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        meta = body["metadata"]
+        self.calls.append(("create_or_patch", plural, meta["name"]))
+        self.objects[plural, meta["namespace"], meta["name"]] = copy.deepcopy(body)
+        return copy.deepcopy(body)
+
+    async def delete_if_present(self, api: str, plural: str, namespace: str, name: str) -> bool:
+        self.calls.append(("delete_if_present", plural, name))
+        return self.objects.pop((plural, namespace, name), None) is not None
+
+    async def get_training(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get_training", namespace, name))
+        found = self.trainings.get((namespace, name))
+        return copy.deepcopy(found) if found else None
+
+    async def training_uids(self, namespace: str) -> dict[str, str] | None:
+        self.calls.append(("training_uids", namespace))
+        return {n: t["metadata"]["uid"] for (ns, n), t in self.trainings.items() if ns == namespace}
+
+    async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("patch_training_status", namespace, name))
+        body = self.trainings[namespace, name]
+        body.setdefault("status", {})
+        _merge(body["status"], copy.deepcopy(status))
+        return self._stamp(body)
+
+    async def claim_exists(self, namespace: str, name: str) -> bool | None:
+        self.calls.append(("claim_exists", namespace, name))
+        return name in self.claims
+
+    async def list_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        self.calls.append(("list_pods", namespace, job_name))
+        return copy.deepcopy(self.pods.get(job_name, []))
+
+    async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int) -> str:
+        self.calls.append(("read_log", pod, container))
+        if (pod, container) not in self.logs:
+            raise ApiException(400, "BadRequest", f'container "{container}" in pod "{pod}" is waiting to start')
+        return self.logs[pod, container]
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+NOW = "2026-12-06T12:00:00Z"
+
+
+def context(kube: FakeKube, interval: float = 30.0) -> tuple[Any, list[tuple[str, str, str]]]:
+    """A Context on the fake, its clock stopped at NOW; the second value collects the posted Events."""
+    from im2txt_operator.controller.context import Context
+    from im2txt_operator.metrics import Metrics
+
+    events: list[tuple[str, str, str]] = []
+    ctx = Context(kube=kube, metrics=Metrics(), interval=interval, now=lambda: NOW,  # type: ignore[arg-type]
+                  post_event=lambda body, e: events.append((body["metadata"]["name"], e.type, e.reason)))
+    return ctx, events

@@ -1,0 +1,97 @@
+"""controller.cache: the fresher of two versions, our own writes skipped once, pod problems, Jobs by training."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from im2txt_operator.controller.cache import Cache, Entry, job_key, newer, owned_by
+
+
+def obj(rv: Any, **meta: Any) -> dict[str, Any]:
+    return {"metadata": {"resourceVersion": rv, **meta}}
+
+
+def test_newer_keeps_the_fresher_version_and_lets_opaque_ones_win() -> None:
+    assert newer(obj("7"), obj("5")) == obj("7")  # a late watch event does not undo our write's answer
+    assert newer(obj("5"), obj("7")) == obj("7")
+    assert newer(None, obj("5")) == obj("5")
+    assert newer(obj("7"), obj("x1")) == obj("x1")  # not integers: the incoming one wins
+    assert newer(obj("7"), obj(None)) == obj(None)
+
+
+def test_an_own_write_is_skipped_once_and_the_memory_stays_bounded() -> None:
+    entry = Entry()
+    entry.remember(obj("10"))
+    assert entry.is_own(obj("10")) and not entry.is_own(obj("10"))  # its watch event, then nothing more
+    assert not entry.is_own(obj("11"))
+    entry.remember({"metadata": {}})  # no resourceVersion: nothing to remember
+    assert entry.own == set()
+    for rv in range(17):
+        entry.remember(obj(str(rv)))
+    assert len(entry.own) <= 16
+
+
+def test_wrote_keeps_the_answer_and_skips_its_event() -> None:
+    entry = Entry(body=obj("5"))
+    entry.wrote(obj("9", name="coco"))
+    assert entry.body == obj("9", name="coco") and entry.is_own(obj("9"))
+    entry.wrote(obj("3"))  # an older answer than what the watch brought meanwhile: the cache keeps the newer
+    assert entry.body == obj("9", name="coco")
+
+
+def pod(reason: str, message: str) -> dict[str, Any]:
+    return {"metadata": {"name": "coco-stage1-x", "creationTimestamp": "2026-12-06T10:00:00Z"},
+            "status": {"phase": "Pending", "containerStatuses": [
+                {"name": "trainer", "state": {"waiting": {"reason": reason, "message": message}}}]}}
+
+
+def test_read_pod_problem_says_when_it_changed_and_marks_the_pods_read() -> None:
+    entry = Entry(body={"metadata": {"namespace": "ml"}, "spec": {"credentialsSecret": "keys"}})
+    assert not entry.pods_read
+    missing = pod("CreateContainerConfigError", 'secret "keys" not found')
+    assert entry.read_pod_problem("coco-stage1", [missing]) is True
+    assert entry.pods_read and entry.pod_problem is not None
+    assert entry.pod_problem[0] == "coco-stage1" and entry.pod_problem[1].reason == "SecretNotFound"
+    assert entry.read_pod_problem("coco-stage1", [missing]) is False  # the same problem: nothing new
+    assert entry.read_pod_problem("coco-stage1", []) is True and entry.pod_problem is None  # gone: fixed
+
+
+def job(training: str | None, stage: str | None, uid: str = "t-uid", kind: str = "Im2txtTraining") -> dict[str, Any]:
+    labels = {k: v for k, v in (("im2txt.dev/training", training), ("im2txt.dev/stage", stage)) if v}
+    return {"metadata": {"namespace": "ml", "name": "j", "labels": labels,
+                         "ownerReferences": [{"kind": kind, "uid": uid}]}}
+
+
+def test_job_key_and_owner() -> None:
+    assert job_key(job("coco", "1")) == (("ml", "coco"), "stage1")
+    assert job_key(job("coco", "2")) == (("ml", "coco"), "stage2")
+    assert job_key(job("coco", "export")) == (("ml", "coco"), "export")
+    assert job_key(job(None, "1")) is None and job_key(job("coco", None)) is None
+    body = {"metadata": {"uid": "t-uid"}}
+    assert owned_by(job("coco", "1"), body)
+    assert not owned_by(job("coco", "1", uid="other"), body)  # an earlier training's Job of the same name
+    assert not owned_by(job("coco", "1", kind="Deployment"), body)
+
+
+def test_fold_adds_only_roles_the_entry_has_not_seen() -> None:
+    fresher = {**job("coco", "1"), "status": {"active": 1}}
+    entry = Entry(jobs={"stage1": fresher})
+    entry.fold([job("coco", "1"), job("coco", "2"), job(None, "1")])
+    assert entry.jobs["stage1"] is fresher and set(entry.jobs) == {"stage1", "stage2"}
+
+
+async def test_cache_renews_forgets_and_lists_the_others() -> None:
+    cache = Cache()
+    a, b = cache.entry(("ml", "a")), cache.entry(("ml", "b"))
+    assert cache.entry(("ml", "a")) is a and cache.get(("ml", "c")) is None
+    a.body, b.body = {"metadata": {"uid": "ua"}, "status": {"phase": "Running"}}, {"metadata": {"uid": "ub"}}
+    assert list(cache.others(("ml", "a"))) == [b.body]
+    assert cache.statuses() == [{"phase": "Running"}, {}]
+    renewed = cache.renew(("ml", "a"))
+    assert renewed is not a and renewed.body is None and a.uid() == "ua" and renewed.uid() is None
+
+    b.retry = asyncio.create_task(asyncio.sleep(3600))
+    cache.forget(("ml", "b"))
+    await asyncio.sleep(0)
+    assert cache.get(("ml", "b")) is None and b.retry.cancelled()

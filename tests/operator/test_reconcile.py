@@ -1,0 +1,130 @@
+"""controller.reconcile: read, decide, act, one status patch, then Events, on an in-memory Kube."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fake_kube import NOW, SPEC, FakeKube, context, training
+
+from im2txt_operator import conditions as cond
+from im2txt_operator.controller.reconcile import reconcile
+
+KEY = ("ml", "coco")
+
+
+def setup(*bodies: dict[str, Any]) -> tuple[Any, FakeKube, list[tuple[str, str, str]]]:
+    kube = FakeKube(*bodies)
+    ctx, events = context(kube)
+    for body in bodies:
+        ctx.cache.entry((body["metadata"]["namespace"], body["metadata"]["name"])).body = body
+    return ctx, kube, events
+
+
+def complete(kube: FakeKube, ctx: Any, job: str, role: str) -> None:
+    """The Job controller's part: the Job completes; its watch event reaches the cache."""
+    done = kube.jobs["ml", job]
+    done["status"] = {"startTime": NOW, "completionTime": NOW, "succeeded": 1,
+                      "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": NOW}]}
+    ctx.cache.get(KEY).jobs[role] = dict(done, metadata={**done["metadata"], "resourceVersion": "999"})
+
+
+async def test_a_new_training_costs_three_writes_job_status_event() -> None:
+    ctx, kube, events = setup(training())
+    await reconcile(ctx, KEY)
+    assert kube.writes() == [("create_job", "ml", "coco-stage1"), ("patch_training_status", "ml", "coco")]
+    assert events == [("coco", "Normal", "Stage1Started")]
+    status = kube.trainings[KEY]["status"]
+    assert (status["phase"], status["stage"], status["jobName"], status["target"]) == ("Running", 1, "coco-stage1",
+                                                                                      100)
+    entry = ctx.cache.get(KEY)
+    assert entry.body["status"] == status and entry.is_own(kube.trainings[KEY])  # our write's event is skipped
+    await reconcile(ctx, KEY)  # the Job as the cache now has it: Reconciling says no pod is ready yet
+    assert kube.writes()[2:] == [("patch_training_status", "ml", "coco")] and len(events) == 1
+    await reconcile(ctx, KEY)  # level-triggered: nothing changed, nothing written
+    assert len(kube.writes()) == 3 and len(events) == 1
+
+
+async def test_a_finished_stage_reads_its_pods_once_then_starts_the_next() -> None:
+    ctx, kube, events = setup(training())
+    await reconcile(ctx, KEY)
+    kube.pods["coco-stage1"] = [{"metadata": {"name": "coco-stage1-a", "creationTimestamp": NOW},
+                                 "status": {"phase": "Succeeded"}}]
+    kube.logs["coco-stage1-a", "trainer"] = "global step 100: loss = 2.5 (0.1 sec/step)\n"
+    kube.logs["coco-stage1-a", "sync"] = "published checkpoint model.ckpt-100\n"
+    complete(kube, ctx, "coco-stage1", "stage1")
+    await reconcile(ctx, KEY)
+    assert kube.writes()[2:] == [("create_job", "ml", "coco-stage2"), ("patch_training_status", "ml", "coco")]
+    assert events[-1] == ("coco", "Normal", "Stage2Started")
+    status = kube.trainings[KEY]["status"]
+    assert (status["stage"], status["step"], status["loss"], status["uploadedStep"]) == (2, 100, 2.5, 100)
+    assert cond.is_true(status["conditions"], "Stage1Complete")
+    reads = [c for c in kube.calls if c[0] in ("list_pods", "read_log")]
+    await reconcile(ctx, KEY)  # stage 1's end is recorded: its pods are not read again
+    assert [c for c in kube.calls if c[0] in ("list_pods", "read_log")] == reads
+
+
+async def test_an_invalid_spec_writes_the_problem_and_no_job() -> None:
+    ctx, kube, events = setup(training(spec={**SPEC, "dataPath": "s3://nope/"}))
+    await reconcile(ctx, KEY)
+    assert kube.writes() == [("patch_training_status", "ml", "coco")] and not kube.jobs
+    ready = cond.find(kube.trainings[KEY]["status"]["conditions"], "Ready")
+    assert ready is not None and (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert events == [("coco", "Warning", "InvalidSpec")]
+
+
+async def test_the_younger_of_two_trainings_on_one_output_waits() -> None:
+    older = training("a", uid="uid-a")
+    older["metadata"]["creationTimestamp"] = "2026-12-01T00:00:00Z"
+    younger = training("coco", uid="uid-coco")
+    younger["metadata"]["creationTimestamp"] = "2026-12-02T00:00:00Z"
+    ctx, kube, events = setup(older, younger)
+    await reconcile(ctx, KEY)
+    assert not kube.jobs and events == [("coco", "Warning", "OutputPathInUse")]
+    ready = cond.find(kube.trainings[KEY]["status"]["conditions"], "Ready")
+    assert ready is not None and ready["reason"] == "OutputPathInUse" and "training ml/a" in ready["message"]
+
+
+def secret_missing_pod() -> dict[str, Any]:
+    return {"metadata": {"name": "coco-stage1-a", "creationTimestamp": NOW}, "status": {
+        "phase": "Pending", "containerStatuses": [{"name": "trainer", "state": {"waiting": {
+            "reason": "CreateContainerConfigError", "message": 'secret "ufile-keys" not found'}}}]}}
+
+
+async def test_after_a_restart_a_pod_problem_in_status_is_read_again_before_status_is_written() -> None:
+    ctx, kube, events = setup(training())
+    await reconcile(ctx, KEY)  # stage 1's Job
+    kube.pods["coco-stage1"] = [secret_missing_pod()]
+    ctx.cache.get(KEY).read_pod_problem("coco-stage1", kube.pods["coco-stage1"])
+    await reconcile(ctx, KEY)
+    assert events[-1] == ("coco", "Warning", "SecretNotFound")
+    written = len(kube.writes())
+    ctx2, _ = context(kube)  # a new operator: a fresh cache, the status as the API has it
+    ctx2.cache.entry(KEY).body = kube.trainings[KEY]
+    ctx2.cache.get(KEY).jobs["stage1"] = kube.jobs["ml", "coco-stage1"]
+    await reconcile(ctx2, KEY)
+    assert ("list_pods", "ml", "coco-stage1") in kube.calls and len(kube.writes()) == written  # still missing: same
+    kube.pods["coco-stage1"] = []
+    ctx3, events3 = context(kube)
+    ctx3.cache.entry(KEY).body = kube.trainings[KEY]
+    ctx3.cache.get(KEY).jobs["stage1"] = kube.jobs["ml", "coco-stage1"]
+    await reconcile(ctx3, KEY)
+    assert events3 == [("coco", "Normal", "SpecValid")]  # gone: now it is fixed
+
+
+async def test_a_failed_write_is_retried_with_backoff() -> None:
+    ctx, kube, events = setup(training())
+    failing = kube.patch_training_status
+
+    async def once(*args: Any) -> Any:
+        kube.patch_training_status = failing  # type: ignore[method-assign]
+        raise ConnectionResetError("the API went away")
+
+    kube.patch_training_status = once  # type: ignore[method-assign]
+    ctx.queue.delays = (0.01,)
+    await reconcile(ctx, KEY)
+    entry = ctx.cache.get(KEY)
+    assert entry.failures == 1 and entry.retry is not None and not events
+    await entry.retry
+    assert entry.failures == 0 and kube.trainings[KEY]["status"]["jobName"] == "coco-stage1"
+    assert kube.writes().count(("create_job", "ml", "coco-stage1")) == 1  # the Job was adopted, not made twice
+    assert events == []  # the Event came after the status write that failed: the retry adopts, it starts nothing
