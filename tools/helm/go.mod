@@ -1,6 +1,6 @@
 // tools/helm: the helm CLI built from its published Go module at one release, for the chart's tests and
 // `make helm-template` (build.sh builds it once, cached like tools/envtest by a hash of go.mod and go.sum).
-// To move to another release: change the version below and run `go mod tidy` here.
+// To move to another release: `go get -tool helm.sh/helm/v4/cmd/helm@vX.Y.Z` here (the require of helm.sh/helm/v4).
 module im2txt.dev/helm
 
 go 1.26.0
