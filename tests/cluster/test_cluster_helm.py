@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from cluster_support import CRD_NAME, Api, OperatorProcess, wait_for
+from cluster_support import CRD_NAME, Api, ApiError, OperatorProcess, wait_for
 from control_plane import ControlPlane, find_assets
 from helm_support import CHART, RELEASE, helm, values_file
 
@@ -30,8 +30,12 @@ def spec(name: str, **changes: Any) -> dict[str, Any]:
             "stage2NumberOfSteps": 300, "gpus": 0, **changes}
 
 CLUSTER_SCOPED = {"ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+                  "ValidatingAdmissionPolicy": "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
+                  "ValidatingAdmissionPolicyBinding":
+                      "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings",
                   "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"}
 NAMESPACED = {"ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
+              "ConfigMap": "/api/v1/namespaces/{ns}/configmaps",
               "Service": "/api/v1/namespaces/{ns}/services",
               "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
               "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
@@ -72,8 +76,8 @@ def stored_as_rendered(live: Any, rendered: Any, where: str = "") -> None:
 class Release:
     """One Helm release of the chart on ``plane``, and what it should have installed."""
 
-    def __init__(self, plane: ControlPlane, home: Path) -> None:
-        self.plane, self.home, self.api = plane, home, Api(plane)
+    def __init__(self, plane: ControlPlane, home: Path, name: str = RELEASE, ns: str = NS) -> None:
+        self.plane, self.home, self.api, self.name, self.ns = plane, home, Api(plane), name, ns
 
     def helm(self, *args: str) -> str:
         return helm(*args, home=self.home, kubeconfig=self.plane.kubeconfig_path, timeout=300).stdout
@@ -82,8 +86,8 @@ class Release:
         """``helm install`` or ``helm upgrade`` with exactly ``values``; returns the objects it rendered."""
         vals = values_file(self.home, values)
         extra = ["--create-namespace"] if command == "install" else []
-        self.helm(command, RELEASE, str(CHART), "--namespace", NS, "--values", str(vals), *extra)
-        manifest = self.helm("get", "manifest", RELEASE, "--namespace", NS)
+        self.helm(command, self.name, str(CHART), "--namespace", self.ns, "--values", str(vals), *extra)
+        manifest = self.helm("get", "manifest", self.name, "--namespace", self.ns)
         return [d for d in yaml.safe_load_all(manifest) if d]
 
     def check_stored(self, rendered: list[dict[str, Any]]) -> None:
@@ -91,7 +95,7 @@ class Release:
             live = self.api.get(path(doc))
             assert live is not None, f"{doc['kind']} {doc['metadata']['name']} was not installed"
             stored_as_rendered(live, doc, f"{doc['kind']}/{doc['metadata']['name']}")
-            assert live["metadata"]["annotations"]["meta.helm.sh/release-name"] == RELEASE
+            assert live["metadata"]["annotations"]["meta.helm.sh/release-name"] == self.name
 
     def deployment(self) -> dict[str, Any]:
         live = self.api.get(f"/apis/apps/v1/namespaces/{NS}/deployments/{RELEASE}")
@@ -198,3 +202,42 @@ def test_helm_install_upgrade_uninstall(helm_plane: ControlPlane, tmp_path: Path
     assert api.training("ml", "coco")["spec"]["outputPath"] == "pvc://runs/coco/"
     assert api.job("ml", "coco-stage1") is not None and api.job("ml", "coco2-stage1") is not None
     assert RELEASE not in release.helm("list", "--all-namespaces")
+
+
+def test_helm_allowed_images_policy_refuses_other_registries(helm_plane: ControlPlane, tmp_path: Path) -> None:
+    """policies.allowedImages: the API server itself refuses a training with an image from another registry, while
+    the release is installed; its uninstall takes the policy with it."""
+    home = tmp_path / "helm"
+    home.mkdir()
+    release = Release(helm_plane, home, name="guarded", ns="guarded-system")
+    api = release.api
+    rendered = release.run("install", {"replicas": 1, "leaderElection": {"enabled": False},
+                                       "policies": {"allowedImages": {"enabled": True,
+                                                                      "prefixes": ["registry.example.com/ml/"]}}})
+    release.check_stored(rendered)
+    assert {d["metadata"]["name"] for d in rendered if d["kind"] == "ClusterRole"} == {"guarded-im2txt-operator"}
+    wait_for(lambda: api.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CRD_NAME}"), timeout=60,
+             what="the CRD")
+    ns = api.namespace("tenant")
+
+    def create(name: str, image: str) -> int:
+        """The HTTP status of creating a training with ``image`` (201, or the API server's refusal)."""
+        try:
+            api.new_training(ns, name, spec(name, image=image))
+        except ApiError as e:
+            return e.status
+        return 201
+
+    # A policy takes effect a moment after it is created.
+    wait_for(lambda: create("probe", "evil.example.org/miner:1") == 422, timeout=60, what="the policy enforced")
+    with pytest.raises(ApiError) as refused:
+        api.new_training(ns, "evil", spec("evil", image="evil.example.org/miner:1"))
+    assert "spec.image: evil.example.org/miner:1 is not from an allowed registry" in refused.value.body["message"]
+    assert create("good", "registry.example.com/ml/im2txt-trainer:0.1.0") == 201
+
+    release.helm("uninstall", release.name, "--namespace", release.ns)
+    for doc in rendered:
+        wait_for(lambda doc=doc: api.get(path(doc)) is None, timeout=60,
+                 what=f"{doc['kind']} {doc['metadata']['name']} deleted")
+    wait_for(lambda: create("later", "evil.example.org/miner:1") == 201, timeout=60, what="the policy gone")
+    assert api.training(ns, "good")["spec"]["image"] == "registry.example.com/ml/im2txt-trainer:0.1.0"
