@@ -27,6 +27,7 @@ install: $(STAMP)  ## create .venv with everything the project needs
 test: $(STAMP)  ## run the whole test suite (what CI runs), the real-API tier included (builds it once: make envtest)
 	$(PY) -m ruff check .
 	tools/gitops-health/build.sh >/dev/null  # the GitOps tests' real evaluators (tests build it too; here before any timeout)
+	tools/helm/build.sh >/dev/null  # helm for the chart's tests (they build it too; here before any timeout)
 	assets="$$(tools/envtest/build.sh --node $(VENV))" && KUBEBUILDER_ASSETS="$$assets" $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff

@@ -14,7 +14,8 @@ TRAINER_IMAGE ?= $(IMAGE_REGISTRY)/im2txt-trainer:$(TAG)
 DEPLOY_BUILD := build/deploy
 RENDERED := build/im2txt-operator.yaml
 
-.PHONY: images images-operator images-trainer push-images manifests deploy undeploy undeploy-crd
+.PHONY: images images-operator images-trainer push-images manifests deploy undeploy undeploy-crd helm helm-crds \
+	helm-lint helm-template
 
 define need_docker
 	@command -v $(firstword $(DOCKER)) >/dev/null 2>&1 || { echo "make $@: '$(firstword $(DOCKER))' is not installed; building images needs Docker, Podman or buildah (DOCKER=...)." >&2; exit 1; }
@@ -39,7 +40,7 @@ push-images: images  ## push both images to IMAGE_REGISTRY
 	$(DOCKER) push $(OPERATOR_IMAGE)
 	$(DOCKER) push $(TRAINER_IMAGE)
 
-manifests:  ## refresh generated manifests/docs and render manifests/base to build/im2txt-operator.yaml
+manifests: helm-crds  ## refresh generated manifests/docs and render manifests/base to build/im2txt-operator.yaml
 	$(need_kubectl)
 	$(PY) tools/argocd_cm.py
 	$(PY) tools/crd_reference.py
@@ -67,3 +68,27 @@ undeploy-crd:  ## delete the CRD and with it every training and its Jobs (needs 
 	$(need_kubectl)
 	@[ "$(CONFIRM)" = "yes" ] || { echo "This deletes EVERY Im2txtTraining in the cluster (and their Jobs). Run: make undeploy-crd CONFIRM=yes" >&2; exit 1; }
 	$(KUBECTL) delete --ignore-not-found -f crds/im2txt.dev_im2txttrainings.yaml
+
+# Helm: charts/im2txt-operator installs what manifests/base installs. helm itself is built from its Go module at the
+# release pinned in tools/helm/go.mod (cached like tools/envtest); HELM=... uses another helm instead.
+CHART := charts/im2txt-operator
+HELM_RENDERED := build/helm/im2txt-operator.yaml
+HELM ?=
+# The helm to run: $(HELM), else the built one (building it first; a failed build stops the recipe).
+helm_bin = h="$(or $(HELM),$$(tools/helm/build.sh))"
+HELM_VALUES ?=
+
+helm:  ## build helm (tools/helm, the pinned release; cached) and print its path
+	@tools/helm/build.sh
+
+helm-crds:  ## refresh the chart's copy of the CRD (charts/im2txt-operator/crds) from crds/
+	cp crds/im2txt.dev_im2txttrainings.yaml $(CHART)/crds/
+
+helm-lint:  ## helm lint --strict the chart
+	$(helm_bin) && "$$h" lint --strict $(CHART)
+
+helm-template: helm-crds  ## render the chart with the operator image (IMAGE_REGISTRY=..., TAG=...) to build/helm/im2txt-operator.yaml
+	@mkdir -p $(dir $(HELM_RENDERED))
+	$(helm_bin) && "$$h" template im2txt-operator $(CHART) --namespace im2txt-system --include-crds \
+	  --set image.repository=$(IMAGE_REGISTRY)/im2txt-operator --set image.tag=$(TAG) $(HELM_VALUES) > $(HELM_RENDERED)
+	@echo "rendered $(HELM_RENDERED) (operator image $(OPERATOR_IMAGE))"
