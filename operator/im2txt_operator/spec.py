@@ -423,7 +423,8 @@ def _tensorboard(spec: Mapping[str, Any]) -> TensorBoard:
     return TensorBoard(enabled=enabled, interval_seconds=interval)
 
 
-def _ufile(spec: Mapping[str, Any], domains: Sequence[str]) -> UFileEndpoints:
+def _ufile(spec: Mapping[str, Any], domains: Sequence[str] | None) -> UFileEndpoints:
+    """spec.ufile; the suffixes must be inside ``domains`` (None: no UFile path, so no request goes anywhere)."""
     value = spec.get("ufile") or {}
     if not isinstance(value, Mapping):
         raise SpecError("spec.ufile", f"expected an object with uploadSuffix and downloadSuffix, got {value!r}")
@@ -435,7 +436,7 @@ def _ufile(spec: Mapping[str, Any], domains: Sequence[str]) -> UFileEndpoints:
         s = value.get(key, UFILE_SUFFIX_DEFAULT)
         if not isinstance(s, str) or not _SUFFIX.fullmatch(s):
             raise SpecError(f"spec.ufile.{key}", f"expected a host suffix such as .cn-bj.ufileos.com, got {s!r}")
-        if not any(s == d or s.endswith(d) for d in domains):
+        if domains is not None and not any(s == d or s.endswith(d) for d in domains):
             raise SpecError(f"spec.ufile.{key}", f"{s!r} is not in a UFile domain this cluster allows "
                             f"({', '.join(domains)}): the storage containers send requests signed with the "
                             "training's key pair to that host; the cluster admin sets the list (the operator's "
@@ -491,7 +492,7 @@ def parse_spec(spec: Mapping[str, Any] | None, ufile_domains: Sequence[str] = UF
         inception_checkpoint_file=_str(spec, "inceptionCheckpointFile", _FILE_NAME, "a file name without '/'",
                                        max_len=255) or "",
         credentials_secret=secret,
-        ufile=_ufile(spec, ufile_domains),
+        ufile=_ufile(spec, ufile_domains if uses_ufile else None),
         tensorboard=_tensorboard(spec),
         image=_str(spec, "image", re.compile(r"\S+"), "an image reference without spaces", max_len=512) or "",
         gpus=_int(spec, "gpus", 0, 16),

@@ -300,5 +300,8 @@ def test_ufile_hosts_are_the_admins_to_allow() -> None:
     assert "'.89.0.1' is not in a UFile domain this cluster allows (.ufileos.com, .ufile.ucloud.cn, " \
            ".ufile.ucloud.com.cn)" in str(e.value) and "--ufile-domains" in str(e.value)
     assert parse_spec(lab, (".89.0.1",)).ufile.download_suffix == ".89.0.1"  # the admin allowed it
+    # No ufile:// path: no request goes to any UFile host, so the default suffix is no reason to refuse.
+    pvc = {"dataPath": "pvc://data/coco/", "outputPath": "pvc://out/run/"}
+    assert parse_spec(pvc, (".89.0.1",)).output_path.url == "pvc://out/run"
     with pytest.raises(SpecError):  # and only it
         parse_spec(spec, (".89.0.1",))
