@@ -61,31 +61,6 @@ def render(paths: Sequence[str], out: Any = sys.stdout) -> int:
     return 0
 
 
-def from_uai(args: argparse.Namespace, out: Any = None) -> int:
-    """``from-uai``: the training on stdout, notes and errors on stderr (exit 2 on an error)."""
-    from im2txt_operator.from_uai import FromUAIError, convert, from_commands
-
-    try:
-        if args.cmd and args.files:
-            raise FromUAIError("give job files or --cmd, not both")
-        if args.cmd:
-            jobs = from_commands(args.cmd, args.data_path, args.output_path)
-        else:
-            jobs = []
-            for path in args.files or ["-"]:
-                with sys.stdin if path == "-" else open(path, encoding="utf-8") as f:
-                    for doc in yaml.safe_load_all(f):  # JSON is YAML
-                        jobs += doc if isinstance(doc, list) else [doc] if doc is not None else []
-        result = convert(jobs, name=args.name, secret=args.secret, namespace=args.namespace, gpus=args.gpus)
-    except (FromUAIError, OSError, yaml.YAMLError) as e:
-        print(f"from-uai: {e}", file=sys.stderr)
-        return 2
-    for note in result.notes:
-        print(f"# {note}", file=sys.stderr)
-    yaml.safe_dump(result.training, out or sys.stdout, sort_keys=False, default_flow_style=False, allow_unicode=True)
-    return 0
-
-
 @dataclass(frozen=True)
 class Election:
     """Where the Lease is and who this process is (``run --leader-elect``)."""
@@ -310,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "render":
         return render(args.files)
     if args.command == "from-uai":
+        from im2txt_operator.from_uai import main as from_uai
+
         return from_uai(args)
     if not args.namespace and not args.all_namespaces:
         parser.error("run: give --namespace NS or --all-namespaces")

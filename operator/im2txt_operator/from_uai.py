@@ -11,11 +11,15 @@ UCloud key pair (TrainPublicKey, TrainPrivateKey) is never copied: the training 
 
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import yaml
 
 from im2txt_operator import names
 from im2txt_operator.spec import DEFAULTS, GROUP, KIND, UFILE_SUFFIX_DEFAULT, VERSION, SpecError, parse_spec
@@ -269,3 +273,26 @@ def from_commands(commands: Sequence[str], data_path: str | None, output_path: s
         raise FromUAIError("--data-path and --output-path: required with --cmd (the UFile URLs of the job's data "
                            "input and output, e.g. http://<bucket>.cn-bj.ufileos.com/uai/im2txt/data/)")
     return [{"DockerCmd": c, "DataUfilePath": data_path, "OutputUfilePath": output_path} for c in commands]
+
+
+def main(args: argparse.Namespace, out: Any = None) -> int:
+    """``from-uai``: the training on stdout, notes and errors on stderr (exit 2 on an error)."""
+    try:
+        if args.cmd and args.files:
+            raise FromUAIError("give job files or --cmd, not both")
+        if args.cmd:
+            jobs = from_commands(args.cmd, args.data_path, args.output_path)
+        else:
+            jobs = []
+            for path in args.files or ["-"]:
+                with sys.stdin if path == "-" else open(path, encoding="utf-8") as f:
+                    for doc in yaml.safe_load_all(f):  # JSON is YAML
+                        jobs += doc if isinstance(doc, list) else [doc] if doc is not None else []
+        result = convert(jobs, name=args.name, secret=args.secret, namespace=args.namespace, gpus=args.gpus)
+    except (FromUAIError, OSError, yaml.YAMLError) as e:
+        print(f"from-uai: {e}", file=sys.stderr)
+        return 2
+    for note in result.notes:
+        print(f"# {note}", file=sys.stderr)
+    yaml.safe_dump(result.training, out or sys.stdout, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return 0
