@@ -178,10 +178,12 @@ def test_helm_install_upgrade_uninstall(helm_plane: ControlPlane, tmp_path: Path
     assert release.can("list", "namespaces", "")  # kopf's namespace observer, with --namespace
     assert "REVISION: 3" in release.helm("status", RELEASE, "--namespace", NS)
     with release.operator(tmp_path, "ml") as op:
-        # Hosts in ufileDomains are allowed; UCloud's own (the CRD's default suffix) no longer are.
+        # Hosts in ufileDomains are allowed; UCloud's own (the CRD's default suffix) no longer are, for a training
+        # that reads or writes a ufile:// path (a pvc-only one sends nothing anywhere).
+        from_ufile = {"dataPath": "ufile://im2txt-data/coco/", "credentialsSecret": "ufile-keys"}
         allowed = {"uploadSuffix": ".cn-bj.ufile.example.com", "downloadSuffix": ".cn-bj.ufile.example.com"}
-        release.starts(op, "ml", "coco2", spec("coco2", ufile=allowed))
-        api.new_training("ml", "ucloud", spec("ucloud"))
+        release.starts(op, "ml", "coco2", spec("coco2", ufile=allowed, **from_ufile))
+        api.new_training("ml", "ucloud", spec("ucloud", **from_ufile))
         ready = wait_for(lambda: api.condition("ml", "ucloud", "Ready").get("status") == "False"
                          and api.condition("ml", "ucloud", "Ready"), timeout=60, what="ucloud Ready=False",
                          on_timeout=lambda: op.log[-4000:])
