@@ -82,6 +82,32 @@ def test_two_stages_on_real_jobs(admin: Api, ns: str, operator: OperatorProcess)
     assert not refused, refused
 
 
+def test_kubectl_describe_reads_like_the_trainings_story(installed: ControlPlane, admin: Api, ns: str,
+                                                         operator: OperatorProcess) -> None:
+    """What a user reads in `kubectl describe im2txttraining`: the phase and stage, the Job it runs, every condition
+    with its reason, and every Event of the training's story."""
+    _training(admin, ns)
+    wait_for(lambda: _pod_of(admin, ns, "coco-stage1"), what="stage-1 pod")
+    admin.finish_pods(ns, "coco-stage1")
+    wait_for(lambda: _pod_of(admin, ns, "coco-stage2"), what="stage-2 pod")
+    admin.finish_pods(ns, "coco-stage2")
+    wait_for(lambda: _pod_of(admin, ns, "coco-export"), what="the export pod")
+    admin.finish_pods(ns, "coco-export")
+    wait_for(lambda: "Exported" in admin.event_reasons(ns, "coco"), what="the Exported Event")
+    text = installed.kubectl("describe", "im2txttraining", "coco", "-n", ns).stdout
+    fields = dict(re.findall(r"^\s*([A-Z][A-Za-z ]+):\s+(\S.*)$", text, re.M))
+    assert (fields["Name"], fields["Phase"], fields["Stage"], fields["Job Name"]) == (
+        "coco", "Succeeded", "2", "coco-stage2"), text
+    conditions = re.findall(r"^\s+Type:\s+(\w+)$", text, re.M)
+    assert {"Ready", "Stage1Complete", "Stage2Complete", "Succeeded"} <= set(conditions), text
+    assert len(re.findall(r"^\s+Reason:\s+\w+$", text, re.M)) >= len(conditions), text  # each with its reason
+    events = text.split("\nEvents:", 1)[1]
+    reasons = re.findall(r"^\s+Normal\s+(\w+)\s", events, re.M)
+    # kubectl orders Events by lastTimestamp, whole seconds: those of one second may come in any order.
+    assert sorted(reasons) == sorted(["Stage1Started", "Stage2Started", "Stage2Complete", "ExportStarted",
+                                      "Exported"]), events
+
+
 def test_failure_reports_the_jobs_reason(admin: Api, ns: str, operator: OperatorProcess) -> None:
     _training(admin, ns, backoffLimit=1)
     for attempt in range(2):  # backoffLimit 1: the first failure is retried with a new pod
