@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 import requests
 from control_plane import ControlPlane, free_port
 
@@ -41,6 +42,15 @@ class Api:
         self.session = requests.Session()
         self.ca = str(plane.pki / "ca.crt")  # per request: REQUESTS_CA_BUNDLE would override a session's verify
         self.session.headers["Authorization"] = f"Bearer {token or plane.admin_token}"
+
+    def minor(self) -> int:
+        """The API server's Kubernetes minor (make test-k8s-versions runs this tier on 1.29 as well as 1.36)."""
+        return int("".join(c for c in str(self.request("GET", "/version")["minor"]) if c.isdigit()))
+
+    def needs_admission_policies(self) -> None:
+        """Skip, saying why, where the server has no ValidatingAdmissionPolicy v1 (GA in Kubernetes 1.30)."""
+        if self.minor() < 30:
+            pytest.skip(f"ValidatingAdmissionPolicy v1 needs Kubernetes 1.30+; this API server is 1.{self.minor()}")
 
     def request(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None,
                 content_type: str = "application/json") -> dict[str, Any]:

@@ -77,6 +77,8 @@ def test_server_rejects_the_bad_corpus_naming_the_field(admin: Api, ns: str, obj
         with pytest.raises(ApiError) as info:
             admin.create(admin.trainings(ns), body)
     assert info.value.status in (400, 422), info.value.body
+    if status is not None and admin.minor() <= 29:
+        field = field.removeprefix("status.")  # 1.29 names a status field from status ("phase"), 1.36 from the object
     named = _server_fields(info.value)
     assert any(f == field or f.startswith(field) or field in f for f in named), json.dumps(info.value.body)
 

@@ -160,6 +160,7 @@ def test_suspended_failed_and_blocked_trainings(admin: Api, ns: str, operator: O
 @pytest.fixture
 def no_reserved_pool(admin: Api, ns: str) -> Iterator[None]:
     """A cluster admin's policy refuses Jobs of ``ns`` that select pool=reserved (422, as the API answers)."""
+    admin.needs_admission_policies()
     policies = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies"
     bindings = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings"
     admin.create(policies, {

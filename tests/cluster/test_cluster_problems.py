@@ -25,6 +25,7 @@ POLICY = "im2txt-test-reserved-pool"
 def reserved_pool_policy(admin: Api, ns: str, request: pytest.FixtureRequest) -> Iterator[int]:
     """Deny Jobs of namespace ``ns`` whose pods select pool=reserved, answering 422 Invalid or 403 Forbidden (as
     admission webhooks do); yields the HTTP status."""
+    admin.needs_admission_policies()
     policies = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies"
     bindings = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings"
     admin.create(policies, {
