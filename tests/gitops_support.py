@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+from go_tools import built
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "tools" / "gitops-health" / "build.sh"
@@ -69,14 +69,7 @@ class Rating:
 @functools.cache
 def binary() -> Path:
     """The built tool; builds it on first use (a few minutes cold, then cached across runs)."""
-    try:
-        built = subprocess.run([str(BUILD)], capture_output=True, text=True, timeout=900)
-    except OSError as e:
-        pytest.fail(f"cannot run {BUILD}: {e}", pytrace=False)
-    if built.returncode != 0:
-        pytest.fail(f"{BUILD.relative_to(ROOT)} failed (it needs Go 1.26 on PATH to build the real kstatus, Flux and "
-                    f"Argo CD evaluators these tests use):\n{built.stderr[-3000:]}", pytrace=False)
-    return Path(built.stdout.strip())
+    return built(BUILD, "the real kstatus, Flux and Argo CD evaluators these tests use", 900)
 
 
 def rate(objects: Sequence[Mapping[str, Any]], checks: Checks | None = None) -> list[Rating]:

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+from go_tools import built
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "tools" / "helm" / "build.sh"
@@ -29,14 +29,7 @@ HELM_LABELS = frozenset({"helm.sh/chart", "app.kubernetes.io/managed-by", "app.k
 @functools.cache
 def binary() -> Path:
     """The built helm; builds it on first use (a few minutes cold, then cached across runs)."""
-    try:
-        built = subprocess.run([str(BUILD)], capture_output=True, text=True, timeout=1200)
-    except OSError as e:
-        pytest.fail(f"cannot run {BUILD}: {e}", pytrace=False)
-    if built.returncode != 0:
-        pytest.fail(f"{BUILD.relative_to(ROOT)} failed (it needs Go 1.26 on PATH to build helm, which the chart's "
-                    f"tests run):\n{built.stderr[-3000:]}", pytrace=False)
-    return Path(built.stdout.strip())
+    return built(BUILD, "helm, which the chart's tests run", 1200)
 
 
 def helm(*args: str, home: Path, kubeconfig: Path | None = None, check: bool = True,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -266,3 +267,47 @@ class OperatorProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+
+
+@contextlib.contextmanager
+def reserved_pool_denied(admin: Api, ns: str, name: str, reason: str = "Invalid",
+                         operations: tuple[str, ...] = ("CREATE", "UPDATE")) -> Iterator[int]:
+    """A cluster admin's ValidatingAdmissionPolicy ``name`` refuses Jobs of ``ns`` whose pods select pool=reserved,
+    answering ``reason`` (Invalid: 422, Forbidden: 403, as admission webhooks do); yields that HTTP status once the
+    policy is enforced, and removes it afterwards. Skips where the server has no such API (before 1.30)."""
+    admin.needs_admission_policies()
+    policies = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies"
+    bindings = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings"
+    admin.create(policies, {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {"failurePolicy": "Fail",
+                 "matchConstraints": {"resourceRules": [{"apiGroups": ["batch"], "apiVersions": ["v1"],
+                                                         "operations": list(operations), "resources": ["jobs"]}]},
+                 "validations": [{
+                     "expression": "!has(object.spec.template.spec.nodeSelector) || "
+                                   "object.spec.template.spec.nodeSelector.?pool.orValue('') != 'reserved'",
+                     "message": "the reserved pool is for the platform team", "reason": reason}]}})
+    admin.create(bindings, {
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {"policyName": name, "validationActions": ["Deny"],
+                 "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}}})
+    probe = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "probe"},
+             "spec": {"template": {"spec": {"restartPolicy": "Never", "nodeSelector": {"pool": "reserved"},
+                                            "containers": [{"name": "c", "image": "busybox"}]}}}}
+    status = {"Invalid": 422, "Forbidden": 403}[reason]
+
+    def enforced() -> bool:  # policies take effect a moment after they are created
+        try:
+            admin.request("POST", admin.jobs(ns), probe, params={"dryRun": "All"})
+        except ApiError as e:
+            return e.status == status
+        return False
+
+    wait_for(enforced, timeout=30, what="the policy enforced")
+    try:
+        yield status
+    finally:
+        admin.request("DELETE", f"{bindings}/{name}")
+        admin.request("DELETE", f"{policies}/{name}")

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cluster_support import Api, ApiError, OperatorProcess, wait_for
+from cluster_support import Api, OperatorProcess, reserved_pool_denied, wait_for
 from gitops_support import Rating, rate
 
 # 600: run on its own (not through make test), the first rating builds tools/gitops-health (minutes, cold).
@@ -160,41 +160,8 @@ def test_suspended_failed_and_blocked_trainings(admin: Api, ns: str, operator: O
 @pytest.fixture
 def no_reserved_pool(admin: Api, ns: str) -> Iterator[None]:
     """A cluster admin's policy refuses Jobs of ``ns`` that select pool=reserved (422, as the API answers)."""
-    admin.needs_admission_policies()
-    policies = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies"
-    bindings = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings"
-    admin.create(policies, {
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": POLICY},
-        "spec": {"failurePolicy": "Fail",
-                 "matchConstraints": {"resourceRules": [{"apiGroups": ["batch"], "apiVersions": ["v1"],
-                                                         "operations": ["CREATE"], "resources": ["jobs"]}]},
-                 "validations": [{
-                     "expression": "!has(object.spec.template.spec.nodeSelector) || "
-                                   "object.spec.template.spec.nodeSelector.?pool.orValue('') != 'reserved'",
-                     "message": "the reserved pool is for the platform team", "reason": "Invalid"}]}})
-    admin.create(bindings, {
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": POLICY},
-        "spec": {"policyName": POLICY, "validationActions": ["Deny"],
-                 "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}}})
-    probe = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "probe"},
-             "spec": {"template": {"spec": {"restartPolicy": "Never", "nodeSelector": {"pool": "reserved"},
-                                            "containers": [{"name": "c", "image": "busybox"}]}}}}
-
-    def enforced() -> bool:  # policies take effect a moment after they are created
-        try:
-            admin.request("POST", admin.jobs(ns), probe, params={"dryRun": "All"})
-        except ApiError as e:
-            return e.status == 422
-        return False
-
-    wait_for(enforced, timeout=30, what="the policy enforced")
-    try:
+    with reserved_pool_denied(admin, ns, POLICY, operations=("CREATE",)):
         yield
-    finally:
-        admin.request("DELETE", f"{bindings}/{POLICY}")
-        admin.request("DELETE", f"{policies}/{POLICY}")
 
 
 def test_a_job_the_api_refuses(admin: Api, ns: str, no_reserved_pool: None, operator: OperatorProcess) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cluster_support import Api, ApiError, OperatorProcess, still, wait_for
+from cluster_support import Api, OperatorProcess, reserved_pool_denied, still, wait_for
 from control_plane import ControlPlane
 
 pytestmark = pytest.mark.timeout(240)
@@ -25,44 +25,8 @@ POLICY = "im2txt-test-reserved-pool"
 def reserved_pool_policy(admin: Api, ns: str, request: pytest.FixtureRequest) -> Iterator[int]:
     """Deny Jobs of namespace ``ns`` whose pods select pool=reserved, answering 422 Invalid or 403 Forbidden (as
     admission webhooks do); yields the HTTP status."""
-    admin.needs_admission_policies()
-    policies = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies"
-    bindings = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings"
-    admin.create(policies, {
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": POLICY},
-        "spec": {"failurePolicy": "Fail",
-                 "matchConstraints": {"resourceRules": [{"apiGroups": ["batch"], "apiVersions": ["v1"],
-                                                         "operations": ["CREATE", "UPDATE"], "resources": ["jobs"]}]},
-                 "validations": [{
-                     "expression": "!has(object.spec.template.spec.nodeSelector) || "
-                                   "object.spec.template.spec.nodeSelector.?pool.orValue('') != 'reserved'",
-                     "message": "the reserved pool is for the platform team",
-                     "reason": request.param}]}})
-    admin.create(bindings, {
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": POLICY},
-        "spec": {"policyName": POLICY, "validationActions": ["Deny"],
-                 "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}}})
-    probe = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "probe"},
-             "spec": {"template": {"spec": {"restartPolicy": "Never", "nodeSelector": {"pool": "reserved"},
-                                            "containers": [{"name": "c", "image": "busybox"}]}}}}
-
-    status = {"Invalid": 422, "Forbidden": 403}[request.param]
-
-    def enforced() -> bool:  # policies take effect a moment after they are created
-        try:
-            admin.request("POST", admin.jobs(ns), probe, params={"dryRun": "All"})
-        except ApiError as e:
-            return e.status == status
-        return False
-
-    wait_for(enforced, timeout=30, what="the policy enforced")
-    try:
+    with reserved_pool_denied(admin, ns, POLICY, request.param) as status:
         yield status
-    finally:
-        admin.request("DELETE", f"{bindings}/{POLICY}")
-        admin.request("DELETE", f"{policies}/{POLICY}")
 
 
 def _claims(admin: Api, ns: str) -> None:
