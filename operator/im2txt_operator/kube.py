@@ -27,6 +27,9 @@ MERGE_PATCH = "application/merge-patch+json"
 PARTIAL_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 
 
+FIELD_MANAGER = "im2txt-operator"
+
+
 class ApiException(Exception):
     """An API error answer: ``status`` (HTTP code), ``reason`` (the Status reason), ``message``, and the Status
     ``details`` (for 422 Invalid: ``causes``, each with the ``field`` the server blames)."""
@@ -103,6 +106,9 @@ class Kube:
             if left <= 0:
                 raise Fenced(f"{method} {path} not sent: the Lease may have passed to another replica")
             timeout = aiohttp.ClientTimeout(total=min(60.0, left))
+        if method in ("POST", "PUT", "PATCH"):
+            # One named field manager on every write, so managedFields tell our fields from another controller's.
+            params = {**(params or {}), "fieldManager": FIELD_MANAGER}
         data = None if body is None else json.dumps(body)
         headers = self._headers(content_type if body is not None else None, accept)
         async with self._session.request(method, self.base + path, data=data, params=params,

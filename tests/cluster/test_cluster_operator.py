@@ -42,6 +42,12 @@ def _pod_of(admin: Api, ns: str, job: str) -> list[dict[str, Any]]:
             and not p["metadata"].get("deletionTimestamp")]
 
 
+def _writers(obj: dict[str, Any], subresource: str) -> set[str]:
+    """The field managers of ``obj``'s writes other than the controllers' status updates (the Job controller's)."""
+    return {m["manager"] for m in obj["metadata"].get("managedFields") or ()
+            if m.get("subresource", "") == subresource and m["manager"] != "kube-controller-manager"}
+
+
 def test_two_stages_on_real_jobs(admin: Api, ns: str, operator: OperatorProcess) -> None:
     created = _training(admin, ns)
     settings = parse_spec(created["spec"])
@@ -76,6 +82,10 @@ def test_two_stages_on_real_jobs(admin: Api, ns: str, operator: OperatorProcess)
     assert admin.status(ns, "coco")["export"]["path"] == "pvc://runs/coco/export/"
     wait_for(lambda: "Exported" in admin.event_reasons(ns, "coco"), what="the Exported Event")
     assert admin.status(ns, "coco")["phase"] == "Succeeded"
+    # Every write carries one named field manager: managedFields tell the operator's fields from anyone else's.
+    for job in admin.job_names(ns):
+        assert _writers(admin.job(ns, job), "") == {"im2txt-operator"}, job
+    assert _writers(admin.get(admin.trainings(ns, "coco")), "status") == {"im2txt-operator"}
     # Least privilege held: RBAC refused the operator nothing. (Other 403s may appear: trainings of other tests
     # in namespaces being deleted, which refuse new content; those are not about the operator's rights.)
     refused = re.findall(r'forbidden: User "[^"]*" cannot [^"]*"[^"]*"', operator.log)
