@@ -15,7 +15,7 @@ import os
 import ssl
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib import parse
 
 import aiohttp
 import kubernetes
@@ -28,6 +28,12 @@ PARTIAL_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8
 
 
 FIELD_MANAGER = "im2txt-operator"
+
+
+def quote(segment: str) -> str:
+    """One path segment, '/' included: a name never reaches another path (names are API-checked, but a read of a
+    name a tenant wrote must not depend on that)."""
+    return parse.quote(segment, safe="")
 
 
 class ApiException(Exception):
