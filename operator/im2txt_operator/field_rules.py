@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import decimal
 import re
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 MAX_STEPS = 1_000_000_000_000
 MAX_NODES = 64
@@ -117,3 +119,14 @@ class SpecError(ValueError):
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
+
+
+def sub_object(spec: Mapping[str, Any], key: str, fields: tuple[str, str]) -> Mapping[str, Any]:
+    """``spec.<key>``, an object with at most these two fields ({} when absent)."""
+    value = spec.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise SpecError(f"spec.{key}", f"expected an object with {fields[0]} and {fields[1]}, got {value!r}")
+    unknown = set(value) - set(fields)
+    if unknown:
+        raise SpecError(f"spec.{key}.{sorted(unknown)[0]}", f"unknown field: expected {fields[0]} or {fields[1]}")
+    return value

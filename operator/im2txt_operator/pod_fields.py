@@ -29,6 +29,7 @@ from im2txt_operator.field_rules import (
     is_resource_name,
     parse_quantity,
     reserved_flag,
+    sub_object,
 )
 
 
@@ -62,12 +63,7 @@ def _quantity_map(value: object, where: str) -> dict[str, str | int]:
 
 
 def resources(spec: Mapping[str, Any]) -> dict[str, dict[str, str | int]]:
-    value = spec.get("resources") or {}
-    if not isinstance(value, Mapping):
-        raise SpecError("spec.resources", f"expected an object with requests and limits, got {value!r}")
-    unknown = set(value) - {"requests", "limits"}
-    if unknown:
-        raise SpecError(f"spec.resources.{sorted(unknown)[0]}", "unknown field: expected requests or limits")
+    value = sub_object(spec, "resources", ("requests", "limits"))
     out = {k: _quantity_map(v, f"spec.resources.{k}") for k, v in value.items()}
     requests, limits = out.get("requests", {}), out.get("limits", {})
     for name in requests:

@@ -25,6 +25,7 @@ from im2txt_operator.field_rules import (
     MAX_STEPS,
     QUANTITY,
     SpecError,
+    sub_object,
 )
 from im2txt_storage.paths import PvcPath, StoragePath, UFilePath, parse_path
 
@@ -173,12 +174,7 @@ def _path(spec: Mapping[str, Any], key: str) -> StoragePath:
 
 
 def _tensorboard(spec: Mapping[str, Any]) -> TensorBoard:
-    value = spec.get("tensorboard") or {}
-    if not isinstance(value, Mapping):
-        raise SpecError("spec.tensorboard", f"expected an object with enabled and intervalSeconds, got {value!r}")
-    unknown = set(value) - {"enabled", "intervalSeconds"}
-    if unknown:
-        raise SpecError(f"spec.tensorboard.{sorted(unknown)[0]}", "unknown field: expected enabled or intervalSeconds")
+    value = sub_object(spec, "tensorboard", ("enabled", "intervalSeconds"))
     enabled = value.get("enabled", False)
     if not isinstance(enabled, bool):
         raise SpecError("spec.tensorboard.enabled", f"expected true or false, got {enabled!r}")
@@ -191,12 +187,7 @@ def _tensorboard(spec: Mapping[str, Any]) -> TensorBoard:
 
 def _ufile(spec: Mapping[str, Any], domains: Sequence[str] | None) -> UFileEndpoints:
     """spec.ufile; the suffixes must be inside ``domains`` (None: no UFile path, so no request goes anywhere)."""
-    value = spec.get("ufile") or {}
-    if not isinstance(value, Mapping):
-        raise SpecError("spec.ufile", f"expected an object with uploadSuffix and downloadSuffix, got {value!r}")
-    unknown = set(value) - {"uploadSuffix", "downloadSuffix"}
-    if unknown:
-        raise SpecError(f"spec.ufile.{sorted(unknown)[0]}", "unknown field: expected uploadSuffix or downloadSuffix")
+    value = sub_object(spec, "ufile", ("uploadSuffix", "downloadSuffix"))
     suffixes = {}
     for key in ("uploadSuffix", "downloadSuffix"):
         s = value.get(key, UFILE_SUFFIX_DEFAULT)
