@@ -126,16 +126,33 @@ class Api:
             return payload
 
     async def watch_jobs(self, on_event: Callable[[str, dict[str, Any]], None]) -> None:
-        rv = (await self.call("GET", "/apis/batch/v1/jobs", params={"labelSelector": MANAGED, "limit": "1"}))[
-            "metadata"]["resourceVersion"]
+        """Every event of our Jobs, for as long as the bench runs: bookmarks keep the resourceVersion fresh, and a
+        410 (compacted) lists again, replaying what the list holds as ADDED."""
+        rv = ""
         while True:
+            if not rv:
+                rv = await self._list_jobs(on_event)
             params = {"watch": "true", "labelSelector": MANAGED, "resourceVersion": rv, "allowWatchBookmarks": "true"}
             async with self.session.get(self.base + "/apis/batch/v1/jobs", params=params, headers=self.headers,
                                         timeout=aiohttp.ClientTimeout(total=None)) as r:
                 async for line in r.content:
                     event = json.loads(line)
+                    if event["type"] == "ERROR":
+                        rv = ""
+                        break
                     rv = event["object"]["metadata"].get("resourceVersion", rv)
-                    on_event(event["type"], event["object"])
+                    if event["type"] != "BOOKMARK":
+                        on_event(event["type"], event["object"])
+
+    async def _list_jobs(self, on_event: Callable[[str, dict[str, Any]], None]) -> str:
+        params = {"labelSelector": MANAGED, "limit": "500"}
+        while True:
+            page = await self.call("GET", "/apis/batch/v1/jobs", params=params)
+            for job in page["items"]:
+                on_event("ADDED", job)
+            if not page["metadata"].get("continue"):
+                return str(page["metadata"]["resourceVersion"])
+            params["continue"] = page["metadata"]["continue"]
 
 
 async def paced(items: list[Any], rate: float, work: Callable[[Any], Awaitable[None]]) -> None:
@@ -203,10 +220,26 @@ async def noise(api: Api, count: int) -> None:
                            {**job, "metadata": {**job["metadata"], "name": f"other-{i:05d}"}})
 
     await asyncio.gather(*(one(i) for i in range(count)))
+    end = time.monotonic() + 900
+    while await count_pods(api, "noise") < count:  # the Job controller made their pods: the cluster is settled
+        if time.monotonic() > end:
+            raise TimeoutError("the unrelated Jobs' pods")
+        await asyncio.sleep(5)
+
+
+async def count_pods(api: Api, ns: str) -> int:
+    n, params = 0, {"limit": "1000"}
+    while True:
+        page = await api.call("GET", f"/api/v1/namespaces/{ns}/pods", params=params)
+        n += len(page["items"])
+        if not page["metadata"].get("continue"):
+            return n
+        params["continue"] = page["metadata"]["continue"]
 
 
 async def run_one(plane: ControlPlane, api: Api, audit: Audit, kind: str, n: int, rate: float, steady_s: float,
-                  jobs_seen: dict[str, float], completed: dict[str, float], tmp: Path) -> dict[str, float]:
+                  jobs_seen: dict[str, float], completed: dict[str, float], tmp: Path,
+                  logs: Path) -> dict[str, float]:
     ns = f"{kind}-{n}"
     await api.call("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
     token = plane.kubectl("create", "token", kind, "-n", NS, "--duration=6h").stdout.strip()
@@ -221,11 +254,11 @@ async def run_one(plane: ControlPlane, api: Api, audit: Audit, kind: str, n: int
     else:
         cmd = [sys.executable, str(HERE / "operator_reactor.py"), plane.server, str(config), ns]
     proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=open(tmp / f"{kind}-{n}.log", "wb"))  # noqa: SIM115
+                                                stderr=open(logs / f"{kind}-{n}.log", "wb"))  # noqa: SIM115
     try:
         await api.call("POST", f"/apis/im2txt.dev/v1alpha1/namespaces/{ns}/im2txttrainings",
                        training("warmup", ns))
-        await wait_until(lambda: f"{ns}/warmup-stage1" in jobs_seen, 60, "the warm-up's Job")
+        await wait_until(lambda: f"{ns}/warmup-stage1" in jobs_seen, 180, "the warm-up's Job")
         names = [f"t{i:05d}" for i in range(n)]
         created: dict[str, float] = {}
 
@@ -271,7 +304,8 @@ async def run_one(plane: ControlPlane, api: Api, audit: Audit, kind: str, n: int
             "steady": steady, "rss": rss, "cpu_per_1000": cpu / (n + 1) * 1000, "steady_cpu": cpu - cpu_before}
 
 
-async def main(sizes: list[int], rate: float, noise_jobs: int, steady_s: float) -> None:
+async def main(sizes: list[int], rate: float, noise_jobs: int, steady_s: float, logs: Path) -> None:
+    logs.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         (tmp / "audit-policy.json").write_text(json.dumps(AUDIT_POLICY))
@@ -295,7 +329,8 @@ async def main(sizes: list[int], rate: float, noise_jobs: int, steady_s: float) 
                 api = Api(plane, session)
                 started = time.monotonic()
                 await noise(api, noise_jobs)
-                print(f"{noise_jobs} unrelated Jobs created in {time.monotonic() - started:.0f} s", flush=True)
+                print(f"{noise_jobs} unrelated Jobs and their pods made in {time.monotonic() - started:.0f} s",
+                      flush=True)
                 jobs_seen: dict[str, float] = {}
                 completed: dict[str, float] = {}
 
@@ -309,10 +344,12 @@ async def main(sizes: list[int], rate: float, noise_jobs: int, steady_s: float) 
                         completed.setdefault(key, now)
 
                 watcher = asyncio.create_task(api.watch_jobs(on_job))
+                watcher.add_done_callback(lambda t: t.cancelled() or print(f"the Jobs watch ended: {t.exception()!r}",
+                                                                            flush=True))
                 try:
                     for n in sizes:
-                        base = await run_one(plane, api, audit, "reactor", n, rate, steady_s, jobs_seen, completed, tmp)
-                        op = await run_one(plane, api, audit, "operator", n, rate, steady_s, jobs_seen, completed, tmp)
+                        base, op = [await run_one(plane, api, audit, kind, n, rate, steady_s, jobs_seen, completed,
+                                                  tmp, logs) for kind in ("reactor", "operator")]
                         rows.append((n, base, op))
                         print(f"N={n} done", flush=True)
                 finally:
@@ -358,5 +395,7 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=20.0, help="trainings created (and pods finished) per second")
     parser.add_argument("--noise", type=int, default=10_000, help="unrelated Jobs in the cluster (default 10000)")
     parser.add_argument("--steady", type=float, default=60.0, help="seconds of steady state measured (default 60)")
+    parser.add_argument("--logs", type=Path, default=ROOT / ".bench" / "operator",
+                        help="where the operator's and the reactor's logs go (default .bench/operator)")
     args = parser.parse_args()
-    asyncio.run(main(args.n or [100, 1000], args.rate, args.noise, args.steady))
+    asyncio.run(main(args.n or [100, 1000], args.rate, args.noise, args.steady, args.logs))
