@@ -297,7 +297,8 @@ async def run_one(plane: ControlPlane, api: Api, audit: Audit, kind: str, n: int
         print(f"{kind} N={n}: requests at steady state: {audit.breakdown(kind, s0, time.time())}", flush=True)
         rss, cpu = proc_usage(proc.pid)
     finally:
-        proc.terminate()
+        if proc.returncode is None:
+            proc.terminate()
         await proc.wait()
     return {"create_p50": pct(to_job, 0.5), "create_p99": pct(to_job, 0.99), "next_p50": pct(to_next, 0.5),
             "next_p99": pct(to_next, 0.99), "requests": per_transition, "writes": writes_per_transition,

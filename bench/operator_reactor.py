@@ -36,12 +36,18 @@ async def main(url: str, kubeconfig: str, namespace: str) -> None:
                 await r.read()
 
         async def watch(path: str, params: dict[str, str], handle: Any) -> None:
-            async with session.get(url + path, params={"watch": "true", **params},
-                                   timeout=aiohttp.ClientTimeout(total=None)) as r:
-                print("watching", path, flush=True)
-                async for line in r.content:
-                    event = json.loads(line)
-                    asyncio.get_running_loop().create_task(handle(event))
+            rv = ""  # resumed from the last event; after an ERROR (410) from now, with the existing objects again
+            while True:
+                query = {"watch": "true", **params, **({"resourceVersion": rv} if rv else {})}
+                async with session.get(url + path, params=query, timeout=aiohttp.ClientTimeout(total=None)) as r:
+                    async for line in r.content:
+                        event = json.loads(line)
+                        if event["type"] == "ERROR":
+                            print("watch", path, event["object"].get("message"), file=sys.stderr, flush=True)
+                            rv = ""
+                            break
+                        rv = event["object"]["metadata"]["resourceVersion"]
+                        asyncio.get_running_loop().create_task(handle(event))
 
         async def on_training(event: dict[str, Any]) -> None:
             obj = event["object"]
