@@ -352,12 +352,11 @@ async def main(sizes: list[int], rate: float, noise_jobs: int, steady_s: float, 
                         base, op = [await run_one(plane, api, audit, kind, n, rate, steady_s, jobs_seen, completed,
                                                   tmp, logs) for kind in ("reactor", "operator")]
                         rows.append((n, base, op))
-                        print(f"N={n} done", flush=True)
+                        report(rows[-1:], rate, noise_jobs)  # each size as soon as it is measured
                 finally:
                     watcher.cancel()
         finally:
             plane.stop()
-    report(rows, rate, noise_jobs)
 
 
 def report(rows: list[tuple[int, dict[str, float], dict[str, float]]], rate: float, noise_jobs: int) -> None:
