@@ -43,7 +43,8 @@ def _pinned(cpus: str, cmd: list[str]) -> list[str]:
 
 def train_flags(data: Path, td: Path, a: argparse.Namespace, steps: int) -> list[str]:
     return [f"--input_file_pattern={data}/train-*", f"--train_dir={td}", f"--image_size={a.image_size}",
-            f"--batch_size={a.batch}", f"--number_of_steps={steps}", f"--inception_checkpoint_file={data}/inception_v3.ckpt"]
+            f"--batch_size={a.batch}", f"--number_of_steps={steps}",
+            f"--inception_checkpoint_file={data}/inception_v3.ckpt"]
 
 
 def _cpu_seconds(pid: int) -> float:
