@@ -15,7 +15,7 @@ import os
 import ssl
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib import parse
 
 import aiohttp
 import kubernetes
@@ -28,6 +28,12 @@ PARTIAL_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8
 
 
 FIELD_MANAGER = "im2txt-operator"
+
+
+def quote(segment: str) -> str:
+    """One path segment, '/' included: a name never reaches another path (names are API-checked, but a read of a
+    name a tenant wrote must not depend on that)."""
+    return parse.quote(segment, safe="")
 
 
 class ApiException(Exception):
@@ -181,13 +187,16 @@ class Kube:
         path = f"/apis/coordination.k8s.io/v1/namespaces/{quote(namespace)}/leases"
         return f"{path}/{quote(name)}" if name else path
 
-    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def _get_or_none(self, path: str) -> dict[str, Any] | None:
         try:
-            return await self._request("GET", self._lease(namespace, name))
+            return await self._request("GET", path)
         except ApiException as e:
             if e.status == 404:
                 return None
             raise
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get_or_none(self._lease(namespace, name))
 
     async def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self._request("POST", self._lease(namespace), body=body)
@@ -200,12 +209,7 @@ class Kube:
         return f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{PLURAL}/{quote(name)}"
 
     async def get_training(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return await self._request("GET", self._training(namespace, name))
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
+        return await self._get_or_none(self._training(namespace, name))
 
     async def training_uids(self, namespace: str) -> dict[str, str] | None:
         """name -> uid of every training in the namespace (metadata only); None when the CRD is gone."""
