@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from im2txt_operator import names, pods
-from im2txt_operator.evaluation_spec import VOCAB
+from im2txt_operator.export import VOCAB
 from im2txt_operator.paths import PvcPath, UFilePath
 from im2txt_operator.pods import DATA_DIR, OUTPUT_DIR, Owner
 from im2txt_operator.spec import Settings

@@ -79,6 +79,7 @@ def merge(current: Mapping[str, Any] | None, results: Sequence[Result], stages: 
                                            if isinstance(s, Mapping) and s.get("stage") in (1, 2)}
     newest = current.get("step") if isinstance(current.get("step"), int) else -1
     top = {k: current[k] for k in ("step", "perplexity", "bleu4") if k in current}
+    kept = {k: v for k, v in current.items() if k not in ("step", "perplexity", "bleu4", "stages")}
     for r in results:
         stage = stage_of(r.step, stages, targets.get(1, 0))
         entry = by_stage.get(stage, {"stage": stage})
@@ -90,7 +91,7 @@ def merge(current: Mapping[str, Any] | None, results: Sequence[Result], stages: 
         by_stage[stage] = entry
         if r.step >= newest:
             newest, top = r.step, _figures(r)
-    out: dict[str, Any] = dict(top)
+    out: dict[str, Any] = kept | top
     if by_stage:
         out["stages"] = [by_stage[s] for s in sorted(by_stage)]
     return out
@@ -110,7 +111,8 @@ def failure(pods: Sequence[Mapping[str, Any]]) -> str | None:
             waiting = (c.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") in WAITING_PROBLEMS:
                 crashed = pod_failure(pod)
-                said = f"{crashed.reason} (exit {crashed.exit_code})" if crashed else (waiting.get("message") or waiting["reason"])
+                said = (f"{crashed.reason} (exit {crashed.exit_code})" if crashed
+                        else waiting.get("message") or waiting["reason"])
                 return f"{said} (pod {name}, container {c.get('name', '')}: {waiting['reason']})"
     return None
 

@@ -1,8 +1,9 @@
 """Every child's name by role, and the longest training name that leaves room for all of them.
 
 A training's children are named ``<training>-<role>``: the Jobs of stage 1 and 2 (a multi-node stage's headless
-Service shares its Job's name), the export Job, the TensorBoard Deployment and Service, and the evaluation Deployment. The longest suffix
-sets the limit the CRD's rule on ``metadata.name`` and the operator's own check both use (tests hold them equal).
+Service shares its Job's name), the export Job, the TensorBoard Deployment and Service, and the evaluation
+Deployment. The longest suffix sets the limit the CRD's rule on ``metadata.name`` and the operator's own check both
+use (tests hold them equal).
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ class FakeKube:
 
     def writes(self) -> list[tuple[str, ...]]:
         return [c for c in self.calls if c[0] not in ("get_job", "get_training", "training_uids", "claim_exists",
-                                                       "list_pods", "read_log")]
+                                                       "list_pods", "list_pods_labelled", "read_log")]
 
     async def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         name = body["metadata"]["name"]
@@ -112,6 +112,10 @@ class FakeKube:
     async def list_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
         self.calls.append(("list_pods", namespace, job_name))
         return copy.deepcopy(self.pods.get(job_name, []))
+
+    async def list_pods_labelled(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        self.calls.append(("list_pods_labelled", namespace, selector))
+        return copy.deepcopy(self.pods.get(selector, []))
 
     async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int) -> str:
         self.calls.append(("read_log", pod, container))

@@ -77,6 +77,6 @@ def test_patch_sets_and_clears_evaluation_failed():
     assert es.patch(status, [], "trainer: no files match (pod e-1, exit 1)", BOTH, TARGETS, 3, LATER) == {}
     healed = es.patch(status, [Result(600, 30.0)], None, BOTH, TARGETS, 3, LATER)
     assert healed["evaluation"]["perplexity"] == 30.0
-    cleared = [c for c in healed["conditions"] if c["type"] == es.CONDITION][0]
+    cleared = next(c for c in healed["conditions"] if c["type"] == es.CONDITION)
     assert cleared["status"] == "False" and cleared["lastTransitionTime"] == LATER
     assert es.patch({"phase": "Running"}, [], None, BOTH, TARGETS, 3, NOW) == {}  # never failed: no condition

@@ -1,4 +1,5 @@
-"""The children writes of a reconcile: stage Jobs and their headless Services, the export Job, TensorBoard."""
+"""The children writes of a reconcile: stage Jobs and their headless Services, the export Job, TensorBoard, the
+evaluation."""
 
 from __future__ import annotations
 
@@ -86,22 +87,49 @@ async def create_export(ctx: Context, entry: Entry, owner: Owner, settings: Sett
     return True
 
 
+# The long-lived children of a role (not Jobs), by kind: where their API is.
+_API = {"Deployment": ("/apis/apps/v1", "deployments"), "Service": ("/api/v1", "services")}
+_KINDS = {names.TENSORBOARD: ("Deployment", "Service"), names.EVALUATION: ("Deployment",)}
+ABSENT = 0  # Entry.evaluation: known to have no evaluation Deployment (generations start at 1)
+
+
+async def _keep(ctx: Context, owner: Owner, settings: Settings, role: str, written: int | None,
+                generation: int | None, enabled: bool, present: bool) -> int | None:
+    """Keep a role's long-lived children as the spec says: written once per generation while enabled (a restart
+    writes them again: create, or merge-patch what exists), deleted when disabled and ``present`` (they may
+    exist). Returns the generation they were written for (None: not written)."""
+    if enabled:
+        if written != generation:
+            manifests = children.desired(owner, settings)[role]
+            for manifest in manifests:
+                await ctx.kube.create_or_patch(*_API[manifest["kind"]], manifest)
+            ctx.metrics.writes.labels(kind=role).inc(len(manifests))
+        return generation
+    if present:
+        for kind in _KINDS[role]:
+            await ctx.kube.delete_if_present(*_API[kind], owner.namespace, names.child(owner.name, role))
+        ctx.metrics.writes.labels(kind=role).inc(len(_KINDS[role]))
+    return None
+
+
 async def keep_tensorboard(ctx: Context, entry: Entry, owner: Owner, settings: Settings, generation: int | None,
                            status: Mapping[str, Any]) -> str | None:
-    """Keep the training's TensorBoard as its spec says: written once per generation while enabled (a restart
-    writes it again: create, or merge-patch what exists), deleted when disabled. Returns status.tensorboard."""
-    kube, tb_name = ctx.kube, names.tensorboard(owner.name)
-    if settings.tensorboard.enabled:
-        if entry.tensorboard != generation:
-            deployment, service = children.desired(owner, settings)[names.TENSORBOARD]
-            await kube.create_or_patch("/apis/apps/v1", "deployments", deployment)
-            await kube.create_or_patch("/api/v1", "services", service)
-            ctx.metrics.writes.labels(kind="tensorboard").inc(2)
-            entry.tensorboard = generation
-        return tensorboard.address(owner)
-    if entry.tensorboard is not None or status.get("tensorboard"):
-        await kube.delete_if_present("/apis/apps/v1", "deployments", owner.namespace, tb_name)
-        await kube.delete_if_present("/api/v1", "services", owner.namespace, tb_name)
-        ctx.metrics.writes.labels(kind="tensorboard").inc(2)
-        entry.tensorboard = None
-    return None
+    """The training's TensorBoard Deployment and Service as its spec says (``_keep``). Returns status.tensorboard."""
+    enabled = settings.tensorboard.enabled
+    entry.tensorboard = await _keep(ctx, owner, settings, names.TENSORBOARD, entry.tensorboard, generation, enabled,
+                                    entry.tensorboard is not None or bool(status.get("tensorboard")))
+    return tensorboard.address(owner) if enabled else None
+
+
+async def keep_evaluation(ctx: Context, entry: Entry, owner: Owner, settings: Settings, generation: int | None,
+                          status: Mapping[str, Any]) -> int | None:
+    """The training's evaluation Deployment as its spec says (``_keep``). Returns the generation it was written
+    for, which status.evaluation.generation records, so a restarted operator does not write it again (None: not
+    enabled). status.evaluation's figures stay when it is turned off (they were measured)."""
+    enabled = settings.evaluation.enabled
+    recorded = (status.get("evaluation") or {}).get("generation")
+    written = entry.evaluation if entry.evaluation is not None else recorded
+    kept = await _keep(ctx, owner, settings, names.EVALUATION, written, generation, enabled,
+                       written not in (None, ABSENT))
+    entry.evaluation = kept if enabled else ABSENT
+    return kept

@@ -13,6 +13,7 @@ from im2txt_operator import conditions as cond
 from im2txt_operator import logs
 from im2txt_operator.controller.cache import Entry, Key
 from im2txt_operator.controller.context import Context
+from im2txt_operator.controller.evaluating import refresh_evaluation
 from im2txt_operator.controller.reconcile import reconcile
 from im2txt_operator.pod_reads import read_pods
 from im2txt_operator.running_status import running_status
@@ -38,6 +39,10 @@ async def run(ctx: Context) -> None:
                     await refresh_progress(ctx, key, entry)
             except Exception as exc:  # best effort; the next tick retries
                 log.debug("progress of %s/%s: %s", *key, logs.short(exc))
+            try:
+                await refresh_evaluation(ctx, key, entry)
+            except Exception as exc:  # best effort; the next tick retries
+                log.debug("evaluation of %s/%s: %s", *key, logs.short(exc))
 
     while True:
         await asyncio.sleep(ctx.interval)

@@ -13,7 +13,7 @@ from typing import Any
 from im2txt_operator import conditions as cond
 from im2txt_operator import export as exporting
 from im2txt_operator import names
-from im2txt_operator.controller.act import act, create_export, keep_tensorboard
+from im2txt_operator.controller.act import act, create_export, keep_evaluation, keep_tensorboard
 from im2txt_operator.controller.cache import Entry, Key, owned_by
 from im2txt_operator.controller.context import Context
 from im2txt_operator.decisions import CreateJob, Decision, Event, Problem, status_patch
@@ -152,6 +152,9 @@ async def _reconcile_locked(ctx: Context, key: Key, entry: Entry) -> None:
         url = await keep_tensorboard(ctx, entry, read.owner, settings, generation, status)
         if status.get("tensorboard") != url:
             patch["tensorboard"] = url
+        written = await keep_evaluation(ctx, entry, read.owner, settings, generation, status)
+        if (status.get("evaluation") or {}).get("generation") != written:
+            patch["evaluation"] = {"generation": written}
     if patch:
         entry.wrote(await ctx.kube.patch_training_status(*key, patch))
         ctx.metrics.writes.labels(kind="status").inc()
