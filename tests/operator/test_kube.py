@@ -19,6 +19,7 @@ class Recorder:
     def __init__(self) -> None:
         self.seen: list[dict[str, Any]] = []
         self.answers: list[tuple[int, Any]] = []
+        self.retry_after: str | None = None  # sent with every 429
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.text()
@@ -26,9 +27,10 @@ class Recorder:
                           "query": dict(request.query), "headers": dict(request.headers),
                           "body": json.loads(body) if body else None})
         status, payload = self.answers.pop(0) if self.answers else (200, {})
+        headers = {"Retry-After": self.retry_after} if status == 429 and self.retry_after is not None else {}
         if isinstance(payload, str):
-            return web.Response(status=status, text=payload)
-        return web.json_response(payload, status=status)
+            return web.Response(status=status, text=payload, headers=headers)
+        return web.json_response(payload, status=status, headers=headers)
 
 
 @pytest.fixture
@@ -59,10 +61,10 @@ async def test_writes_carry_the_field_manager_and_reads_do_not(server: tuple[Rec
     recorder, host = server
     kube = _kube(host)
     try:
-        await kube.create_job("ml", {"metadata": {"name": "coco-stage1"}})
+        await kube.create_lease("ml", {"metadata": {"name": "im2txt-operator"}})
         await kube.patch_job("ml", "coco-stage1", {"spec": {"suspend": True}})
         await kube.patch_training_status("ml", "coco", {"phase": "Running"})
-        await kube.get_job("ml", "coco-stage1")
+        await kube.get_training("ml", "coco")
     finally:
         await kube.close()
     assert [(s["method"], s["query"].get("fieldManager")) for s in recorder.seen] == [
@@ -75,10 +77,11 @@ async def test_a_name_cannot_leave_its_path(server: tuple[Recorder, str]) -> Non
     recorder, host = server
     kube = _kube(host)
     try:
-        await kube.get_job("ml", "../../../api/v1/secrets")
+        await kube.get_training("ml", "../../../api/v1/secrets")
     finally:
         await kube.close()
-    assert recorder.seen[0]["path"] == "/apis/batch/v1/namespaces/ml/jobs/..%2F..%2F..%2Fapi%2Fv1%2Fsecrets"
+    assert recorder.seen[0]["path"] == \
+        "/apis/im2txt.dev/v1alpha1/namespaces/ml/im2txttrainings/..%2F..%2F..%2Fapi%2Fv1%2Fsecrets"
 
 
 async def test_a_refusal_keeps_the_servers_reason_message_and_causes(server: tuple[Recorder, str]) -> None:
@@ -90,9 +93,9 @@ async def test_a_refusal_keeps_the_servers_reason_message_and_causes(server: tup
     kube = _kube(host)
     try:
         with pytest.raises(ApiException) as invalid:
-            await kube.create_job("ml", {"metadata": {"name": "x"}})
+            await kube.patch_job("ml", "x", {"spec": {}})
         with pytest.raises(ApiException) as proxy:
-            await kube.get_job("ml", "x")
+            await kube.get_training("ml", "x")
     finally:
         await kube.close()
     assert (invalid.value.status, invalid.value.reason, invalid.value.message) == (422, "Invalid", "Job is invalid")
@@ -122,3 +125,54 @@ async def test_a_log_is_text_read_with_its_container_and_tail(server: tuple[Reco
         await kube.close()
     assert text == "global step 5: loss = 2.0\n"
     assert recorder.seen[0]["query"] == {"container": "trainer", "tailLines": "20"}
+
+
+async def test_a_429_is_sent_again_after_its_retry_after(server: tuple[Recorder, str]) -> None:
+    recorder, host = server
+    too_many = {"kind": "Status", "reason": "TooManyRequests", "message": "too many requests"}
+    recorder.answers += [(429, too_many), (429, too_many), (200, {"metadata": {"name": "coco"}})]
+    recorder.retry_after = "0"
+    kube = _kube(host)
+    try:
+        answer = await kube.patch_training_status("ml", "coco", {"phase": "Running"})
+    finally:
+        await kube.close()
+    assert answer == {"metadata": {"name": "coco"}} and len(recorder.seen) == 3
+
+
+async def test_a_429_without_retry_after_or_past_the_fence_is_an_error(server: tuple[Recorder, str]) -> None:
+    recorder, host = server
+    too_many = {"kind": "Status", "reason": "TooManyRequests", "message": "too many requests"}
+    recorder.answers += [(429, too_many)]
+    kube = _kube(host)
+    try:
+        with pytest.raises(ApiException) as plain:
+            await kube.get_training("ml", "coco")
+        recorder.retry_after = "5"
+        recorder.answers += [(429, too_many)]
+        fenced = _kube(host, fence=lambda: 2.0)  # 2 s left on the Lease: waiting 5 s would outlive it
+        try:
+            with pytest.raises(ApiException) as late:
+                await fenced.patch_training_status("ml", "coco", {"phase": "Running"})
+        finally:
+            await fenced.close()
+    finally:
+        await kube.close()
+    assert plain.value.status == 429 and late.value.status == 429 and len(recorder.seen) == 2
+
+
+async def test_the_rate_limit_spaces_requests(server: tuple[Recorder, str]) -> None:
+    import time
+
+    from im2txt_operator.api_budget import TokenBucket
+
+    recorder, host = server
+    kube = _kube(host)
+    kube.limit = TokenBucket(rate=50.0, burst=1)
+    start = time.monotonic()
+    try:
+        for _ in range(6):
+            await kube.get_training("ml", "coco")
+    finally:
+        await kube.close()
+    assert time.monotonic() - start >= 5 / 50.0 * 0.9 and len(recorder.seen) == 6
