@@ -188,10 +188,14 @@ async def test_the_poller_records_figures_and_names_a_failing_evaluation() -> No
 
 
 def test_looked_at_while_running_and_after_success_until_every_final_figure() -> None:
-    settings = parse_spec(SPEC)  # two stages
-    finals = [{"stage": s, "finalStep": settings.target(s)} for s in (1, 2)]
-    assert wanted({"phase": "Running"}, settings) and not wanted({"phase": "Pending"}, settings)
-    assert wanted({"phase": "Succeeded", "evaluation": {"stages": finals[:1]}}, settings)
-    assert not wanted({"phase": "Succeeded", "evaluation": {"stages": finals}}, settings)
-    assert not wanted({"phase": "Failed"}, settings)
-    assert not wanted({"phase": "Running"}, parse_spec({**SPEC, "evaluation": {"enabled": False}}))
+    stages = [{"stage": 1, "target": 100}, {"stage": 2, "target": 300}]
+    finals = [{"stage": 1, "finalStep": 100}, {"stage": 2, "finalStep": 300}]
+
+    def body(spec: dict[str, Any] = SPEC, **status: Any) -> dict[str, Any]:
+        return {"spec": spec, "status": status}
+
+    assert wanted(body(phase="Running")) and not wanted(body(phase="Pending"))
+    assert wanted(body(phase="Succeeded", stages=stages, evaluation={"stages": finals[:1]}))
+    assert not wanted(body(phase="Succeeded", stages=stages, evaluation={"stages": finals}))
+    assert not wanted(body(phase="Failed", stages=stages))
+    assert not wanted(body({**SPEC, "evaluation": {"enabled": False}}, phase="Running"))

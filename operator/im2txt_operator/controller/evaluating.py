@@ -18,20 +18,28 @@ from im2txt_operator.decisions import Event
 from im2txt_operator.pod_reads import tail
 from im2txt_operator.pods import Owner
 from im2txt_operator.progress import progress_pod
-from im2txt_operator.spec import Settings, SpecError, parse_spec
+from im2txt_operator.spec import SpecError, parse_spec
 
 TAIL_LINES = 100  # one result line per evaluated checkpoint; warnings between them
 
 
-def wanted(status: Mapping[str, Any], settings: Settings) -> bool:
-    """Is there anything to learn from the evaluation pod now?"""
-    phase = status.get("phase")
-    if not settings.evaluation.enabled or phase not in ("Running", "Succeeded"):
+def _targets(status: Mapping[str, Any]) -> dict[int, int]:
+    """Each stage's target as its Job was created with (status.stages): its last checkpoint's step."""
+    return {e["stage"]: e["target"] for e in status.get("stages") or ()
+            if isinstance(e.get("stage"), int) and isinstance(e.get("target"), int)}
+
+
+def wanted(body: Mapping[str, Any]) -> bool:
+    """Is there anything to learn from the evaluation pod now? While the training runs, and after it succeeded
+    until each stage that ran has its final figure. Cheap (no spec parsing): the poller asks it of every training
+    each round."""
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    if (spec.get("evaluation") or {}).get("enabled", True) is False:
         return False
-    if phase == "Running":
+    if status.get("phase") == "Running":
         return True
-    recorded = {s.get("stage"): s.get("finalStep") for s in (status.get("evaluation") or {}).get("stages") or ()}
-    return any(recorded.get(s) != settings.target(s) for s in settings.stages())
+    recorded = {e.get("stage"): e.get("finalStep") for e in (status.get("evaluation") or {}).get("stages") or ()}
+    return status.get("phase") == "Succeeded" and any(recorded.get(s) != t for s, t in _targets(status).items())
 
 
 async def refresh_evaluation(ctx: Context, key: Key, entry: Entry) -> None:
@@ -39,12 +47,12 @@ async def refresh_evaluation(ctx: Context, key: Key, entry: Entry) -> None:
     if body is None:
         return
     namespace, name = key
+    if not wanted(body):
+        return
     try:
         settings = parse_spec(body.get("spec"), ctx.ufile_domains)
     except SpecError:
         return  # reconcile reports it
-    if not wanted(body.get("status") or {}, settings):
-        return
     selector = ",".join(f"{k}={v}" for k, v in evaluation.selector(Owner(name, namespace, "")).items())
     pods = await ctx.kube.list_pods_labelled(namespace, selector)
     pod = progress_pod(pods)
@@ -53,8 +61,8 @@ async def refresh_evaluation(ctx: Context, key: Key, entry: Entry) -> None:
     async with entry.lock:
         current = entry.body or {}
         status = current.get("status") or {}
-        patch = evaluation_status.patch(status, results, problem, settings.stages(),
-                                        {s: settings.target(s) for s in (1, 2)},
+        targets = {s: settings.target(s) for s in (1, 2)} | _targets(status)
+        patch = evaluation_status.patch(status, results, problem, settings.stages(), targets,
                                         current.get("metadata", {}).get("generation"), ctx.now())
         if not patch:
             return
