@@ -32,7 +32,8 @@ async def run(ctx: Context) -> None:
             try:
                 if entry.pod_problem is not None:
                     await refresh_progress(ctx, key, entry)  # the pod's status says when the problem is gone
-                elif status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready"):
+                elif status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready") and (
+                        entry.retry is None or entry.retry.done()):  # else the queue's backoff retries it
                     await reconcile(ctx, key)
                 elif status.get("phase") == "Running":
                     await refresh_progress(ctx, key, entry)
