@@ -221,9 +221,14 @@ class Kube:
             raise
         return {i["metadata"]["name"]: i["metadata"].get("uid", "") for i in result.get("items") or ()}
 
-    async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        """Merge-patch the status subresource (never the spec)."""
-        return await self._request("PATCH", self._training(namespace, name) + "/status", body={"status": status},
+    async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any],
+                                    resource_version: str | None = None) -> dict[str, Any]:
+        """Merge-patch the status subresource (never the spec); with ``resource_version``, only that version of the
+        training (409 Conflict when it changed since)."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return await self._request("PATCH", self._training(namespace, name) + "/status", body=body,
                                    content_type=MERGE_PATCH)
 
     async def claim_exists(self, namespace: str, name: str) -> bool | None:

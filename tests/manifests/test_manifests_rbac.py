@@ -16,6 +16,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("", "persistentvolumeclaims"): {"get"},
     ("apps", "deployments"): {"get", "create", "patch", "delete"},
     ("", "services"): {"get", "create", "patch", "delete"},
+    ("networking.k8s.io", "networkpolicies"): {"get", "create", "patch"},
     ("", "pods"): {"list"},
     ("", "pods/log"): {"get"},
     ("", "events"): {"create", "patch"},

@@ -116,9 +116,13 @@ class FakeKube:
         self.calls.append(("training_uids", namespace))
         return {n: t["metadata"]["uid"] for (ns, n), t in self.trainings.items() if ns == namespace}
 
-    async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any],
+                                    resource_version: str | None = None) -> dict[str, Any]:
         self.calls.append(("patch_training_status", namespace, name))
         body = self.trainings[namespace, name]
+        if resource_version and resource_version != body["metadata"]["resourceVersion"]:
+            raise ApiException(409, "Conflict", "the object has been modified; please apply your changes to the "
+                                                "latest version and try again")
         body.setdefault("status", {})
         _merge(body["status"], copy.deepcopy(status))
         return self._stamp(body)

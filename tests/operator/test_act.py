@@ -34,12 +34,12 @@ async def test_a_stage_job_is_created_remembered_and_counted() -> None:
     assert writes(ctx, "job") == 1
 
 
-async def test_a_multi_node_stage_gets_its_headless_service_first() -> None:
+async def test_a_multi_node_stage_gets_its_headless_service_and_network_policy_first() -> None:
     kube = FakeKube()
     ctx, _ = context(kube)
     await act(ctx, Entry(), OWNER, parse_spec({**SPEC, "numNodes": 2}), Decision({}, (CreateJob(2),)))
-    assert [c[:2] for c in kube.writes()] == [("create", "services"), ("create", "jobs")]
-    assert writes(ctx, "service") == 1 and writes(ctx, "job") == 1
+    assert [c[:2] for c in kube.writes()] == [("create", "services"), ("create", "networkpolicies"), ("create", "jobs")]
+    assert writes(ctx, "service") == 1 and writes(ctx, "networkpolicy") == 1 and writes(ctx, "job") == 1
 
 
 async def test_an_existing_job_of_this_training_is_adopted_and_one_of_another_is_reported() -> None:

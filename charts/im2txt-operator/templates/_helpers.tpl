@@ -55,6 +55,10 @@ when it serves all namespaces, a Role's in each namespace it serves. */}}
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "create", "patch", "delete"]
+# A multi-node stage's NetworkPolicy: its workers' port 2222 open only to each other; owned by the training.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "patch"]
 # Find the running pod of a stage's Job, then read the trainer container's log for the current step.
 - apiGroups: [""]
   resources: ["pods"]

@@ -1,4 +1,5 @@
-"""The children writes of a reconcile: stage Jobs and their headless Services, the export Job, TensorBoard.
+"""The children writes of a reconcile: stage Jobs (with a headless Service and a NetworkPolicy on several nodes),
+the export Job, TensorBoard.
 
 Every create, patch and delete of a child goes through controller/owned.py (only this training's objects are
 touched). Whatever stops a write is returned as a Problem for the status patch, never raised past it: a foreign
@@ -44,12 +45,12 @@ async def act(ctx: Context, entry: Entry, owner: Owner, settings: Settings | Non
         assert settings is not None
         if isinstance(action, CreateJob):
             role = names.stage_role(action.stage)
-            *services, manifest = children.desired(owner, settings, ran=(action.stage,))[role]
-            for service in services:  # the workers' names resolve through it from their first lookup
-                done = await write(ctx, owner, service, "spec.numNodes")
+            *workers, manifest = children.desired(owner, settings, ran=(action.stage,))[role]
+            for child in workers:  # before the Job: names that resolve, a port only its workers reach
+                done = await write(ctx, owner, child, "spec.numNodes")
                 if isinstance(done, Problem):
                     return done
-                writes.labels(kind="service").inc()
+                writes.labels(kind=child["kind"].lower()).inc()
             try:
                 created, new = await owned.ensure(kube, manifest, owner.uid, update=False)
             except owned.NotOwned as e:

@@ -17,6 +17,7 @@ from im2txt_operator.controller.act import act, create_export, keep_tensorboard
 from im2txt_operator.controller.cache import Entry, Key, owned_by
 from im2txt_operator.controller.context import Context
 from im2txt_operator.controller.owned import Unsettled
+from im2txt_operator.controller.status_write import write_status
 from im2txt_operator.kube import Kube
 from im2txt_operator.lifecycle import CreateJob, Decision, Event, Problem, decide, job_state, status_patch
 from im2txt_operator.paths import UFilePath
@@ -160,9 +161,9 @@ async def _reconcile_locked(ctx: Context, key: Key, entry: Entry) -> None:
         patch["export"] = export_status
     if settings is not None and status.get("tensorboard") != url:
         patch["tensorboard"] = url
-    if patch:
-        entry.wrote(await ctx.kube.patch_training_status(*key, patch))
-        ctx.metrics.writes.labels(kind="status").inc()
+    if patch and not await write_status(ctx, key, entry, body, patch):
+        retry_soon(ctx, key, entry)  # decided from an old read: decide again from the training as it is now
+        return
     if decision.event is not None:
         ctx.post(body, decision.event, decision.status.get("stage"))
         ctx.metrics.record_event(decision.event.reason, decision.status)
