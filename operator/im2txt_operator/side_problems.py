@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from im2txt_operator import conditions as cond
-from im2txt_operator.lifecycle import Decision, Event, Problem
+from im2txt_operator.decisions import Decision, Event, Problem
 
 
 def flag(decision: Decision, previous: Mapping[str, Any], problem: Problem, generation: int | None,

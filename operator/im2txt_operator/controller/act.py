@@ -16,8 +16,8 @@ from im2txt_operator import children, logs, names, tensorboard
 from im2txt_operator.controller import owned
 from im2txt_operator.controller.cache import Entry, newer
 from im2txt_operator.controller.context import Context
+from im2txt_operator.decisions import CreateJob, Decision, Problem, SetJobSuspend
 from im2txt_operator.kube import ApiException
-from im2txt_operator.lifecycle import CreateJob, Decision, Problem, SetJobSuspend
 from im2txt_operator.pods import Owner
 from im2txt_operator.rejections import is_refusal, not_owned, rejected, write_failed
 from im2txt_operator.spec import Settings

@@ -1,6 +1,7 @@
 """The periodic loop: progress of running stages, re-checks of spec problems, and pruning of the cache.
 
-One loop for all trainings (a kopf timer would put a finalizer on every training; this loop needs none).
+One loop for all trainings (a kopf timer would put a finalizer on every training; this loop needs none). Each round
+spends at most the progress budget (api_budget), so the API load stays flat however many trainings run.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 
 from im2txt_operator import conditions as cond
 from im2txt_operator import logs
+from im2txt_operator.api_budget import due
 from im2txt_operator.controller.cache import Entry, Key
 from im2txt_operator.controller.context import Context
 from im2txt_operator.controller.reconcile import reconcile
@@ -23,31 +25,58 @@ log = logging.getLogger("im2txt_operator")
 CONCURRENCY = 8  # trainings looked at together in one round
 
 
+def wants_a_look(entry: Entry) -> bool:
+    """Whether a round has something to read for this training: a running stage's progress, a pod that could not
+    start, or a spec problem to check again (a Succeeded or Failed training costs nothing)."""
+    status = (entry.body or {}).get("status") or {}
+    return entry.pod_problem is not None or status.get("phase") == "Running" or (
+        status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready"))
+
+
 async def run(ctx: Context) -> None:
-    """Every ``ctx.interval`` seconds: prune the cache, then look at every training once."""
+    """Every ``ctx.interval`` seconds, one round."""
+    looked_at: dict[Key, float] = {}
+    while True:
+        await asyncio.sleep(ctx.interval)
+        await one_round(ctx, looked_at)
+
+
+async def one_round(ctx: Context, looked_at: dict[Key, float]) -> list[Key]:
+    """Prune the cache, then look at the trainings that want a look, as many as the progress budget allows
+    (api_budget), those looked at longest ago (``looked_at``: monotonic times, kept between rounds) first."""
+    try:
+        await prune(ctx)
+    except Exception as exc:  # best effort; the next round retries
+        log.debug("pruning the cache: %s", logs.short(exc))
+    entries = {k: e for k, e in ctx.cache.items() if wants_a_look(e)}
+    for gone in looked_at.keys() - entries.keys():
+        del looked_at[gone]
+    chosen = due(looked_at, entries, ctx.budget.looks_per_round(ctx.interval))
+    now = time.monotonic()
+    looked_at.update((k, now) for k in chosen)
     sem = asyncio.Semaphore(CONCURRENCY)
 
     async def one(key: Key, entry: Entry) -> None:
         async with sem:
-            status = (entry.body or {}).get("status") or {}
             try:
-                if entry.pod_problem is not None:
-                    await refresh_progress(ctx, key, entry)  # the pod's status says when the problem is gone
-                elif status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready") and (
-                        entry.retry is None or entry.retry.done()):  # else the queue's backoff retries it
-                    await reconcile(ctx, key)
-                elif status.get("phase") == "Running":
-                    await refresh_progress(ctx, key, entry)
-            except Exception as exc:  # best effort; the next tick retries
+                await look(ctx, key, entry)
+            except Exception as exc:  # best effort; the next round retries
                 log.debug("progress of %s/%s: %s", *key, logs.short(exc))
 
-    while True:
-        await asyncio.sleep(ctx.interval)
-        try:
-            await prune(ctx)
-        except Exception as exc:  # best effort; the next tick retries
-            log.debug("pruning the cache: %s", logs.short(exc))
-        await asyncio.gather(*(one(k, e) for k, e in ctx.cache.items()))
+    await asyncio.gather(*(one(k, entries[k]) for k in chosen))
+    return chosen
+
+
+async def look(ctx: Context, key: Key, entry: Entry) -> None:
+    """One look: the pods of a stage that could not start or runs, or a reconcile that checks a problem again."""
+    status = (entry.body or {}).get("status") or {}
+    if entry.pod_problem is not None:
+        await refresh_progress(ctx, key, entry)  # the pod's status says when the problem is gone
+    elif status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready") and (
+            entry.retry is None or entry.retry.done()):  # else the queue's backoff retries it
+        await reconcile(ctx, key)
+    elif status.get("phase") == "Running":
+        await refresh_progress(ctx, key, entry)
 
 
 async def prune(ctx: Context) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import kopf
 
 from im2txt_operator import logs
+from im2txt_operator.api_budget import ApiBudget, TokenBucket
 from im2txt_operator.controller import context, poller
 from im2txt_operator.controller.cache import job_key, newer
 from im2txt_operator.controller.context import METRICS_PORT, PROGRESS_INTERVAL, Context
@@ -39,10 +40,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.batching.batch_window = 0.02  # react quickly; events are level-triggered anyway
     settings.watching.server_timeout = 600
     # Leader-elected: the client writes nothing once the Lease may have passed to another replica (its fence).
-    ctx = Context(kube=Kube(fence=memo.get("fence")), metrics=memo.get("metrics") or Metrics(),
+    budget = memo.get("budget") or ApiBudget()
+    ctx = Context(kube=Kube(fence=memo.get("fence"), limit=TokenBucket(budget.qps, budget.burst)),
+                  metrics=memo.get("metrics") or Metrics(),
                   interval=float(memo.get("progress_interval") or PROGRESS_INTERVAL),
                   metrics_port=int(memo.get("metrics_port", METRICS_PORT)),
-                  ufile_domains=tuple(memo.get("ufile_domains") or UFILE_DOMAINS))
+                  ufile_domains=tuple(memo.get("ufile_domains") or UFILE_DOMAINS), budget=budget)
     memo[context.MEMO_KEY] = ctx
     ctx.metrics.leader.set(1)  # the operator runs: standalone, or this process holds the Lease
     if ctx.metrics_port:
