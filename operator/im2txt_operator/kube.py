@@ -166,12 +166,6 @@ class Kube:
         path = f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs"
         return f"{path}/{quote(name)}" if name else path
 
-    async def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._request("POST", self._jobs(namespace), body=body)
-
-    async def get_job(self, namespace: str, name: str) -> dict[str, Any]:
-        return await self._request("GET", self._jobs(namespace, name))
-
     async def server_version(self) -> dict[str, Any]:
         """The API server's /version (readable by every authenticated user: no RBAC rule needed)."""
         return await self._request("GET", "/version")
@@ -184,24 +178,28 @@ class Kube:
         path = f"{api}/namespaces/{quote(namespace)}/{plural}"
         return f"{path}/{quote(name)}" if name else path
 
-    async def create_or_patch(self, api: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Create an object the operator owns; if it exists, merge-patch it to ``body`` (same labels, owner and
-        spec). ``api`` is "/api/v1" or "/apis/<group>/<version>"."""
-        meta = body["metadata"]
-        try:
-            return await self._request("POST", self._namespaced(api, plural, meta["namespace"]), body=body)
-        except ApiException as e:
-            if e.status != 409:
-                raise
-        return await self._request("PATCH", self._namespaced(api, plural, meta["namespace"], meta["name"]),
-                                   body={"metadata": {"labels": meta.get("labels") or {}}, "spec": body["spec"]},
+    async def create(self, api: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a namespaced object; ``api`` is "/api/v1" or "/apis/<group>/<version>". A 409 means the name is
+        taken: who holds it is for the caller to check (controller/owned.py), never assumed."""
+        return await self._request("POST", self._namespaced(api, plural, body["metadata"]["namespace"]), body=body)
+
+    async def read(self, api: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """GET a namespaced object; None when there is none."""
+        return await self._get_or_none(self._namespaced(api, plural, namespace, name))
+
+    async def merge_patch(self, api: str, plural: str, namespace: str, name: str,
+                          patch: dict[str, Any]) -> dict[str, Any]:
+        """JSON-merge-patch an object. A ``metadata.uid`` in the patch makes it apply only to that object (the
+        server refuses to change a uid: 422), a ``metadata.resourceVersion`` only to that version (409)."""
+        return await self._request("PATCH", self._namespaced(api, plural, namespace, name), body=patch,
                                    content_type=MERGE_PATCH)
 
-    async def delete_if_present(self, api: str, plural: str, namespace: str, name: str) -> bool:
-        """Delete an object; False when it was not there."""
+    async def delete(self, api: str, plural: str, namespace: str, name: str, uid: str) -> bool:
+        """Delete the object of that name only while it is the one with ``uid`` (a precondition: 409 when another
+        object took the name since it was read); False when it was not there."""
         try:
             await self._request("DELETE", self._namespaced(api, plural, namespace, name),
-                                body={"propagationPolicy": "Background"})
+                                body={"propagationPolicy": "Background", "preconditions": {"uid": uid}})
         except ApiException as e:
             if e.status == 404:
                 return False
@@ -248,9 +246,14 @@ class Kube:
             raise
         return {i["metadata"]["name"]: i["metadata"].get("uid", "") for i in result.get("items") or ()}
 
-    async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        """Merge-patch the status subresource (never the spec)."""
-        return await self._request("PATCH", self._training(namespace, name) + "/status", body={"status": status},
+    async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any],
+                                    resource_version: str | None = None) -> dict[str, Any]:
+        """Merge-patch the status subresource (never the spec); with ``resource_version``, only that version of the
+        training (409 Conflict when it changed since)."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return await self._request("PATCH", self._training(namespace, name) + "/status", body=body,
                                    content_type=MERGE_PATCH)
 
     async def claim_exists(self, namespace: str, name: str) -> bool | None:

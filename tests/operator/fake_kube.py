@@ -35,7 +35,7 @@ def _merge(into: dict[str, Any], patch: dict[str, Any]) -> None:
 
 
 class FakeKube:
-    """The calls the controller makes, answered from dicts. ``refuse``: the 422 message create_job answers."""
+    """The calls the controller makes, answered from dicts. ``refuse``: the 422 message a Job's create answers."""
 
     def __init__(self, *trainings: dict[str, Any]) -> None:
         self.rv = itertools.count(100)
@@ -54,40 +54,58 @@ class FakeKube:
         return copy.deepcopy(obj)
 
     def writes(self) -> list[tuple[str, ...]]:
-        return [c for c in self.calls if c[0] not in ("get_job", "get_training", "training_uids", "claim_exists",
+        return [c for c in self.calls if c[0] not in ("read", "get_training", "training_uids", "claim_exists",
                                                        "list_pods", "list_pods_labelled", "read_log")]
 
-    async def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        name = body["metadata"]["name"]
-        self.calls.append(("create_job", namespace, name))
-        if self.refuse is not None:
+    def _where(self, plural: str, namespace: str, name: str) -> tuple[dict[Any, dict[str, Any]], Any]:
+        """The dict that holds such objects, and the object's key in it (Jobs apart: tests read kube.jobs)."""
+        if plural == "jobs":
+            return self.jobs, (namespace, name)
+        return self.objects, (plural, namespace, name)
+
+    async def create(self, api: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        self.calls.append(("create", plural, name))
+        if self.refuse is not None and plural == "jobs":
             raise ApiException(422, "Invalid", self.refuse,
                                {"causes": [{"field": "spec.template.spec.containers[0].image"}]})
-        if (namespace, name) in self.jobs:
-            raise ApiException(409, "AlreadyExists", f'jobs.batch "{name}" already exists')
-        job = copy.deepcopy(body)
-        job["metadata"] |= {"namespace": namespace, "uid": f"uid-{name}"}
-        self.jobs[namespace, name] = job
-        return self._stamp(job)
+        store, key = self._where(plural, namespace, name)
+        if key in store:
+            raise ApiException(409, "AlreadyExists", f'{plural} "{name}" already exists')
+        obj = copy.deepcopy(body)
+        obj["metadata"] |= {"namespace": namespace, "uid": f"uid-{name}"}
+        store[key] = obj
+        return self._stamp(obj)
 
-    async def get_job(self, namespace: str, name: str) -> dict[str, Any]:
-        self.calls.append(("get_job", namespace, name))
-        return copy.deepcopy(self.jobs[namespace, name])
+    async def read(self, api: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("read", plural, name))
+        store, key = self._where(plural, namespace, name)
+        return copy.deepcopy(store[key]) if key in store else None
+
+    async def merge_patch(self, api: str, plural: str, namespace: str, name: str,
+                          patch: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("merge_patch", plural, name))
+        store, key = self._where(plural, namespace, name)
+        if patch["metadata"]["uid"] != store[key]["metadata"]["uid"]:
+            raise ApiException(422, "Invalid", "metadata.uid: field is immutable")
+        _merge(store[key], patch)
+        return self._stamp(store[key])
+
+    async def delete(self, api: str, plural: str, namespace: str, name: str, uid: str) -> bool:
+        self.calls.append(("delete", plural, name))
+        store, key = self._where(plural, namespace, name)
+        if key not in store:
+            return False
+        if store[key]["metadata"]["uid"] != uid:
+            raise ApiException(409, "Conflict", "Precondition failed: UID in precondition")
+        del store[key]
+        return True
 
     async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(("patch_job", namespace, name))
         _merge(self.jobs[namespace, name], patch)
         return self._stamp(self.jobs[namespace, name])
-
-    async def create_or_patch(self, api: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
-        meta = body["metadata"]
-        self.calls.append(("create_or_patch", plural, meta["name"]))
-        self.objects[plural, meta["namespace"], meta["name"]] = copy.deepcopy(body)
-        return copy.deepcopy(body)
-
-    async def delete_if_present(self, api: str, plural: str, namespace: str, name: str) -> bool:
-        self.calls.append(("delete_if_present", plural, name))
-        return self.objects.pop((plural, namespace, name), None) is not None
 
     async def get_training(self, namespace: str, name: str) -> dict[str, Any] | None:
         self.calls.append(("get_training", namespace, name))
@@ -98,9 +116,13 @@ class FakeKube:
         self.calls.append(("training_uids", namespace))
         return {n: t["metadata"]["uid"] for (ns, n), t in self.trainings.items() if ns == namespace}
 
-    async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any],
+                                    resource_version: str | None = None) -> dict[str, Any]:
         self.calls.append(("patch_training_status", namespace, name))
         body = self.trainings[namespace, name]
+        if resource_version and resource_version != body["metadata"]["resourceVersion"]:
+            raise ApiException(409, "Conflict", "the object has been modified; please apply your changes to the "
+                                                "latest version and try again")
         body.setdefault("status", {})
         _merge(body["status"], copy.deepcopy(status))
         return self._stamp(body)

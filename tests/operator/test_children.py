@@ -35,7 +35,7 @@ def test_roles_follow_the_spec() -> None:
     assert list(desired(OWNER, parse_spec({**BASE, **off, "autoAdvance": False}), ran=(2,))) == [
         "stage1", "stage2", "export"]
     assert _kinds(desired(OWNER, parse_spec({**BASE, **off, "stage": 2, "numNodes": 2, "export": False}))) == {
-        "stage2": ["Service/coco-stage2", "Job/coco-stage2"]}  # the headless Service first
+        "stage2": ["Service/coco-stage2", "NetworkPolicy/coco-stage2", "Job/coco-stage2"]}  # the Job last
 
 
 def test_every_child_carries_its_role_and_the_owner() -> None:
@@ -67,3 +67,15 @@ def test_render_prints_exactly_the_desired_children(tmp_path: Path) -> None:
     owner = Owner(training["metadata"]["name"], training["metadata"]["namespace"], "<uid of the training>")
     expected = [o for objects in desired(owner, parse_spec(training["spec"])).values() for o in objects]
     assert list(yaml.safe_load_all(out.getvalue())) == expected
+
+
+def test_a_multi_node_stage_admits_only_its_own_workers_to_their_port() -> None:
+    owner = Owner(name="coco", namespace="ml", uid="u1")
+    service, policy, job = desired(owner, parse_spec({**BASE, "numNodes": 2, "stage": 2}))["stage2"]
+    workers = {"batch.kubernetes.io/job-name": "coco-stage2"}
+    assert service["spec"]["selector"] == workers  # the same pods the Service names
+    assert policy["spec"] == {"podSelector": {"matchLabels": workers}, "policyTypes": ["Ingress"],
+                              "ingress": [{"from": [{"podSelector": {"matchLabels": workers}}],
+                                           "ports": [{"port": 2222, "protocol": "TCP"}]}]}
+    assert policy["metadata"]["ownerReferences"][0]["uid"] == "u1"
+    assert job["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] == 2222

@@ -131,21 +131,35 @@ async def test_written_once_per_generation_not_again_after_a_restart_and_deleted
     kube = FakeKube()
     ctx, _ = context(kube)
     entry, on = Entry(), parse_spec(SPEC)
-    assert await keep_evaluation(ctx, entry, OWNER, on, 1, {}) == 1
-    assert kube.writes() == [("create_or_patch", "deployments", "coco-evaluation")]
-    assert await keep_evaluation(ctx, entry, OWNER, on, 1, {"evaluation": {"generation": 1}}) == 1
+    assert await keep_evaluation(ctx, entry, OWNER, on, 1, {}) == (1, None)
+    assert kube.writes() == [("create", "deployments", "coco-evaluation")]
+    assert await keep_evaluation(ctx, entry, OWNER, on, 1, {"evaluation": {"generation": 1}}) == (1, None)
     assert len(kube.writes()) == 1
     # A restarted operator: its cache knows nothing, status says generation 1 was written.
-    assert await keep_evaluation(ctx, Entry(), OWNER, on, 1, {"evaluation": {"generation": 1}}) == 1
+    assert await keep_evaluation(ctx, Entry(), OWNER, on, 1, {"evaluation": {"generation": 1}}) == (1, None)
     assert len(kube.writes()) == 1
-    assert await keep_evaluation(ctx, Entry(), OWNER, on, 2, {"evaluation": {"generation": 1}}) == 2
-    assert len(kube.writes()) == 2  # a new generation (the spec changed while it was down): written
+    assert await keep_evaluation(ctx, Entry(), OWNER, on, 2, {"evaluation": {"generation": 1}}) == (2, None)
+    # A new generation (the spec changed while it was down): a 409 on create, then a patch of its own.
+    assert [c[0] for c in kube.writes()[1:]] == ["create", "merge_patch"]
     off = parse_spec({**SPEC, "evaluation": {"enabled": False}})
-    assert await keep_evaluation(ctx, entry, OWNER, off, 3, {"evaluation": {"generation": 2}}) is None
-    assert kube.writes()[-1] == ("delete_if_present", "deployments", "coco-evaluation") and entry.evaluation == ABSENT
-    assert await keep_evaluation(ctx, entry, OWNER, off, 3, {}) is None and len(kube.writes()) == 3
+    assert await keep_evaluation(ctx, entry, OWNER, off, 3, {"evaluation": {"generation": 2}}) == (None, None)
+    assert kube.writes()[-1] == ("delete", "deployments", "coco-evaluation") and entry.evaluation == ABSENT
+    assert await keep_evaluation(ctx, entry, OWNER, off, 3, {}) == (None, None) and len(kube.writes()) == 4
     fresh = Entry()  # never enabled, nothing recorded: nothing to delete
-    assert await keep_evaluation(ctx, fresh, OWNER, off, 1, {}) is None and len(kube.writes()) == 3
+    assert await keep_evaluation(ctx, fresh, OWNER, off, 1, {}) == (None, None) and len(kube.writes()) == 4
+
+
+async def test_a_foreign_object_with_its_name_is_a_problem_and_left_alone() -> None:
+    kube = FakeKube()
+    kube.objects["deployments", "ml", "coco-evaluation"] = {
+        "kind": "Deployment", "metadata": {"name": "coco-evaluation", "namespace": "ml", "uid": "theirs"},
+        "spec": {"replicas": 3}}
+    ctx, _ = context(kube)
+    entry = Entry()
+    written, problem = await keep_evaluation(ctx, entry, OWNER, parse_spec(SPEC), 1, {})
+    assert written is None and problem is not None and "coco-evaluation" in problem.message
+    assert kube.objects["deployments", "ml", "coco-evaluation"]["spec"] == {"replicas": 3}
+    assert [c[0] for c in kube.writes()] == ["create"]  # refused with 409; nothing patched
 
 
 SELECTOR = "im2txt.dev/training=coco,im2txt.dev/role=evaluation,app.kubernetes.io/managed-by=im2txt-operator"

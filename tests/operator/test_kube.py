@@ -176,3 +176,20 @@ async def test_the_rate_limit_spaces_requests(server: tuple[Recorder, str]) -> N
     finally:
         await kube.close()
     assert time.monotonic() - start >= 5 / 50.0 * 0.9 and len(recorder.seen) == 6
+
+
+async def test_writes_to_children_and_status_name_the_version_they_were_decided_on(
+        server: tuple[Recorder, str]) -> None:
+    recorder, host = server
+    recorder.answers += [(200, {}), (404, {"kind": "Status", "reason": "NotFound", "message": "gone"})]
+    kube = _kube(host)
+    try:
+        assert await kube.delete("/api/v1", "services", "ml", "coco-tensorboard", "uid-1") is True
+        assert await kube.delete("/api/v1", "services", "ml", "coco-tensorboard", "uid-1") is False
+        await kube.patch_training_status("ml", "coco", {"phase": "Running"}, "41")
+    finally:
+        await kube.close()
+    assert recorder.seen[0]["method"] == "DELETE"
+    assert recorder.seen[0]["path"] == "/api/v1/namespaces/ml/services/coco-tensorboard"
+    assert recorder.seen[0]["body"] == {"propagationPolicy": "Background", "preconditions": {"uid": "uid-1"}}
+    assert recorder.seen[2]["body"] == {"status": {"phase": "Running"}, "metadata": {"resourceVersion": "41"}}

@@ -31,7 +31,7 @@ def complete(kube: FakeKube, ctx: Any, job: str, role: str) -> None:
 async def test_a_new_training_costs_four_writes_job_evaluation_status_event() -> None:
     ctx, kube, events = setup(training())
     await reconcile(ctx, KEY)
-    assert kube.writes() == [("create_job", "ml", "coco-stage1"), ("create_or_patch", "deployments", "coco-evaluation"),
+    assert kube.writes() == [("create", "jobs", "coco-stage1"), ("create", "deployments", "coco-evaluation"),
                              ("patch_training_status", "ml", "coco")]
     assert events == [("coco", "Normal", "Stage1Started")]
     status = kube.trainings[KEY]["status"]
@@ -54,7 +54,7 @@ async def test_a_finished_stage_reads_its_pods_once_then_starts_the_next() -> No
     kube.logs["coco-stage1-a", "sync"] = "published checkpoint model.ckpt-100\n"
     complete(kube, ctx, "coco-stage1", "stage1")
     await reconcile(ctx, KEY)
-    assert kube.writes()[3:] == [("create_job", "ml", "coco-stage2"), ("patch_training_status", "ml", "coco")]
+    assert kube.writes()[3:] == [("create", "jobs", "coco-stage2"), ("patch_training_status", "ml", "coco")]
     assert events[-1] == ("coco", "Normal", "Stage2Started")
     status = kube.trainings[KEY]["status"]
     assert (status["stage"], status["step"], status["loss"], status["uploadedStep"]) == (2, 100, 2.5, 100)
@@ -127,5 +127,5 @@ async def test_a_failed_write_is_retried_with_backoff() -> None:
     assert entry.failures == 1 and entry.retry is not None and not events
     await entry.retry
     assert entry.failures == 0 and kube.trainings[KEY]["status"]["jobName"] == "coco-stage1"
-    assert kube.writes().count(("create_job", "ml", "coco-stage1")) == 1  # the Job was adopted, not made twice
+    assert kube.writes().count(("create", "jobs", "coco-stage1")) == 1  # the Job was adopted, not made twice
     assert events == []  # the Event came after the status write that failed: the retry adopts, it starts nothing

@@ -58,7 +58,7 @@ def index_of(kube: FakeKube) -> dict[tuple[str, str], list[dict[str, Any]]]:
 async def test_a_training_event_reconciles_and_our_own_writes_event_does_not() -> None:
     memo, kube, events = memo_with(training())
     await wiring.training_event(event={"type": "ADDED", "object": training()}, training_jobs={}, memo=memo)
-    assert ("create_job", "ml", "coco-stage1") in kube.writes() and len(events) == 1
+    assert ("create", "jobs", "coco-stage1") in kube.writes() and len(events) == 1
     calls = len(kube.calls)
     await wiring.training_event(event={"type": "MODIFIED", "object": copy.deepcopy(kube.trainings[KEY])},
                                 training_jobs={}, memo=memo)
@@ -76,7 +76,7 @@ async def test_after_a_restart_the_first_reconcile_sees_the_jobs_in_the_index() 
     memo2 = kopf.Memo(context=restarted)
     await wiring.training_event(event={"type": "ADDED", "object": copy.deepcopy(kube.trainings[KEY])},
                                 training_jobs=index_of(kube), memo=memo2)
-    assert [c for c in kube.calls if c[0] == "create_job"] == [("create_job", "ml", "coco-stage1")]  # no 409 try
+    assert [c for c in kube.calls if c[:2] == ("create", "jobs")] == [("create", "jobs", "coco-stage1")]  # no 409 try
     assert restarted.cache.get(KEY).jobs["stage1"]["metadata"]["name"] == "coco-stage1"
     await wiring.cleanup(memo=memo)
     await wiring.cleanup(memo=memo2)
@@ -87,12 +87,12 @@ async def test_a_deleted_job_is_made_again_only_while_its_training_exists() -> N
     await wiring.training_event(event={"type": "ADDED", "object": training()}, training_jobs={}, memo=memo)
     job = kube.jobs.pop(("ml", "coco-stage1"))
     await wiring.job_event(event={"type": "DELETED", "object": job}, training_jobs={}, memo=memo)
-    assert [c for c in kube.calls if c[0] == "create_job"] == [("create_job", "ml", "coco-stage1")] * 2
+    assert [c for c in kube.calls if c[:2] == ("create", "jobs")] == [("create", "jobs", "coco-stage1")] * 2
     del kube.trainings[KEY]  # the training goes: the garbage collector deletes its Job after it
     job = kube.jobs.pop(("ml", "coco-stage1"))
     await wiring.job_event(event={"type": "DELETED", "object": job}, training_jobs={}, memo=memo)
     assert memo["context"].cache.get(KEY) is None
-    assert len([c for c in kube.calls if c[0] == "create_job"]) == 2
+    assert len([c for c in kube.calls if c[:2] == ("create", "jobs")]) == 2
     await wiring.job_event(event={"type": "MODIFIED", "object": job}, training_jobs={}, memo=memo)
     assert memo["context"].cache.get(KEY) is None  # a Job of a training not in the cache makes no entry
     await wiring.cleanup(memo=memo)

@@ -23,8 +23,25 @@ def _rv(obj: Mapping[str, Any] | None) -> int | None:
         return None
 
 
+# What the cache keeps of an object: the controller reads metadata (names, labels, our annotations, owners, uid,
+# resourceVersion, generation), a training's spec and status, and a Job's suspend and status. managedFields, the
+# last-applied annotation and a Job's pod template are most of an object's bytes and are never read: dropped.
+_DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
+def slim(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """``obj`` as the cache keeps it (a new dict; ``obj`` is not changed)."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    if meta.get("annotations"):
+        meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k not in _DROPPED_ANNOTATIONS}
+    out = {**obj, "metadata": meta}
+    if obj.get("kind") == "Job" and isinstance(obj.get("spec"), Mapping):
+        out["spec"] = {k: v for k, v in obj["spec"].items() if k != "template"}
+    return out
+
+
 def newer(cached: dict[str, Any] | None, incoming: dict[str, Any]) -> dict[str, Any]:
-    """Keep the fresher of two versions of an object (watch events and our own write responses race).
+    """Keep the fresher of two versions of an object (watch events and our own write responses race), slim.
 
     resourceVersions are opaque by contract but are etcd revisions (integers) on every real server; when
     they are not integers, the incoming one wins.
@@ -32,7 +49,7 @@ def newer(cached: dict[str, Any] | None, incoming: dict[str, Any]) -> dict[str, 
     a, b = _rv(cached), _rv(incoming)
     if cached is not None and a is not None and b is not None and a > b:
         return cached
-    return incoming
+    return slim(incoming)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from im2txt_operator.controller.cache import Entry, Key
 from im2txt_operator.controller.context import Context
 from im2txt_operator.controller.evaluating import refresh_evaluation, wanted
 from im2txt_operator.controller.reconcile import reconcile
+from im2txt_operator.controller.status_write import write_status
 from im2txt_operator.pod_reads import read_pods
 from im2txt_operator.running_status import running_status
 
@@ -75,7 +76,8 @@ async def look(ctx: Context, key: Key, entry: Entry) -> None:
     status = (entry.body or {}).get("status") or {}
     if entry.pod_problem is not None:
         await refresh_progress(ctx, key, entry)  # the pod's status says when the problem is gone
-    elif status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready"):
+    elif status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready") and (
+            entry.retry is None or entry.retry.done()):  # else the queue's backoff retries it
         await reconcile(ctx, key)
     elif status.get("phase") == "Running":
         await refresh_progress(ctx, key, entry)
@@ -104,7 +106,7 @@ async def refresh_progress(ctx: Context, key: Key, entry: Entry) -> None:
     body = entry.body
     if body is None:
         return
-    namespace, name = key
+    namespace = key[0]
     status = body.get("status") or {}
     job_name, target = status.get("jobName"), status.get("target")
     if not job_name or not isinstance(target, int):
@@ -120,7 +122,7 @@ async def refresh_progress(ctx: Context, key: Key, entry: Entry) -> None:
         update = running_status(current.get("status") or {}, job_name, reads, entry.sample, time.monotonic(),
                                 current.get("metadata", {}).get("generation"), ctx.now())
         entry.sample = update.sample
-        if update.patch:
-            entry.wrote(await ctx.kube.patch_training_status(namespace, name, update.patch))
+        if update.patch and not await write_status(ctx, key, entry, current, update.patch):
+            return  # the training changed since it was read: the next round reads it as it is
         if update.event is not None:
             ctx.post(entry.body or current, update.event, (current.get("status") or {}).get("stage"), logging.WARNING)

@@ -17,7 +17,7 @@ import kopf
 from im2txt_operator import logs
 from im2txt_operator.api_budget import ApiBudget, TokenBucket
 from im2txt_operator.controller import context, poller
-from im2txt_operator.controller.cache import job_key, newer
+from im2txt_operator.controller.cache import job_key, newer, slim
 from im2txt_operator.controller.context import METRICS_PORT, PROGRESS_INTERVAL, Context
 from im2txt_operator.controller.reconcile import reconcile, retry_soon
 from im2txt_operator.kube import Kube
@@ -108,7 +108,7 @@ def training_jobs(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, 
     """Our Jobs by training. kopf fills all indexes before any handler runs, so after a restart the first
     reconcile of a training already sees its Jobs (no create attempts that would only answer 409)."""
     found = job_key(body)
-    return {found[0]: dict(body)} if found else None
+    return {found[0]: slim(body)} if found else None
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY})
