@@ -59,9 +59,11 @@ def _training(name: str) -> dict[str, Any]:
                      "stage2NumberOfSteps": 200, "gpus": 0, "checkpointIntervalSeconds": 10,
                      "extraArgs": ["--image_size=75", "--batch_size=8", "--save_interval_secs=5"],
                      "tensorboard": {"enabled": name == "coco", "intervalSeconds": 10},
-                     # The evaluation beside training (its own pod, CPU only) for the main scenario only.
+                     # The evaluation beside training (its own pod, CPU only) for the main scenario only; a small
+                     # CPU request, so that it fits this 2-core node beside both replicas, a stage and TensorBoard.
                      "evaluation": {"enabled": name == "coco", "filePattern": "val-?????-of-00001",
-                                    "numExamples": 32}}}
+                                    "numExamples": 32, "resources": {"requests": {"cpu": "200m", "memory": "1Gi"},
+                                                                     "limits": {"memory": "3Gi"}}}}}
 
 
 def _status(name: str) -> dict[str, Any]:
