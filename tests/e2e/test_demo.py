@@ -60,6 +60,7 @@ def test_demo_runs_both_stages_and_captions(tmp_path: Path) -> None:
     ppl = [ln[header.index("PPL"):header.index("MESSAGE")].strip() for ln in out.splitlines() if ROW.match(ln)]
     assert any(re.fullmatch(r"\d+\.\d+", cell) for cell in ppl), out  # the PPL column while it trains
     assert "uai/im2txt/output/eval/events.out.tfevents." in out
+    assert "uai/im2txt/output/export/300/evaluation.json" in out  # the exported checkpoint's figures beside it
 
     # Stage 2 ran without the Inception file, from stage 1's last checkpoint (its target, global step 200),
     # which it fetched from the output path.
