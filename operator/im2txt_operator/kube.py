@@ -244,3 +244,25 @@ class Kube:
     async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int) -> str:
         return await self._request("GET", f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}/log",
                                    params={"container": container, "tailLines": str(tail_lines)}, text=True)
+
+    async def delete_job(self, namespace: str, name: str, uid: str) -> None:
+        """Delete one Job (that uid only: never a newer one of the same name), its pods first (foreground: the Job
+        stays, marked deleted, until its pods are gone, so a new Job of that name never runs beside them)."""
+        try:
+            await self._request("DELETE", self._jobs(namespace, name),
+                                body={"propagationPolicy": "Foreground", "preconditions": {"uid": uid}})
+        except ApiException as e:
+            if e.status not in (404, 409):  # gone already, or another Job of that name now
+                raise
+
+    async def list_workloads(self, namespace: str, job_uid: str) -> list[dict[str, Any]] | None:
+        """Kueue's Workloads of one Job (Kueue labels them with its uid); None where Kueue's API is not installed
+        or the operator may not read it (then nothing tells why a Job waits but its own suspend)."""
+        try:
+            result = await self._request("GET", f"/apis/kueue.x-k8s.io/v1beta2/namespaces/{quote(namespace)}/workloads",
+                                         params={"labelSelector": f"kueue.x-k8s.io/job-uid={job_uid}"})
+        except ApiException as e:
+            if e.status in (403, 404):
+                return None
+            raise
+        return list(result.get("items") or [])
