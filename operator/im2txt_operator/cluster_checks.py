@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from im2txt_operator.lifecycle import Problem
+from im2txt_operator.decisions import Problem
 from im2txt_operator.paths import PvcPath
 from im2txt_operator.spec import Settings
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from im2txt_operator import names, pods
-from im2txt_operator.lifecycle import Event, JobState
+from im2txt_operator.decisions import Event
+from im2txt_operator.job_state import JobState
 from im2txt_operator.paths import PvcPath
 from im2txt_operator.pods import DATA_DIR, OUTPUT_DIR, Owner
 from im2txt_operator.spec import Settings

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from im2txt_operator import names, pods
-from im2txt_operator.lifecycle import ANNOTATION_IMAGE_SIZE, ANNOTATION_TARGET
+from im2txt_operator.job_state import ANNOTATION_IMAGE_SIZE, ANNOTATION_TARGET
 from im2txt_operator.paths import UFilePath
 from im2txt_operator.pods import DATA_DIR, OUTPUT_DIR, Owner
 from im2txt_operator.spec import Settings

@@ -11,105 +11,16 @@ one that stopped, whatever moment it stopped at:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from im2txt_operator import conditions as cond
 from im2txt_operator import health, names
-from im2txt_operator.pod_reports import OUTPUT_CHECK, ContainerFailure
+from im2txt_operator.decisions import Action, CreateJob, Decision, Event, Problem, SetJobSuspend
+from im2txt_operator.job_state import JobState
+from im2txt_operator.pod_reports import OUTPUT_CHECK
 from im2txt_operator.progress import percent
 from im2txt_operator.spec import Settings
-
-# Facts stamped on a stage's Job when it is made (jobs.stamps): read back, never parsed from its args.
-ANNOTATION_TARGET = "im2txt.dev/target-step"
-ANNOTATION_IMAGE_SIZE = "im2txt.dev/image-size"
-
-
-@dataclass(frozen=True)
-class JobState:
-    """What the operator needs to know about one stage's Job."""
-
-    stage: int | None  # 1 or 2; None for the export (a role, not a stage)
-    name: str
-    succeeded: bool = False
-    failed: bool = False
-    reason: str = ""
-    message: str = ""
-    suspended: bool = False
-    active: int = 0
-    ready: int = 0  # pods of the Job with a Ready condition (the Job controller's status.ready)
-    failed_pods: int = 0  # pods that failed and counted against backoffLimit (status.failed)
-    start_time: str | None = None
-    completion_time: str | None = None
-    target: int | None = None
-    image_size: int | None = None  # --image_size the stage trained at
-    failure: ContainerFailure | None = None  # of a failed Job: why its last failed pod failed (pod_reports)
-
-
-def job_state(job: Mapping[str, Any], stage: int | None) -> JobState:
-    """Read a batch/v1 Job the way the Job controller reports it (conditions Complete / Failed)."""
-    meta, spec, status = job.get("metadata", {}), job.get("spec", {}), job.get("status") or {}
-    succeeded = failed = False
-    reason = message = ""
-    completion = status.get("completionTime")
-    for c in status.get("conditions") or ():
-        if c.get("status") != "True":
-            continue
-        if c.get("type") == "Complete":
-            succeeded = True
-        elif c.get("type") == "Failed":
-            failed = True
-            reason, message = c.get("reason") or "Failed", c.get("message") or ""
-            completion = completion or c.get("lastTransitionTime")
-    stamped = meta.get("annotations") or {}
-    return JobState(stage=stage, name=meta.get("name", ""), succeeded=succeeded, failed=failed, reason=reason,
-                    message=message, suspended=bool(spec.get("suspend")), active=int(status.get("active") or 0),
-                    ready=int(status.get("ready") or 0), failed_pods=int(status.get("failed") or 0),
-                    start_time=status.get("startTime"), completion_time=completion,
-                    target=_stamp(stamped, ANNOTATION_TARGET), image_size=_stamp(stamped, ANNOTATION_IMAGE_SIZE))
-
-
-def _stamp(annotations: Mapping[str, Any], key: str) -> int | None:
-    """An integer fact stamped on a Job when it was made (jobs.stamps); None when absent."""
-    value = str(annotations.get(key) or "")
-    return int(value) if value.isdigit() else None
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A spec error the schema cannot catch (or a spec that fails parsing): names the field."""
-
-    field: str
-    reason: str  # CamelCase, e.g. SecretNotFound
-    message: str  # starts with the field, e.g. "spec.credentialsSecret: Secret 'x' not found"
-
-
-@dataclass(frozen=True)
-class CreateJob:
-    stage: int
-
-
-@dataclass(frozen=True)
-class SetJobSuspend:
-    stage: int
-    suspend: bool
-
-
-Action = CreateJob | SetJobSuspend
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str  # Normal or Warning
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Decision:
-    status: dict[str, Any]  # the whole new status; None values mean "remove"
-    actions: tuple[Action, ...] = ()
-    event: Event | None = None
+from im2txt_operator.stage_conditions import Outcome, stage_conditions
 
 
 def _failure(stage: int, job: JobState, status: Mapping[str, Any]) -> tuple[str, str]:
@@ -171,47 +82,6 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
     prev_conds = status.get("conditions") or []
     done = {s for s in (1, 2) if cond.is_true(prev_conds, f"Stage{s}Complete") or (s in jobs and jobs[s].succeeded)}
 
-    def conditions(phase: str, reason_done: str, failed_reason: str, plan: tuple[int, ...],
-                   current: int, moving: health.Activity | None = None) -> list[dict[str, Any]]:
-        # Ready's message is kubectl get -o wide's Message column: the problem, the failure, or what runs now.
-        if problem is not None:
-            ready = cond.condition(prev_conds, "Ready", False, problem.reason, problem.message, generation, now)
-        elif phase == "Failed":
-            ready = cond.condition(prev_conds, "Ready", False, failed_reason, message, generation, now)
-        else:
-            ready = cond.condition(prev_conds, "Ready", True, "SpecValid", message, generation, now)
-        out = [ready]
-        for s in (1, 2):
-            if s in done:
-                c = cond.condition(prev_conds, f"Stage{s}Complete", True, "JobSucceeded",
-                                   f"stage {s} Job {names.stage_job(name, s)} succeeded", generation, now)
-            elif s not in plan:
-                why = ("AutoAdvanceOff", "spec.autoAdvance is false: stage 2 does not run") if s == 2 else (
-                    "StartedAtStage2", "the training started at stage 2 (spec.stage: 2)")
-                c = cond.condition(prev_conds, f"Stage{s}Complete", False, why[0], why[1], generation, now)
-            else:
-                r = phase if s == current else "NotStarted"
-                text = f"stage {s} is {r.lower()}" if s == current else f"stage {s} has not started"
-                c = cond.condition(prev_conds, f"Stage{s}Complete", False, r, text, generation, now)
-            out.append(c)
-        out.append(cond.condition(prev_conds, "Succeeded", phase == "Succeeded",
-                                  reason_done if phase == "Succeeded" else phase,
-                                  message if phase == "Succeeded" else f"phase is {phase}", generation, now))
-        out.append(cond.condition(prev_conds, "Failed", phase == "Failed",
-                                  failed_reason if phase == "Failed" else "NoFailure",
-                                  message if phase == "Failed" else "no Job failed", generation, now))
-        out.append(cond.condition(prev_conds, "Suspended", phase == "Suspended",
-                                  "SuspendRequested" if phase == "Suspended" else "NotSuspended",
-                                  message if phase == "Suspended" else "spec.suspend is false",
-                                  generation, now))
-        # kstatus: Reconciling while a stage moves on, Stalled when only the user can unblock it (module health).
-        blocked = health.Blocked(problem.reason, problem.message) if problem is not None else (
-            health.Blocked(failed_reason, message) if phase == "Failed" else None)
-        out += health.conditions(prev_conds, phase, moving, blocked, generation, now)
-        # Conditions set from the trainer's log between transitions (LossDiverged) are kept as they are.
-        ours = {c["type"] for c in out}
-        return out + [dict(c) for c in prev_conds if c.get("type") not in ours]
-
     if settings is None:
         # The spec cannot be parsed (the schema was bypassed): touch nothing, say which field is wrong.
         assert problem is not None
@@ -219,7 +89,9 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
         message = problem.message
         plan = tuple(sorted(jobs)) or (1,)
         new = {**status, "phase": phase, "message": message, "observedGeneration": generation,
-               "conditions": conditions(phase, "Stage2Complete", "JobFailed", plan, status.get("stage") or 1)}
+               "conditions": stage_conditions(name, prev_conds, problem, Outcome(
+                   phase, message, "Stage2Complete", "JobFailed", plan, status.get("stage") or 1, frozenset(done)),
+                   generation, now)}
         event = None
         if not cond.find(prev_conds, "Ready") or cond.is_true(prev_conds, "Ready") or status.get(
                 "message") != message:
@@ -293,7 +165,8 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
         "observedGeneration": generation,
         "stages": _stage_entries(status.get("stages") or [], jobs, name, targets,
                                  {a.stage for a in actions if isinstance(a, CreateJob)}),
-        "conditions": conditions(phase, reason_done, failed_reason, plan, current, moving),
+        "conditions": stage_conditions(name, prev_conds, problem, Outcome(
+            phase, message, reason_done, failed_reason, plan, current, frozenset(done), moving), generation, now),
     }
     return Decision(status=new, actions=tuple(actions), event=_event(status, new, actions, problem))
 
@@ -327,14 +200,3 @@ def _event(old: Mapping[str, Any], new: Mapping[str, Any], actions: list[Action]
     return None
 
 
-def status_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON merge patch for ``status`` with only what changed (None removes a key)."""
-    old = old or {}
-    patch: dict[str, Any] = {}
-    for key, value in new.items():
-        if value is None:
-            if old.get(key) is not None:
-                patch[key] = None
-        elif old.get(key) != value:
-            patch[key] = value
-    return patch

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from im2txt_operator import conditions as cond
-from im2txt_operator.lifecycle import Event
+from im2txt_operator.decisions import Event
 from im2txt_operator.progress import StepSample
 
 

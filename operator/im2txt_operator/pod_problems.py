@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from im2txt_operator.lifecycle import Problem
+from im2txt_operator.decisions import Problem
 
 CONFIG_ERROR = "CreateContainerConfigError"
 PULL_ERRORS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})

@@ -11,8 +11,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from im2txt_operator.decisions import Problem
 from im2txt_operator.jobs import LABEL_QUEUE
-from im2txt_operator.lifecycle import Problem
 
 _POD = "spec.template.spec."
 _VOLUME_FIELDS = {"data": "spec.dataPath", "output": "spec.outputPath"}

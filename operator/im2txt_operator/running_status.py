@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from im2txt_operator.lifecycle import Event, status_patch
+from im2txt_operator.decisions import Event, status_patch
 from im2txt_operator.loss import loss_patch
 from im2txt_operator.pod_reads import PodReads, observed_fields
 from im2txt_operator.progress import eta, percent

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from im2txt_operator.lifecycle import Problem
+from im2txt_operator.decisions import Problem
 
 
 def _folder(body: Mapping[str, Any]) -> str | None:

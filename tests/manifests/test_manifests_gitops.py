@@ -17,7 +17,9 @@ import yaml
 from gitops_support import ARGOCD_CM, LUA_KEY, OPEN_LIBS_KEY, Checks, Rating, rate, shipped
 from manifests_support import ROOT, load_docs
 
-from im2txt_operator.lifecycle import JobState, Problem, decide
+from im2txt_operator.decisions import Problem
+from im2txt_operator.job_state import JobState
+from im2txt_operator.lifecycle import decide
 from im2txt_operator.spec import parse_spec
 
 LUA_FILE = ROOT / "manifests" / "argocd" / "health-im2txttraining.lua"

@@ -9,7 +9,7 @@ from prometheus_client import generate_latest
 
 from im2txt_operator.controller.act import act, create_export, keep_tensorboard
 from im2txt_operator.controller.cache import Entry
-from im2txt_operator.lifecycle import CreateJob, Decision, Problem, SetJobSuspend
+from im2txt_operator.decisions import CreateJob, Decision, Problem, SetJobSuspend
 from im2txt_operator.pods import Owner
 from im2txt_operator.spec import parse_spec
 

@@ -12,7 +12,7 @@ from fake_kube import FakeKube, context, training
 from prometheus_client import generate_latest
 
 from im2txt_operator.controller import context as contexts
-from im2txt_operator.lifecycle import Event
+from im2txt_operator.decisions import Event
 
 
 def test_the_memo_holds_the_context() -> None:

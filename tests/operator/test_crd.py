@@ -13,7 +13,7 @@ from crd_corpus import BAD, GOOD, GOOD_CASES, OPERATOR_ONLY, STATUS_BAD, _with
 from crd_validate import apply_defaults, validate, version_schema
 from operator_support import CRD_PATH, HERE, ROOT
 
-from im2txt_operator import spec as spec_module
+from im2txt_operator import field_rules
 from im2txt_storage.paths import PATH_PATTERN
 
 EXAMPLES = sorted((HERE / "data").glob("training-*.yaml"))
@@ -96,27 +96,27 @@ def test_crd_patterns_are_the_operators(crd: dict[str, Any]) -> None:
     """spec.py and im2txt_storage.paths check with the same patterns as the schema (the operator mirrors it)."""
     props = version_schema(crd, "v1alpha1")["properties"]["spec"]["properties"]
     assert props["dataPath"]["pattern"] == props["outputPath"]["pattern"] == PATH_PATTERN
-    quantity = spec_module.QUANTITY_PATTERN
+    quantity = field_rules.QUANTITY_PATTERN
     assert props["dataCacheSize"]["pattern"] == quantity
     for kind in ("requests", "limits"):
         node = props["resources"]["properties"][kind]
         assert node["additionalProperties"]["pattern"] == quantity
-        assert node["maxProperties"] == spec_module.MAX_RESOURCES
+        assert node["maxProperties"] == field_rules.MAX_RESOURCES
         names = node["x-kubernetes-validations"][0]["rule"]
-        assert f"'{spec_module.RESOURCE_NAME_PATTERN}'" in names and f"'{spec_module.PREFIX_244_PATTERN}'" in names
+        assert f"'{field_rules.RESOURCE_NAME_PATTERN}'" in names and f"'{field_rules.PREFIX_244_PATTERN}'" in names
     selector = props["nodeSelector"]
-    assert selector["maxProperties"] == spec_module.MAX_NODE_SELECTOR
-    assert selector["additionalProperties"]["pattern"] == spec_module.LABEL_VALUE_PATTERN
+    assert selector["maxProperties"] == field_rules.MAX_NODE_SELECTOR
+    assert selector["additionalProperties"]["pattern"] == field_rules.LABEL_VALUE_PATTERN
     keys = selector["x-kubernetes-validations"][0]["rule"]
-    assert f"'{spec_module.QUALIFIED_NAME_PATTERN}'" in keys and f"'{spec_module.PREFIX_253_PATTERN}'" in keys
+    assert f"'{field_rules.QUALIFIED_NAME_PATTERN}'" in keys and f"'{field_rules.PREFIX_253_PATTERN}'" in keys
     toleration = props["tolerations"]["items"]["properties"]
-    assert props["tolerations"]["maxItems"] == spec_module.MAX_TOLERATIONS
-    assert toleration["key"]["pattern"] == "^(" + spec_module.QUALIFIED_NAME_PATTERN[1:-1] + ")?$"
-    assert spec_module.PREFIX_253_PATTERN in toleration["key"]["x-kubernetes-validations"][0]["rule"]
-    assert toleration["value"]["pattern"] == spec_module.LABEL_VALUE_PATTERN
+    assert props["tolerations"]["maxItems"] == field_rules.MAX_TOLERATIONS
+    assert toleration["key"]["pattern"] == "^(" + field_rules.QUALIFIED_NAME_PATTERN[1:-1] + ")?$"
+    assert field_rules.PREFIX_253_PATTERN in toleration["key"]["x-kubernetes-validations"][0]["rule"]
+    assert toleration["value"]["pattern"] == field_rules.LABEL_VALUE_PATTERN
     args = props["extraArgs"]
-    assert args["maxItems"] == spec_module.MAX_EXTRA_ARGS and args["items"]["pattern"] == spec_module.FLAG_PATTERN
-    assert f"'{spec_module.RESERVED_FLAG_PATTERN}'" in args["items"]["x-kubernetes-validations"][0]["rule"]
+    assert args["maxItems"] == field_rules.MAX_EXTRA_ARGS and args["items"]["pattern"] == field_rules.FLAG_PATTERN
+    assert f"'{field_rules.RESERVED_FLAG_PATTERN}'" in args["items"]["x-kubernetes-validations"][0]["rule"]
 
 
 def test_steps_semantics_are_documented(crd: dict[str, Any]) -> None:

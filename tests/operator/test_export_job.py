@@ -6,8 +6,8 @@ from typing import Any
 
 from im2txt_operator import jobs
 from im2txt_operator.export import build_job, decide, export_args
+from im2txt_operator.job_state import JobState, job_state
 from im2txt_operator.jobs import Owner
-from im2txt_operator.lifecycle import JobState, job_state
 from im2txt_operator.spec import parse_spec
 
 OWNER = Owner("coco", "ml", "0b6a3c1e-1111-2222-3333-444455556666")

@@ -8,7 +8,9 @@ import pytest
 
 from im2txt_operator import conditions as cond
 from im2txt_operator import health
-from im2txt_operator.lifecycle import JobState, Problem, decide, job_state, status_patch
+from im2txt_operator.decisions import Problem, status_patch
+from im2txt_operator.job_state import JobState, job_state
+from im2txt_operator.lifecycle import decide
 from im2txt_operator.spec import parse_spec
 
 NOW = "2026-11-25T12:00:00Z"

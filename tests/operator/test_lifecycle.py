@@ -8,16 +8,9 @@ from typing import Any
 import pytest
 
 from im2txt_operator import conditions as cond
-from im2txt_operator.lifecycle import (
-    CreateJob,
-    Event,
-    JobState,
-    Problem,
-    SetJobSuspend,
-    decide,
-    job_state,
-    status_patch,
-)
+from im2txt_operator.decisions import CreateJob, Event, Problem, SetJobSuspend, status_patch
+from im2txt_operator.job_state import JobState, job_state
+from im2txt_operator.lifecycle import decide
 from im2txt_operator.pod_reports import ContainerFailure
 from im2txt_operator.spec import parse_spec
 

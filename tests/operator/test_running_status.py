@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from im2txt_operator.lifecycle import Event
+from im2txt_operator.decisions import Event
 from im2txt_operator.pod_reads import PodReads
 from im2txt_operator.pod_reports import ContainerFailure
 from im2txt_operator.progress import StepSample

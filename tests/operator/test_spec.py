@@ -12,7 +12,8 @@ from crd_validate import apply_defaults, validate, version_schema
 from operator_support import load
 
 from im2txt_operator import paths as operator_paths
-from im2txt_operator.spec import DEFAULTS, RESERVED_FLAGS, Settings, SpecError, parse_quantity, parse_spec
+from im2txt_operator.field_rules import RESERVED_FLAGS, parse_quantity
+from im2txt_operator.spec import DEFAULTS, Settings, SpecError, parse_spec
 from im2txt_storage.paths import PvcPath, UFilePath, parse_path, parse_ufile_url
 
 BASE: dict[str, Any] = {"dataPath": "pvc://data/coco", "outputPath": "pvc://out/model/"}

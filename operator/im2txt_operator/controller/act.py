@@ -9,8 +9,8 @@ from typing import Any
 from im2txt_operator import children, logs, names, tensorboard
 from im2txt_operator.controller.cache import Entry, newer, owned_by
 from im2txt_operator.controller.context import Context
+from im2txt_operator.decisions import CreateJob, Decision, Problem, SetJobSuspend
 from im2txt_operator.kube import ApiException
-from im2txt_operator.lifecycle import CreateJob, Decision, Problem, SetJobSuspend
 from im2txt_operator.pods import Owner
 from im2txt_operator.rejections import is_refusal, not_owned, rejected
 from im2txt_operator.spec import Settings

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from im2txt_operator import children
-from im2txt_operator.lifecycle import Problem
+from im2txt_operator.decisions import Problem
 from im2txt_operator.pod_problems import pod_problem
 from im2txt_operator.pods import LABEL_TRAINING
 from im2txt_operator.spec import KIND

@@ -15,8 +15,8 @@ from im2txt_operator import logs
 from im2txt_operator.cluster_checks import ClusterChecks
 from im2txt_operator.controller.cache import Cache
 from im2txt_operator.controller.queue import Queue
+from im2txt_operator.decisions import Event
 from im2txt_operator.kube import Kube
-from im2txt_operator.lifecycle import Event
 from im2txt_operator.metrics import Metrics
 from im2txt_operator.spec import UFILE_DOMAINS
 

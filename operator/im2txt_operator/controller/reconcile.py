@@ -12,12 +12,14 @@ from typing import Any
 
 from im2txt_operator import conditions as cond
 from im2txt_operator import export as exporting
-from im2txt_operator import lifecycle, names
+from im2txt_operator import names
 from im2txt_operator.controller.act import act, create_export, keep_tensorboard
 from im2txt_operator.controller.cache import Entry, Key, owned_by
 from im2txt_operator.controller.context import Context
+from im2txt_operator.decisions import CreateJob, Decision, Event, Problem, status_patch
+from im2txt_operator.job_state import JobState, job_state
 from im2txt_operator.kube import Kube
-from im2txt_operator.lifecycle import CreateJob, Decision, Event, Problem, decide, job_state, status_patch
+from im2txt_operator.lifecycle import decide
 from im2txt_operator.paths import UFilePath
 from im2txt_operator.pod_problems import REASONS as POD_REASONS
 from im2txt_operator.pod_reads import PodReads, observed_fields, read_pods
@@ -88,14 +90,14 @@ async def _read(ctx: Context, key: Key, entry: Entry, body: dict[str, Any]) -> _
     return _Read(body, Owner(name=name, namespace=namespace, uid=meta.get("uid", "")), settings, problem)
 
 
-def _observe(entry: Entry, read: _Read) -> dict[int, lifecycle.JobState]:
+def _observe(entry: Entry, read: _Read) -> dict[int, JobState]:
     # Jobs of another object with this name (an earlier training) are not ours to drive.
     return {s: replace(job_state(j, s), failure=read.failures.get(s)) for role, j in entry.jobs.items()
             if (s := names.stage_number(role)) is not None and owned_by(j, read.body)}
 
 
 async def _stage_ends(kube: Kube, namespace: str, settings: Settings | None, status: Mapping[str, Any],
-                      jobs: Mapping[int, lifecycle.JobState]) -> dict[int, PodReads]:
+                      jobs: Mapping[int, JobState]) -> dict[int, PodReads]:
     """The pods of each stage whose Job ended since status last recorded it (once per stage: then it is recorded)."""
     recorded = {e.get("stage"): e.get("outcome") for e in status.get("stages") or ()}
     syncs = settings is not None and isinstance(settings.output_path, UFilePath)

@@ -1,0 +1,57 @@
+"""The vocabulary of the pure core: what a decision asks the shell to do, and the status patch that records it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A spec error the schema cannot catch (or a spec that fails parsing): names the field."""
+
+    field: str
+    reason: str  # CamelCase, e.g. SecretNotFound
+    message: str  # starts with the field, e.g. "spec.credentialsSecret: Secret 'x' not found"
+
+
+@dataclass(frozen=True)
+class CreateJob:
+    stage: int
+
+
+@dataclass(frozen=True)
+class SetJobSuspend:
+    stage: int
+    suspend: bool
+
+
+Action = CreateJob | SetJobSuspend
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: dict[str, Any]  # the whole new status; None values mean "remove"
+    actions: tuple[Action, ...] = ()
+    event: Event | None = None
+
+
+def status_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch for ``status`` with only what changed (None removes a key)."""
+    old = old or {}
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        if value is None:
+            if old.get(key) is not None:
+                patch[key] = None
+        elif old.get(key) != value:
+            patch[key] = value
+    return patch
