@@ -9,12 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from im2txt_operator import names, pods
-from im2txt_operator.job_state import ANNOTATION_IMAGE_SIZE, ANNOTATION_TARGET
+from im2txt_operator.job_state import ANNOTATION_IMAGE_SIZE, ANNOTATION_TARGET, LABEL_QUEUE
 from im2txt_operator.paths import UFilePath
 from im2txt_operator.pods import DATA_DIR, OUTPUT_DIR, Owner
 from im2txt_operator.spec import Settings
 
-LABEL_QUEUE = "kueue.x-k8s.io/queue-name"
 TRAIN_PY = "/data/train.py"
 
 

@@ -21,6 +21,7 @@ import aiohttp
 import kubernetes
 
 from im2txt_operator.spec import GROUP, PLURAL, VERSION
+from im2txt_operator.workloads import JOB_UID_LABEL
 
 MERGE_PATCH = "application/merge-patch+json"
 # Lists of metadata only (the API server's PartialObjectMetadataList), with full JSON as the fallback.
@@ -144,9 +145,6 @@ class Kube:
         """The API server's /version (readable by every authenticated user: no RBAC rule needed)."""
         return await self._request("GET", "/version")
 
-    async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return await self._request("PATCH", self._jobs(namespace, name), body=patch, content_type=MERGE_PATCH)
-
     @staticmethod
     def _namespaced(api: str, plural: str, namespace: str, name: str | None = None) -> str:
         path = f"{api}/namespaces/{quote(namespace)}/{plural}"
@@ -260,7 +258,7 @@ class Kube:
         or the operator may not read it (then nothing tells why a Job waits but its own suspend)."""
         try:
             result = await self._request("GET", f"/apis/kueue.x-k8s.io/v1beta2/namespaces/{quote(namespace)}/workloads",
-                                         params={"labelSelector": f"kueue.x-k8s.io/job-uid={job_uid}"})
+                                         params={"labelSelector": f"{JOB_UID_LABEL}={job_uid}"})
         except ApiException as e:
             if e.status in (403, 404):
                 return None

@@ -55,7 +55,7 @@ class FakeKube:
 
     def writes(self) -> list[tuple[str, ...]]:
         return [c for c in self.calls if c[0] not in ("get_job", "get_training", "training_uids", "claim_exists",
-                                                       "list_pods", "read_log")]
+                                                       "list_pods", "read_log", "list_workloads")]
 
     async def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         name = body["metadata"]["name"]
@@ -74,10 +74,17 @@ class FakeKube:
         self.calls.append(("get_job", namespace, name))
         return copy.deepcopy(self.jobs[namespace, name])
 
-    async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append(("patch_job", namespace, name))
-        _merge(self.jobs[namespace, name], patch)
-        return self._stamp(self.jobs[namespace, name])
+    async def delete_job(self, namespace: str, name: str, uid: str) -> None:
+        """Foreground: the Job stays, marked deleted, until the test removes it (as the garbage collector would)."""
+        self.calls.append(("delete_job", namespace, name))
+        job = self.jobs.get((namespace, name))
+        if job is not None and job["metadata"]["uid"] == uid:
+            job["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+            self._stamp(job)
+
+    async def list_workloads(self, namespace: str, job_uid: str) -> list[dict[str, Any]] | None:
+        self.calls.append(("list_workloads", namespace, job_uid))
+        return None  # no Kueue API here
 
     async def create_or_patch(self, api: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
         meta = body["metadata"]

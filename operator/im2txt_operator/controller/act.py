@@ -9,7 +9,7 @@ from typing import Any
 from im2txt_operator import children, logs, names, tensorboard
 from im2txt_operator.controller.cache import Entry, newer, owned_by
 from im2txt_operator.controller.context import Context
-from im2txt_operator.decisions import CreateJob, Decision, Problem, SetJobSuspend
+from im2txt_operator.decisions import CreateJob, Decision, DeleteJob, Problem
 from im2txt_operator.kube import ApiException
 from im2txt_operator.pods import Owner
 from im2txt_operator.rejections import is_refusal, not_owned, rejected
@@ -55,13 +55,10 @@ async def act(ctx: Context, entry: Entry, owner: Owner, settings: Settings | Non
             writes.labels(kind="job").inc()
             entry.remember(created)
             entry.jobs[role] = newer(entry.jobs.get(role), created)
-        elif isinstance(action, SetJobSuspend):
-            role = names.stage_role(action.stage)
-            patched = await kube.patch_job(owner.namespace, names.stage_job(owner.name, action.stage),
-                                           {"spec": {"suspend": action.suspend}})
+        elif isinstance(action, DeleteJob):
+            # The watch brings the Job marked deleted, then gone; the decision waits for that before a re-create.
+            await kube.delete_job(owner.namespace, names.stage_job(owner.name, action.stage), action.uid)
             writes.labels(kind="job").inc()
-            entry.remember(patched)
-            entry.jobs[role] = newer(entry.jobs.get(role), patched)
     return False
 
 

@@ -36,6 +36,8 @@ async def run(ctx: Context) -> None:
                     await reconcile(ctx, key)
                 elif status.get("phase") == "Running":
                     await refresh_progress(ctx, key, entry)
+                elif status.get("phase") == "Queued":
+                    await reconcile(ctx, key)  # Kueue's reason may change (no watch on its Workloads)
             except Exception as exc:  # best effort; the next tick retries
                 log.debug("progress of %s/%s: %s", *key, logs.short(exc))
 
