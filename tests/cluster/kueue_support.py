@@ -15,6 +15,7 @@ import json
 import shutil
 import subprocess
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -187,8 +188,10 @@ class Watch:
         self.updates: Counter[str] = Counter()
         self.flips: dict[str, list[bool]] = {}
         self.pods: Counter[str] = Counter()
+        self.errors: list[dict[str, Any]] = []  # ERROR events of the watches (each one watched again)
+        self._listed: list[str] = []
+        self._closed = False
         self._lock = threading.Lock()
-        self._responses: list[requests.Response] = []
         self._threads = [threading.Thread(target=self._run, args=(p, self._job), daemon=True)
                          for p in (admin.jobs(ns),)] + [
             threading.Thread(target=self._run, args=(admin.core(ns, "pods"), self._pod), daemon=True)]
@@ -196,36 +199,53 @@ class Watch:
     def __enter__(self) -> Watch:
         for t in self._threads:
             t.start()
-        wait_for(lambda: len(self._responses) == len(self._threads), what="the watches")
+        wait_for(lambda: len(self._listed) == len(self._threads), what="the watches")
         return self
 
     def __exit__(self, *_: object) -> None:
-        for r in self._responses:
-            r.close()
+        self._closed = True
+        for t in self._threads:
+            t.join(10)
 
     def _run(self, path: str, handle: Any) -> None:
-        resp = self.admin.session.get(self.admin.base + path, params={"watch": "1"}, stream=True,
-                                      verify=self.admin.ca, timeout=(10, None))
-        self._responses.append(resp)
-        try:
-            for line in resp.iter_lines():
-                if line:
+        """List, then watch from the list's resourceVersion; a watch the API server cannot serve yet (its watch
+        cache behind: 504 "Too large resource version") is made again from the last version seen."""
+        session = requests.Session()  # one per thread; each watch ends on its own (timeoutSeconds), never closed
+        session.headers.update(self.admin.session.headers)  # from outside while it reads (that deadlocks in ssl)
+        listed = session.get(self.admin.base + path, verify=self.admin.ca, timeout=30).json()
+        with self._lock:
+            for item in listed["items"]:
+                handle("ADDED", item)
+        rv = listed["metadata"]["resourceVersion"]
+        self._listed.append(path)
+        while not self._closed:
+            resp = session.get(self.admin.base + path, stream=True, verify=self.admin.ca, timeout=(10, 30),
+                               params={"watch": "1", "resourceVersion": rv, "timeoutSeconds": "2"})
+            try:
+                for line in resp.iter_lines():
+                    if not line:
+                        continue
                     event = json.loads(line)
+                    if event["type"] not in ("ADDED", "MODIFIED", "DELETED"):
+                        self.errors.append(event)
+                        break
+                    rv = event["object"]["metadata"]["resourceVersion"]
                     with self._lock:
                         handle(event["type"], event["object"])
-        except (requests.RequestException, AttributeError, ValueError):
-            return  # closed by __exit__
+            except (requests.RequestException, ValueError):
+                pass  # cut: watch again unless closed
+            finally:
+                resp.close()
+            time.sleep(0.2)  # the next watch starts from the last version seen: nothing is missed between
 
     def _job(self, kind: str, job: dict[str, Any]) -> None:
         name = job["metadata"]["name"]
         suspend = bool(job["spec"].get("suspend"))
         flips = self.flips.setdefault(name, [])
-        if kind == "ADDED" and not flips:
-            flips.append(suspend)
-        elif kind == "MODIFIED":
+        if kind == "MODIFIED":
             self.updates[name] += 1
-            if flips and flips[-1] != suspend:
-                flips.append(suspend)
+        if kind != "DELETED" and (not flips or flips[-1] != suspend):  # a Job made again under the name continues
+            flips.append(suspend)
 
     def _pod(self, kind: str, pod: dict[str, Any]) -> None:
         if kind == "ADDED":

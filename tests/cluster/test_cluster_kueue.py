@@ -84,10 +84,11 @@ def workload(admin: Api, ns: str, job_name: str) -> dict[str, Any] | None:
     return found[0] if len(found) == 1 else None
 
 
-def report(what: str, watch: Watch, *jobs: str) -> None:
+def report(what: str, watch: Watch, *jobs: str, since: tuple[int, int, list[bool]] | None = None) -> None:
     for job in jobs:
         updates, pods, flips = watch.counts(job)
-        print(f"[kueue] {what}: Job {job}: {updates} updates, {pods} pods, spec.suspend {flips}")
+        delta = f" ({updates - since[0]} updates, {pods - since[1]} pods since it began)" if since else ""
+        print(f"[kueue] {what}: Job {job}: {updates} updates, {pods} pods, spec.suspend {flips}{delta}")
 
 
 def test_a_queued_training_waits_suspended_and_both_succeed(admin: Api, ns: str, operator: Any,
@@ -146,11 +147,12 @@ def test_eviction_holds_and_the_stage_resumes_when_readmitted(admin: Api, ns: st
                           {"spec": {"active": False}})
         wait_for(lambda: admin.status(ns, "coco").get("phase") == "Queued", what="the training says evicted")
         status = admin.status(ns, "coco")
-        assert "evicted" in status["message"] and "InactiveWorkload" in status["message"], status["message"]
+        assert status["message"].startswith("stage 1 was evicted by Kueue (Deactivated: "), status["message"]
+        assert admin.condition(ns, "coco", "Queued")["reason"] == "Deactivated"
         still(lambda: admin.job(ns, "coco-stage1")["spec"]["suspend"] and not live_pods(admin, ns, "coco-stage1"), 5)
         assert cluster_queue(admin, ns).get("status", {}).get("admittedWorkloads", 0) == 0
         updates, pods, flips = watch.counts("coco-stage1")
-        report("evicted", watch, "coco-stage1")
+        report("evicted", watch, "coco-stage1", since=before)
         assert updates - before[0] <= MAX_UPDATES and pods == before[1] and flips == [True, False, True]
         admin.merge_patch(f"/apis/kueue.x-k8s.io/v1beta2/namespaces/{ns}/workloads/{wl['metadata']['name']}",
                           {"spec": {"active": True}})
@@ -190,7 +192,7 @@ def test_suspend_before_and_after_admission(admin: Api, ns: str, operator: Any) 
         still(lambda: admin.status(ns, "first").get("phase") == "Suspended"
               and not live_pods(admin, ns, "first-stage1"), 3)
         updates, pods, _ = watch.counts("first-stage1")
-        report("suspended while admitted", watch, "first-stage1")
+        report("suspended while admitted", watch, "first-stage1", since=before)
         assert updates - before[0] <= MAX_UPDATES and pods == before[1] == 1
         # Resume both: each stage is a new Workload in the queue, and each training succeeds.
         for name in ("first", "second"):
