@@ -136,8 +136,11 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
                 actions.append(CreateJob(s))
                 phase = "Running"
                 message = f"stage {s}: Job {names.stage_job(name, s)} trains to global step {targets[s]}"
-                moving = health.activity(s, message, created=True, advancing=s == 2 and 1 in done, resuming=False,
-                                         ready=0, failed_pods=0)
+                # The stage had a Job before the suspend (status.stages lists it): it resumes.
+                resuming = status.get("phase") == "Suspended" and any(
+                    e.get("stage") == s for e in status.get("stages") or ())
+                moving = health.activity(s, message, created=not resuming, advancing=s == 2 and 1 in done,
+                                         resuming=resuming, ready=0, failed_pods=0)
         elif job.failed:
             phase, failed_reason, message = "Failed", *_failure(s, job, status)
         elif settings.suspend or job.deleting:

@@ -42,6 +42,8 @@ TABLE: list[tuple[str, dict[str, Any], Problem | None, dict[str, Any] | None, di
      ("Running", ("True", "Training"), ("False", "Running"), "True")),
     ("a Job Kueue holds: queued, not resumed by the operator", {}, None, None, {1: job(1, suspended=True)},
      ("Queued", ("False", "Queued"), ("False", "Queued"), "True")),
+    ("resuming: the stage's Job made again", {}, None, {"phase": "Suspended", "stages": [{"stage": 1}]}, {},
+     ("Running", ("True", "Resuming"), ("False", "Running"), "True")),
     ("succeeded", {}, None, None, {1: job(1, succeeded=True), 2: job(2, succeeded=True)},
      ("Succeeded", ("False", "Succeeded"), ("False", "Succeeded"), "True")),
     ("stopped after stage 1", {"autoAdvance": False}, None, None, {1: job(1, succeeded=True)},
