@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_support import CRD_NAME, OPERATOR_NS, OPERATOR_SA, Api, apply_base, still, wait_for
+from cluster_support import CRD_NAME, OPERATOR_NS, OPERATOR_SA, Api, OperatorProcess, apply_base, still, wait_for
 from control_plane import ControlPlane, find_assets
 from kueue_support import Kueue, Watch, admitted, build, cluster_queue, queues, workload_condition, workloads
 
@@ -84,6 +84,12 @@ def workload(admin: Api, ns: str, job_name: str) -> dict[str, Any] | None:
     return found[0] if len(found) == 1 else None
 
 
+def suspend_managers(job: dict[str, Any]) -> set[str]:
+    """The field managers that own the Job's spec.suspend."""
+    return {m["manager"] for m in job["metadata"].get("managedFields") or ()
+            if "f:suspend" in (m.get("fieldsV1") or {}).get("f:spec", {})}
+
+
 def report(what: str, watch: Watch, *jobs: str, since: tuple[int, int, list[bool]] | None = None) -> None:
     for job in jobs:
         updates, pods, flips = watch.counts(job)
@@ -91,7 +97,7 @@ def report(what: str, watch: Watch, *jobs: str, since: tuple[int, int, list[bool
         print(f"[kueue] {what}: Job {job}: {updates} updates, {pods} pods, spec.suspend {flips}{delta}")
 
 
-def test_a_queued_training_waits_suspended_and_both_succeed(admin: Api, ns: str, operator: Any,
+def test_a_queued_training_waits_suspended_and_both_succeed(admin: Api, ns: str, operator: OperatorProcess,
                                                             installed: ControlPlane) -> None:
     queues(admin, ns, gpus=1)
     with Watch(admin, ns) as watch:
@@ -114,6 +120,10 @@ def test_a_queued_training_waits_suspended_and_both_succeed(admin: Api, ns: str,
         assert status.get("eta") is None
         wide = installed.kubectl("get", "im2txttraining", "second", "-n", ns, "-o", "wide").stdout
         assert "Queued" in wide and "insufficient unused quota for nvidia.com/gpu" in wide, wide
+        # A restarted operator finds the held Job and leaves it held.
+        operator.stop()
+        operator.start()
+        still(lambda: watch.counts("second-stage1") == (updates, 0, [True]), 5)
 
         # The kubelet's part: whatever Kueue admitted runs to its end, until both trainings succeeded. Never
         # more than one stage holds the GPU.
@@ -131,10 +141,13 @@ def test_a_queued_training_waits_suspended_and_both_succeed(admin: Api, ns: str,
         for job in jobs:  # admitted once each: created suspended, unsuspended once by Kueue, one pod
             updates, pods, flips = watch.counts(job)
             assert (pods, flips) == (1, [True, False]), (job, pods, flips)
+            # managedFields: whoever last changed spec.suspend owns it; the operator (its one field manager) set it
+            # only at the create, so Kueue took it over when it admitted the Job.
+            assert suspend_managers(admin.job(ns, job)) == {"kueue"}, admin.job(ns, job)["metadata"]["managedFields"]
     assert "Queued" in admin.event_reasons(ns, "second")
 
 
-def test_eviction_holds_and_the_stage_resumes_when_readmitted(admin: Api, ns: str, operator: Any) -> None:
+def test_eviction_holds_and_the_stage_resumes_when_readmitted(admin: Api, ns: str, operator: OperatorProcess) -> None:
     queues(admin, ns, gpus=1)
     with Watch(admin, ns) as watch:
         admin.new_training(ns, "coco", spec(admin, ns, "coco"))
@@ -166,7 +179,7 @@ def test_eviction_holds_and_the_stage_resumes_when_readmitted(admin: Api, ns: st
     assert "Evicted" in admin.event_reasons(ns, "coco")
 
 
-def test_suspend_before_and_after_admission(admin: Api, ns: str, operator: Any) -> None:
+def test_suspend_before_and_after_admission(admin: Api, ns: str, operator: OperatorProcess) -> None:
     queues(admin, ns, gpus=1)
     training = admin.trainings
     with Watch(admin, ns) as watch:
@@ -211,7 +224,7 @@ def test_suspend_before_and_after_admission(admin: Api, ns: str, operator: Any) 
         assert "Suspended" in reasons and "Resumed" in reasons, reasons
 
 
-def test_two_nodes_are_one_workload(admin: Api, ns: str, operator: Any) -> None:
+def test_two_nodes_are_one_workload(admin: Api, ns: str, operator: OperatorProcess) -> None:
     queues(admin, ns, gpus=2)
     with Watch(admin, ns) as watch:
         admin.new_training(ns, "coco", spec(admin, ns, "coco", numNodes=2))
