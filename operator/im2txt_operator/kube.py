@@ -274,6 +274,12 @@ class Kube:
                                      params={"labelSelector": f"job-name={job_name}"})
         return list(result.get("items") or [])
 
+    async def failed_creates(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        """The Job controller's FailedCreate Events on a Job (why it could not create its pods)."""
+        result = await self._request("GET", f"/api/v1/namespaces/{quote(namespace)}/events", params={
+            "fieldSelector": f"involvedObject.kind=Job,involvedObject.name={job_name},reason=FailedCreate"})
+        return list(result.get("items") or [])
+
     async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int) -> str:
         return await self._request("GET", f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}/log",
                                    params={"container": container, "tailLines": str(tail_lines)}, text=True)

@@ -19,7 +19,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("networking.k8s.io", "networkpolicies"): {"get", "create", "patch"},
     ("", "pods"): {"list"},
     ("", "pods/log"): {"get"},
-    ("", "events"): {"create", "patch"},
+    ("", "events"): {"list", "create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
     ("", "namespaces"): {"list", "watch"},

@@ -44,6 +44,7 @@ class FakeKube:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name)
         self.pods: dict[str, list[dict[str, Any]]] = {}  # by Job name
         self.logs: dict[tuple[str, str], str] = {}  # (pod, container) -> text
+        self.events: dict[str, list[dict[str, Any]]] = {}  # Job name -> its FailedCreate Events
         self.claims: set[str] = set()
         self.calls: list[tuple[str, ...]] = []
         self.refuse: str | None = None
@@ -55,7 +56,7 @@ class FakeKube:
 
     def writes(self) -> list[tuple[str, ...]]:
         return [c for c in self.calls if c[0] not in ("read", "get_training", "training_uids", "claim_exists",
-                                                       "list_pods", "read_log")]
+                                                       "list_pods", "read_log", "failed_creates")]
 
     def _where(self, plural: str, namespace: str, name: str) -> tuple[dict[Any, dict[str, Any]], Any]:
         """The dict that holds such objects, and the object's key in it (Jobs apart: tests read kube.jobs)."""
@@ -134,6 +135,10 @@ class FakeKube:
     async def list_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
         self.calls.append(("list_pods", namespace, job_name))
         return copy.deepcopy(self.pods.get(job_name, []))
+
+    async def failed_creates(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        self.calls.append(("failed_creates", namespace, job_name))
+        return copy.deepcopy(self.events.get(job_name, []))
 
     async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int) -> str:
         self.calls.append(("read_log", pod, container))

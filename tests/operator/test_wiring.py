@@ -104,7 +104,8 @@ async def test_a_deleted_job_is_made_again_only_while_its_training_exists() -> N
 def test_the_index_keys_our_jobs_by_training() -> None:
     job = {"metadata": {"namespace": "ml", "name": "coco-stage2",
                         "labels": {"im2txt.dev/training": "coco", "im2txt.dev/stage": "2"},
-                        "ownerReferences": [{"kind": "Im2txtTraining", "name": "coco", "uid": "u", "controller": True}]}}
+                        "ownerReferences": [{"kind": "Im2txtTraining", "name": "coco", "uid": "u",
+                                             "controller": True}]}}
     assert wiring.training_jobs(body=job) == {KEY: job}  # type: ignore[arg-type]
     assert wiring.training_jobs(body={"metadata": {"namespace": "ml", "labels": {}}}) is None  # type: ignore[arg-type]
 

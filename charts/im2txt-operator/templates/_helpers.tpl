@@ -73,7 +73,7 @@ when it serves all namespaces, a Role's in each namespace it serves. */}}
 # Events on the trainings (kopf posts core events; newer clients post events.k8s.io events).
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["list", "create", "patch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -11,7 +11,7 @@ import logging
 import time
 
 from im2txt_operator import conditions as cond
-from im2txt_operator import logs
+from im2txt_operator import logs, names
 from im2txt_operator.api_budget import due
 from im2txt_operator.controller.cache import Entry, Key
 from im2txt_operator.controller.context import Context
@@ -108,7 +108,11 @@ async def refresh_progress(ctx: Context, key: Key, entry: Entry) -> None:
     if not job_name or not isinstance(target, int):
         return
     pods = await ctx.kube.list_pods(namespace, job_name)
-    if entry.read_pod_problem(job_name, pods):
+    job = entry.jobs.get(names.stage_role(status.get("stage") or 1)) or {}
+    # No pod at all of a Job that should have some: the Job controller's Events say why (a quota, a policy).
+    failed = [] if pods or (job.get("spec") or {}).get("suspend") else await ctx.kube.failed_creates(namespace,
+                                                                                                      job_name)
+    if entry.read_pod_problem(job_name, pods, failed):
         await reconcile(ctx, key)
         return
     output = str((body.get("spec") or {}).get("outputPath") or "")
