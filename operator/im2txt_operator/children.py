@@ -3,7 +3,7 @@
 Pure. A role maps to its objects in the order they are created: a multi-node stage's headless Service and
 NetworkPolicy before its Job (the workers' names resolve from their first lookup, their port is closed to others
 from the start), TensorBoard's Deployment before its Service. Which roles exist follows the spec: the stages it
-runs, the export after stage 2 (spec.export), TensorBoard when enabled.
+runs, the export after stage 2 (spec.export), TensorBoard and the evaluation when enabled.
 Reconcile creates a role's objects when the lifecycle says their time has come; render shows all of them.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from im2txt_operator import export, jobs, names, network, tensorboard
+from im2txt_operator import evaluation, export, jobs, names, network, tensorboard
 from im2txt_operator.pods import LABEL_STAGE, Owner
 from im2txt_operator.spec import Settings
 
@@ -39,6 +39,8 @@ def desired(owner: Owner, settings: Settings, image_size: int | None = None,
         out[names.EXPORT] = [export.build_job(owner, settings, image_size)]
     if settings.tensorboard.enabled:
         out[names.TENSORBOARD] = [tensorboard.build_deployment(owner, settings), tensorboard.build_service(owner)]
+    if settings.evaluation.enabled:
+        out[names.EVALUATION] = [evaluation.build_deployment(owner, settings)]
     return out
 
 

@@ -270,8 +270,11 @@ class Kube:
         return True
 
     async def list_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        return await self.list_pods_labelled(namespace, f"job-name={job_name}")
+
+    async def list_pods_labelled(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         result = await self._request("GET", f"/api/v1/namespaces/{quote(namespace)}/pods",
-                                     params={"labelSelector": f"job-name={job_name}"})
+                                     params={"labelSelector": selector})
         return list(result.get("items") or [])
 
     async def failed_creates(self, namespace: str, job_name: str) -> list[dict[str, Any]]:

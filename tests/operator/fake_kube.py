@@ -56,7 +56,8 @@ class FakeKube:
 
     def writes(self) -> list[tuple[str, ...]]:
         return [c for c in self.calls if c[0] not in ("read", "get_training", "training_uids", "claim_exists",
-                                                       "list_pods", "read_log", "failed_creates")]
+                                                       "list_pods", "list_pods_labelled", "read_log",
+                                                       "failed_creates")]
 
     def _where(self, plural: str, namespace: str, name: str) -> tuple[dict[Any, dict[str, Any]], Any]:
         """The dict that holds such objects, and the object's key in it (Jobs apart: tests read kube.jobs)."""
@@ -139,6 +140,10 @@ class FakeKube:
     async def failed_creates(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
         self.calls.append(("failed_creates", namespace, job_name))
         return copy.deepcopy(self.events.get(job_name, []))
+
+    async def list_pods_labelled(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        self.calls.append(("list_pods_labelled", namespace, selector))
+        return copy.deepcopy(self.pods.get(selector, []))
 
     async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int) -> str:
         self.calls.append(("read_log", pod, container))

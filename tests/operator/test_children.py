@@ -25,12 +25,16 @@ def _kinds(children: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
 
 def test_roles_follow_the_spec() -> None:
     assert _kinds(desired(OWNER, parse_spec(BASE))) == {
-        "stage1": ["Job/coco-stage1"], "stage2": ["Job/coco-stage2"], "export": ["Job/coco-export"]}
-    assert _kinds(desired(OWNER, parse_spec({**BASE, "autoAdvance": False, "tensorboard": {"enabled": True}}))) == {
-        "stage1": ["Job/coco-stage1"], "tensorboard": ["Deployment/coco-tensorboard", "Service/coco-tensorboard"]}
+        "stage1": ["Job/coco-stage1"], "stage2": ["Job/coco-stage2"], "export": ["Job/coco-export"],
+        "evaluation": ["Deployment/coco-evaluation"]}  # on by default
+    off = {"evaluation": {"enabled": False}}
+    assert _kinds(desired(OWNER, parse_spec({**BASE, **off, "autoAdvance": False, "tensorboard": {"enabled": True}}))
+                  ) == {"stage1": ["Job/coco-stage1"],
+                        "tensorboard": ["Deployment/coco-tensorboard", "Service/coco-tensorboard"]}
     # A stage that ran stays a child (autoAdvance turned off after stage 2 started), and the export with it.
-    assert list(desired(OWNER, parse_spec({**BASE, "autoAdvance": False}), ran=(2,))) == ["stage1", "stage2", "export"]
-    assert _kinds(desired(OWNER, parse_spec({**BASE, "stage": 2, "numNodes": 2, "export": False}))) == {
+    assert list(desired(OWNER, parse_spec({**BASE, **off, "autoAdvance": False}), ran=(2,))) == [
+        "stage1", "stage2", "export"]
+    assert _kinds(desired(OWNER, parse_spec({**BASE, **off, "stage": 2, "numNodes": 2, "export": False}))) == {
         "stage2": ["Service/coco-stage2", "NetworkPolicy/coco-stage2", "Job/coco-stage2"]}  # the Job last
 
 
@@ -43,8 +47,9 @@ def test_every_child_carries_its_role_and_the_owner() -> None:
             pod = obj["spec"].get("template")
             if pod is not None:
                 assert pod["metadata"]["labels"]["im2txt.dev/role"] == role
-    jobs = [o for objects in desired(OWNER, parse_spec(BASE)).values() for o in objects]
-    assert [role_of(j["metadata"]["labels"]) for j in jobs] == ["stage1", "stage2", "export"]
+    objects = [o for objects in desired(OWNER, parse_spec(BASE)).values() for o in objects]
+    # Only Jobs carry im2txt.dev/stage: the evaluation Deployment is no stage's.
+    assert [role_of(o["metadata"]["labels"]) for o in objects] == ["stage1", "stage2", "export", None]
     assert role_of({"im2txt.dev/stage": "3"}) is None
 
 

@@ -75,21 +75,21 @@ def _complete(prefix: str) -> bool:
     return os.path.isfile(prefix + ".index") and bool(glob.glob(glob.escape(prefix) + ".data-*"))
 
 
-def _step(prefix: str) -> int:
+def step_of(prefix: str) -> int:
     m = _STEP.search(os.path.basename(prefix))
     return int(m.group(1)) if m else -1
 
 
-def _on_disk(train_dir: str) -> list[str]:
+def complete_on_disk(train_dir: str) -> list[str]:
     """Complete model.ckpt-N bundles in train_dir, oldest first."""
     found = [f[: -len(".index")] for f in glob.glob(os.path.join(glob.escape(train_dir), PREFIX + "-*.index"))]
-    return sorted((p for p in found if _step(p) >= 0 and _complete(p)), key=_step)
+    return sorted((p for p in found if step_of(p) >= 0 and _complete(p)), key=step_of)
 
 
 def candidates(train_dir: str) -> list[str]:
     """Checkpoints to try, newest first: the index's list, else complete model.ckpt-N bundles by step."""
     listed = [p for p in reversed(listed_checkpoints(train_dir)) if _complete(p)]
-    return listed or list(reversed(_on_disk(train_dir)))
+    return listed or list(reversed(complete_on_disk(train_dir)))
 
 
 def _write_index(train_dir: str, kept: list[str]) -> None:
@@ -133,10 +133,10 @@ def save(train_dir: str, variables: Mapping[str, tf.Variable], step: int, max_to
         os.replace(tmp + suffix, final + suffix)
     # Only this run's bundles count, complete on disk or listed (also those an index from another machine no longer
     # names): another run's (a user's UAI checkpoints, a deleted training resumed from) are never dropped.
-    previous = {p for p in listed_checkpoints(train_dir) if _complete(p)} | set(_on_disk(train_dir))
+    previous = {p for p in listed_checkpoints(train_dir) if _complete(p)} | set(complete_on_disk(train_dir))
     previous = set(owners.own(owners.read(train_dir), previous, run))
     previous.discard(final)
-    kept = [*sorted(previous, key=_step), final]
+    kept = [*sorted(previous, key=step_of), final]
     dropped, kept = kept[:-max_to_keep], kept[-max_to_keep:]
     _write_index(train_dir, kept)
     for p in dropped:

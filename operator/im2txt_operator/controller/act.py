@@ -1,5 +1,5 @@
 """The children writes of a reconcile: stage Jobs (with a headless Service and a NetworkPolicy on several nodes),
-the export Job, TensorBoard.
+the export Job, TensorBoard, the evaluation.
 
 Every create, patch and delete of a child goes through controller/owned.py (only this training's objects are
 touched). Whatever stops a write is returned as a Problem for the status patch, never raised past it: a foreign
@@ -100,32 +100,60 @@ async def create_export(ctx: Context, entry: Entry, owner: Owner, settings: Sett
     return None
 
 
+# The long-lived children of a role (not Jobs): their kinds.
+_KINDS = {names.TENSORBOARD: ("Deployment", "Service"), names.EVALUATION: ("Deployment",)}
+ABSENT = 0  # Entry.evaluation: known to have no evaluation Deployment (generations start at 1)
+
+
+async def _keep(ctx: Context, owner: Owner, settings: Settings, role: str, field: str, written: int | None,
+                generation: int | None, enabled: bool, present: bool) -> tuple[int | None, Problem | None]:
+    """Keep a role's long-lived children as the spec (``field``) says: written once per generation while enabled
+    (unless ``written`` is this generation: create, or patch its own), deleted when disabled and ``present`` (they
+    may exist). Returns (the generation they are written for, None when not written; what stopped it); a failed
+    write is tried again by the next reconcile."""
+    if enabled:
+        if written == generation:
+            return written, None
+        for child in children.desired(owner, settings)[role]:
+            done = await write(ctx, owner, child, field)
+            if isinstance(done, Problem):
+                return written, done
+            ctx.metrics.writes.labels(kind=role).inc()
+        return generation, None
+    name = names.child(owner.name, role)
+    for kind in _KINDS[role] if present else ():
+        try:
+            await owned.remove(ctx.kube, kind, owner.namespace, name, owner.uid)
+        except owned.NotOwned as e:  # someone else's object of that name: ours is gone, theirs stays
+            log.info("%s/%s: %s; not deleted", owner.namespace, owner.name, e,
+                     extra=logs.about(owner.namespace, owner.name))
+            continue
+        except ApiException as e:
+            return written, write_failed({"kind": kind, "metadata": {"name": name}}, field, e)
+        ctx.metrics.writes.labels(kind=role).inc()
+    return None, None
+
+
 async def keep_tensorboard(ctx: Context, entry: Entry, owner: Owner, settings: Settings, generation: int | None,
                            status: Mapping[str, Any]) -> tuple[str | None, Problem | None]:
-    """Keep the training's TensorBoard as its spec says: written once per generation while enabled (a restart
-    writes it again: create, or patch its own), deleted when disabled. Returns (status.tensorboard, what stopped
-    it); a failed write is tried again by the next reconcile."""
-    tb_name = names.tensorboard(owner.name)
-    if settings.tensorboard.enabled:
-        url = tensorboard.address(owner)
-        if entry.tensorboard != generation:
-            for child in children.desired(owner, settings)[names.TENSORBOARD]:
-                done = await write(ctx, owner, child, "spec.tensorboard")
-                if isinstance(done, Problem):
-                    return url, done
-                ctx.metrics.writes.labels(kind="tensorboard").inc()
-            entry.tensorboard = generation
-        return url, None
-    if entry.tensorboard is not None or status.get("tensorboard"):
-        for kind in ("Deployment", "Service"):
-            try:
-                await owned.remove(ctx.kube, kind, owner.namespace, tb_name, owner.uid)
-            except owned.NotOwned as e:  # someone else's object of that name: ours is gone, theirs stays
-                log.info("%s/%s: %s; not deleted", owner.namespace, owner.name, e,
-                         extra=logs.about(owner.namespace, owner.name))
-                continue
-            except ApiException as e:
-                return None, write_failed({"kind": kind, "metadata": {"name": tb_name}}, "spec.tensorboard", e)
-            ctx.metrics.writes.labels(kind="tensorboard").inc()
-        entry.tensorboard = None
-    return None, None
+    """The training's TensorBoard Deployment and Service as its spec says (``_keep``; a restart writes them again).
+    Returns (status.tensorboard, what stopped it)."""
+    enabled = settings.tensorboard.enabled
+    entry.tensorboard, problem = await _keep(ctx, owner, settings, names.TENSORBOARD, "spec.tensorboard",
+                                             entry.tensorboard, generation, enabled,
+                                             entry.tensorboard is not None or bool(status.get("tensorboard")))
+    return (tensorboard.address(owner) if enabled else None), problem
+
+
+async def keep_evaluation(ctx: Context, entry: Entry, owner: Owner, settings: Settings, generation: int | None,
+                          status: Mapping[str, Any]) -> tuple[int | None, Problem | None]:
+    """The training's evaluation Deployment as its spec says (``_keep``). Returns (the generation it is written
+    for, which status.evaluation.generation records so that a restarted operator does not write it again; what
+    stopped it). status.evaluation's figures stay when it is turned off (they were measured)."""
+    enabled = settings.evaluation.enabled
+    recorded = (status.get("evaluation") or {}).get("generation")
+    written = entry.evaluation if entry.evaluation is not None else recorded
+    kept, problem = await _keep(ctx, owner, settings, names.EVALUATION, "spec.evaluation", written, generation,
+                                enabled, written not in (None, ABSENT))
+    entry.evaluation = kept if enabled or problem else ABSENT
+    return kept, problem

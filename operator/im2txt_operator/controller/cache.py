@@ -70,6 +70,8 @@ class Entry:
     pods_read: bool = False
     # The generation whose TensorBoard Deployment and Service were last written (None: none written).
     tensorboard: int | None = None
+    # The same for the evaluation Deployment (act.ABSENT: known to be absent).
+    evaluation: int | None = None
     # resourceVersions our own writes produced: their watch events bring nothing new, so they are not
     # reconciled again (half the work in a burst). Anything else, or a restart, reconciles as usual.
     own: set[str] = field(default_factory=set)

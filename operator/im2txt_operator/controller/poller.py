@@ -15,6 +15,7 @@ from im2txt_operator import logs, names
 from im2txt_operator.api_budget import due
 from im2txt_operator.controller.cache import Entry, Key
 from im2txt_operator.controller.context import Context
+from im2txt_operator.controller.evaluating import refresh_evaluation, wanted
 from im2txt_operator.controller.reconcile import reconcile
 from im2txt_operator.controller.status_write import write_status
 from im2txt_operator.pod_reads import read_pods
@@ -27,10 +28,12 @@ CONCURRENCY = 8  # trainings looked at together in one round
 
 def wants_a_look(entry: Entry) -> bool:
     """Whether a round has something to read for this training: a running stage's progress, a pod that could not
-    start, or a spec problem to check again (a Succeeded or Failed training costs nothing)."""
+    start, a spec problem to check again, or an evaluation still to record (a Succeeded training whose last
+    checkpoint is being evaluated; otherwise a Succeeded or Failed training costs nothing)."""
     status = (entry.body or {}).get("status") or {}
     return entry.pod_problem is not None or status.get("phase") == "Running" or (
-        status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready"))
+        status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready")) or wanted(
+        entry.body or {})
 
 
 async def run(ctx: Context) -> None:
@@ -58,10 +61,11 @@ async def one_round(ctx: Context, looked_at: dict[Key, float]) -> list[Key]:
 
     async def one(key: Key, entry: Entry) -> None:
         async with sem:
-            try:
-                await look(ctx, key, entry)
-            except Exception as exc:  # best effort; the next round retries
-                log.debug("progress of %s/%s: %s", *key, logs.short(exc))
+            for what, read in (("progress", look), ("evaluation", refresh_evaluation)):
+                try:
+                    await read(ctx, key, entry)
+                except Exception as exc:  # best effort; the next round retries
+                    log.debug("%s of %s/%s: %s", what, *key, logs.short(exc))
 
     await asyncio.gather(*(one(k, entries[k]) for k in chosen))
     return chosen

@@ -13,7 +13,7 @@ from typing import Any
 from im2txt_operator import conditions as cond
 from im2txt_operator import export as exporting
 from im2txt_operator import names
-from im2txt_operator.controller.act import act, create_export, keep_tensorboard
+from im2txt_operator.controller.act import act, create_export, keep_evaluation, keep_tensorboard
 from im2txt_operator.controller.cache import Entry, Key, owned_by
 from im2txt_operator.controller.context import Context
 from im2txt_operator.controller.owned import Unsettled
@@ -150,10 +150,12 @@ async def _reconcile_locked(ctx: Context, key: Key, entry: Entry) -> None:
             break
 
     export_status, export_event, side = await _export(ctx, entry, read, decision)
-    url = None
+    url = evaluation_written = None
     if settings is not None:
         url, tensorboard_problem = await keep_tensorboard(ctx, entry, read.owner, settings, generation, status)
-        side = side or tensorboard_problem
+        evaluation_written, evaluation_problem = await keep_evaluation(ctx, entry, read.owner, settings, generation,
+                                                                       status)
+        side = side or tensorboard_problem or evaluation_problem
     side_event = None
     if side is not None and read.problem is None:  # the stages go on; Ready says what is wrong beside them
         decision, side_event = flag(decision, status, side, generation, ctx.now())
@@ -163,6 +165,8 @@ async def _reconcile_locked(ctx: Context, key: Key, entry: Entry) -> None:
         patch["export"] = export_status
     if settings is not None and status.get("tensorboard") != url:
         patch["tensorboard"] = url
+    if settings is not None and (status.get("evaluation") or {}).get("generation") != evaluation_written:
+        patch["evaluation"] = {"generation": evaluation_written}
     if patch and not await write_status(ctx, key, entry, body, patch):
         retry_soon(ctx, key, entry)  # decided from an old read: decide again from the training as it is now
         return
