@@ -14,9 +14,11 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
+
+from im2txt_operator.api_budget import ApiBudget
+from im2txt_operator.startup import serve_standby_health, until_supported
 
 LIVENESS = "http://0.0.0.0:8080/healthz"
 
@@ -79,7 +81,7 @@ def own_identity() -> str:
 
 def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, verbose: bool,
         metrics_port: int = 9090, election: Election | None = None, log_format: str = "text",
-        ufile_domains: Sequence[str] | None = None) -> int:
+        ufile_domains: Sequence[str] | None = None, budget: Any = None) -> int:
     import kopf
 
     import im2txt_operator.controller.wiring  # noqa: F401 - registers the kopf handlers
@@ -93,22 +95,23 @@ def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, v
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     # kopf's health endpoint serves on aiohttp, whose access log is one INFO line per request: one per probe.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    asyncio.run(_until_supported(liveness or None))
+    asyncio.run(until_supported(liveness or None))
     if election is None:
         kopf.run(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
                  liveness_endpoint=liveness or None, identity=own_identity(),
-                 memo=_memo(metrics_port, Metrics(), ufile_domains))
+                 memo=_memo(metrics_port, Metrics(), ufile_domains, budget=budget))
         return 0
     return asyncio.run(_run_as_leader(election, all_namespaces, namespaces, liveness or None, metrics_port,
-                                      ufile_domains))
+                                      ufile_domains, budget))
 
 
 def _memo(metrics_port: int, metrics: Any, ufile_domains: Sequence[str] | None = None,
-          fence: Callable[[], float] | None = None) -> Any:
+          fence: Callable[[], float] | None = None, budget: Any = None) -> Any:
     """What the operator's startup handler makes its context of, through kopf's memo: the metrics (made here, so a
     standby serves them before it leads), their port (0: none, or served already), the progress interval (the
     environment is read here, once, for tests and the demo), the UFile domains trainings may name, and ``fence``:
-    the leader's time left on its Lease, which bounds every write (None: not leader-elected)."""
+    the leader's time left on its Lease, which bounds every write (None: not leader-elected), and the API budget
+    (api_budget.ApiBudget: the client's rate limit and the poller's share)."""
     import kopf
 
     from im2txt_operator.controller.context import PROGRESS_INTERVAL
@@ -116,71 +119,12 @@ def _memo(metrics_port: int, metrics: Any, ufile_domains: Sequence[str] | None =
 
     interval = float(os.environ.get("IM2TXT_PROGRESS_INTERVAL") or PROGRESS_INTERVAL)
     return kopf.Memo(metrics_port=metrics_port, metrics=metrics, progress_interval=interval,
-                     ufile_domains=tuple(ufile_domains or UFILE_DOMAINS), fence=fence)
-
-
-async def _serve_standby_health(endpoint: str | None,
-                                health: Callable[[], tuple[bool, str]]) -> asyncio.Server | None:
-    """A standby's answer to the probes (kopf's own endpoint starts only with the operator): 200 while it can read
-    the Lease, so that it could take over; 503 with the reason while it cannot (the API does not answer)."""
-    if not endpoint:
-        return None
-    url = urlsplit(endpoint)
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(Exception):
-            await reader.readuntil(b"\r\n\r\n")
-            ok, why = health()
-            body = (why + "\n").encode()
-            status = b"200 OK" if ok else b"503 Service Unavailable"
-            writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain\r\nContent-Length: "
-                         + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
-            await writer.drain()
-        writer.close()
-
-    return await asyncio.start_server(answer, url.hostname, url.port)
-
-
-async def _until_supported(liveness: str | None, retry_seconds: float = 30.0) -> None:
-    """Return once the API server runs a Kubernetes version the operator supports. Until then nothing is watched
-    or written, the health endpoint answers 503 with the reason (the Pod is not Ready), and the log says it once.
-    An API that does not answer is left to what comes next (a standby's wait for the Lease, kopf's retries), which
-    report it; the version is read again there only through this check, at the next start."""
-    from im2txt_operator import server_version
-    from im2txt_operator.kube import Kube
-
-    log = logging.getLogger("im2txt_operator")
-    kube = Kube()
-    why: str | None = None
-    server = None
-    try:
-        while True:
-            try:
-                info = await kube.server_version()
-            except Exception as e:
-                log.warning("cannot read the API server's version (%s); going on without the check", e)
-                return
-            why = server_version.refusal(info)
-            if why is None:
-                log.info("Kubernetes %s (supported: %s)", info.get("gitVersion"), server_version.SUPPORTED)
-                if server_version.untested(info):
-                    log.warning("Kubernetes %s is newer than the newest minor this release was tested on (%s)",
-                                info.get("gitVersion"), server_version.SUPPORTED)
-                return
-            if server is None:
-                log.error("not starting: %s", why)
-                server = await _serve_standby_health(liveness, lambda said=why: (False, f"not starting: {said}"))
-            await asyncio.sleep(retry_seconds)
-    finally:
-        if server is not None:
-            server.close()
-            await server.wait_closed()
-        await kube.close()
+                     ufile_domains=tuple(ufile_domains or UFILE_DOMAINS), fence=fence, budget=budget)
 
 
 async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: Sequence[str],
                          liveness: str | None, metrics_port: int = 9090,
-                         ufile_domains: Sequence[str] | None = None) -> int:
+                         ufile_domains: Sequence[str] | None = None, budget: Any = None) -> int:
     """Wait for the Lease, then run the operator while renewing it. Losing it ends the process at once (the
     Deployment restarts it as a standby): a leader that may no longer act must not finish what it started."""
     import kopf
@@ -199,7 +143,7 @@ async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: S
                                                          metrics_port, e)
     kube = Kube()
     elector = LeaderElector(kube, election.namespace, election.name, election.identity)
-    server = await _serve_standby_health(liveness, elector.standby_health)
+    server = await serve_standby_health(liveness, elector.standby_health)
     try:
         await elector.acquire()
     finally:
@@ -224,7 +168,7 @@ async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: S
     # In this task, not a new one: kopf would wait for a task that waits for it.
     await kopf.operator(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
                         liveness_endpoint=liveness, identity=election.identity,
-                        memo=_memo(0, metrics, ufile_domains, elector.time_left))  # /metrics: served above
+                        memo=_memo(0, metrics, ufile_domains, elector.time_left, budget))  # /metrics: above
     holding.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await holding  # no renewal may land after the release
@@ -259,6 +203,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="the host suffixes a training's spec.ufile may name (its storage containers send "
                             "requests signed with its key pair there); default UCloud's: "
                             ".ufileos.com,.ufile.ucloud.cn,.ufile.ucloud.com.cn")
+    p_run.add_argument("--kube-qps", type=float, default=ApiBudget.qps,
+                       help=f"requests per second to the API server, on average (default {ApiBudget.qps:g})")
+    p_run.add_argument("--kube-burst", type=int, default=ApiBudget.burst,
+                       help=f"requests at once above --kube-qps (default {ApiBudget.burst})")
+    p_run.add_argument("--progress-budget", type=float, default=ApiBudget.progress_rps, metavar="RPS",
+                       help="requests per second the progress reads of running trainings may use in all; each "
+                            f"training is read less often as their number grows (default {ApiBudget.progress_rps:g})")
     p_run.add_argument("--leader-elect", action="store_true",
                        help="run only while holding a coordination.k8s.io Lease (replicas > 1: one acts, the "
                             "others stand by)")
@@ -291,5 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.namespace and not args.all_namespaces:
         parser.error("run: give --namespace NS or --all-namespaces")
     election = Election(args.lease_namespace, args.lease_name, args.identity) if args.leader_elect else None
+    if args.kube_qps <= 0 or args.kube_burst < 1 or args.progress_budget <= 0:
+        parser.error("run: --kube-qps and --progress-budget must be > 0, --kube-burst >= 1")
+    budget = ApiBudget(args.kube_qps, args.kube_burst, args.progress_budget)
     return run(args.namespace, args.all_namespaces, args.liveness, args.verbose, args.metrics_port, election,
-               args.log_format, args.ufile_domains)
+               args.log_format, args.ufile_domains, budget)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import decimal
 import re
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 MAX_STEPS = 1_000_000_000_000
 MAX_NODES = 64
@@ -117,3 +119,19 @@ class SpecError(ValueError):
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
+
+
+def _listing(fields: tuple[str, ...], word: str) -> str:
+    return f"{', '.join(fields[:-1])} {word} {fields[-1]}" if len(fields) > 1 else fields[0]
+
+
+def sub_object(spec: Mapping[str, Any], key: str, fields: tuple[str, ...], parent: str = "spec") -> Mapping[str, Any]:
+    """``<parent>.<key>``, an object with only these fields ({} when absent)."""
+    where = f"{parent}.{key}"
+    value = spec.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise SpecError(where, f"expected an object with {_listing(fields, 'and')}, got {value!r}")
+    unknown = set(value) - set(fields)
+    if unknown:
+        raise SpecError(f"{where}.{sorted(unknown)[0]}", f"unknown field: expected {_listing(fields, 'or')}")
+    return value

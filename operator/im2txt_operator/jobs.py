@@ -79,6 +79,11 @@ def trainer_requests(settings: Settings) -> dict[str, str]:
     return {n: q for n, q in defaults.items() if n not in named}
 
 
+def run_id(owner: Owner) -> dict[str, str]:
+    """Whose checkpoints the trainer and sync may prune: the training's uid (im2txt_storage.owners)."""
+    return {"name": "IM2TXT_RUN_ID", "value": owner.uid}
+
+
 def _trainer_resources(settings: Settings) -> dict[str, Any]:
     # Quantities are strings in the Job API (the client refuses plain numbers).
     resources: dict[str, Any] = {k: {n: str(q) for n, q in v.items()} for k, v in settings.resources.items()}
@@ -127,7 +132,8 @@ def build_job(owner: Owner, settings: Settings, stage: int) -> dict[str, Any]:
         "workingDir": "/data",
         "command": [TRAIN_PY],
         "args": trainer_args(settings, stage),
-        "env": [{"name": "IM2TXT_SAVE_INTERVAL_SECS", "value": str(settings.checkpoint_interval_seconds)}],
+        "env": [{"name": "IM2TXT_SAVE_INTERVAL_SECS", "value": str(settings.checkpoint_interval_seconds)},
+                run_id(owner)],
         "volumeMounts": _mounts(settings, read_only_data=True),
     }
     if settings.num_nodes > 1:
@@ -139,6 +145,9 @@ def build_job(owner: Owner, settings: Settings, stage: int) -> dict[str, Any]:
     if resources:
         trainer["resources"] = resources
     init = _init_containers(settings)
+    for container in init:
+        if container["name"] == "sync":  # prunes UFile: only bundles the ledger gives this training
+            container["env"].append(run_id(owner))
     role = names.stage_role(stage)
     template = pods.template(settings, pods.labels(owner, role, str(stage)), init=init, containers=[trainer], volumes=[
         pods.volume("data", settings.data_path, settings.data_cache_size, read_only=True),

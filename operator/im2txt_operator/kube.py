@@ -10,16 +10,18 @@ is what the pure core produces and consumes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import ssl
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib import parse
 
 import aiohttp
 import kubernetes
 
+from im2txt_operator.api_budget import RETRIES_ON_429, TokenBucket, retry_after
 from im2txt_operator.spec import GROUP, PLURAL, VERSION
 from im2txt_operator.workloads import JOB_UID_LABEL
 
@@ -29,6 +31,12 @@ PARTIAL_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8
 
 
 FIELD_MANAGER = "im2txt-operator"
+
+
+def quote(segment: str) -> str:
+    """One path segment, '/' included: a name never reaches another path (names are API-checked, but a read of a
+    name a tenant wrote must not depend on that)."""
+    return parse.quote(segment, safe="")
 
 
 class ApiException(Exception):
@@ -54,6 +62,18 @@ def load_configuration() -> kubernetes.client.Configuration:
     return config
 
 
+def _api_exception(status: int, http_reason: str, payload: bytes) -> ApiException:
+    """The API's Status answer as an exception (a proxy's HTML page: its first 200 bytes as the message)."""
+    details = None
+    try:
+        answer = json.loads(payload)
+        reason, message = answer.get("reason") or http_reason, answer.get("message") or ""
+        details = answer.get("details") if isinstance(answer.get("details"), dict) else None
+    except (ValueError, AttributeError):
+        reason, message = http_reason, payload[:200].decode(errors="replace")
+    return ApiException(status, str(reason), message, details)
+
+
 def _ssl_context(config: kubernetes.client.Configuration) -> ssl.SSLContext | bool:
     if not config.host.startswith("https"):
         return False
@@ -72,11 +92,14 @@ class Fenced(Exception):
 
 class Kube:
     def __init__(self, config: kubernetes.client.Configuration | None = None,
-                 fence: Callable[[], float] | None = None) -> None:
+                 fence: Callable[[], float] | None = None, limit: TokenBucket | None = None) -> None:
         """``fence``: the seconds this process may still write, i.e. the leader's time left on its Lease (None:
         not leader-elected). A write is refused when none is left and never outlasts what is left: a leader that was
-        paused (SIGSTOP, a long GC, a frozen VM) past its Lease cannot write over what the new leader wrote."""
+        paused (SIGSTOP, a long GC, a frozen VM) past its Lease cannot write over what the new leader wrote.
+        ``limit``: the client-side rate limit every request waits for (None: none, as for the Lease's own client,
+        whose renewals must never queue behind a burst of writes)."""
         self.fence = fence
+        self.limit = limit
         self.config = config or load_configuration()
         self.base = self.config.host.rstrip("/")
         self._ssl = _ssl_context(self.config)
@@ -97,6 +120,28 @@ class Kube:
     async def _request(self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None,
                        content_type: str = "application/json", text: bool = False,
                        accept: str = "application/json") -> Any:
+        """One API call. A 429 (API Priority and Fairness) is sent again after its Retry-After, up to
+        RETRIES_ON_429 times and never past the fence; anything else >= 400 is an ApiException."""
+        if method in ("POST", "PUT", "PATCH"):
+            # One named field manager on every write, so managedFields tell our fields from another controller's.
+            params = {**(params or {}), "fieldManager": FIELD_MANAGER}
+        data = None if body is None else json.dumps(body)
+        headers = self._headers(content_type if body is not None else None, accept)
+        for attempt in range(RETRIES_ON_429 + 1):
+            if self.limit is not None:
+                await self.limit.take()
+            status, wait, payload, reason = await self._send(method, path, data, params, headers)
+            if status < 400:
+                return payload.decode("utf-8", "replace") if text else json.loads(payload)
+            if status != 429 or wait is None or attempt == RETRIES_ON_429 or (
+                    self.fence is not None and method != "GET" and self.fence() <= wait):
+                raise _api_exception(status, reason, payload)
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
+
+    async def _send(self, method: str, path: str, data: str | None, params: dict[str, Any] | None,
+                    headers: dict[str, str]) -> tuple[int, float | None, bytes, str]:
+        """(status, a 429's Retry-After in seconds, body, HTTP reason) of one request."""
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self._ssl, limit=32),
@@ -107,24 +152,11 @@ class Kube:
             if left <= 0:
                 raise Fenced(f"{method} {path} not sent: the Lease may have passed to another replica")
             timeout = aiohttp.ClientTimeout(total=min(60.0, left))
-        if method in ("POST", "PUT", "PATCH"):
-            # One named field manager on every write, so managedFields tell our fields from another controller's.
-            params = {**(params or {}), "fieldManager": FIELD_MANAGER}
-        data = None if body is None else json.dumps(body)
-        headers = self._headers(content_type if body is not None else None, accept)
         async with self._session.request(method, self.base + path, data=data, params=params,
                                          headers=headers, timeout=timeout or self._session.timeout) as resp:
             payload = await resp.read()
-            if resp.status >= 400:
-                details = None
-                try:
-                    status = json.loads(payload)
-                    reason, message = status.get("reason") or resp.reason, status.get("message") or ""
-                    details = status.get("details") if isinstance(status.get("details"), dict) else None
-                except ValueError:
-                    reason, message = resp.reason or "Error", payload[:200].decode(errors="replace")
-                raise ApiException(resp.status, str(reason), message, details)
-            return payload.decode("utf-8", "replace") if text else json.loads(payload)
+            wait = retry_after(resp.headers.get("Retry-After")) if resp.status == 429 else None
+            return resp.status, wait, payload, resp.reason or "Error"
 
     async def close(self) -> None:
         if self._session is not None:
@@ -135,12 +167,6 @@ class Kube:
         path = f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs"
         return f"{path}/{quote(name)}" if name else path
 
-    async def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._request("POST", self._jobs(namespace), body=body)
-
-    async def get_job(self, namespace: str, name: str) -> dict[str, Any]:
-        return await self._request("GET", self._jobs(namespace, name))
-
     async def server_version(self) -> dict[str, Any]:
         """The API server's /version (readable by every authenticated user: no RBAC rule needed)."""
         return await self._request("GET", "/version")
@@ -150,24 +176,28 @@ class Kube:
         path = f"{api}/namespaces/{quote(namespace)}/{plural}"
         return f"{path}/{quote(name)}" if name else path
 
-    async def create_or_patch(self, api: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Create an object the operator owns; if it exists, merge-patch it to ``body`` (same labels, owner and
-        spec). ``api`` is "/api/v1" or "/apis/<group>/<version>"."""
-        meta = body["metadata"]
-        try:
-            return await self._request("POST", self._namespaced(api, plural, meta["namespace"]), body=body)
-        except ApiException as e:
-            if e.status != 409:
-                raise
-        return await self._request("PATCH", self._namespaced(api, plural, meta["namespace"], meta["name"]),
-                                   body={"metadata": {"labels": meta.get("labels") or {}}, "spec": body["spec"]},
+    async def create(self, api: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a namespaced object; ``api`` is "/api/v1" or "/apis/<group>/<version>". A 409 means the name is
+        taken: who holds it is for the caller to check (controller/owned.py), never assumed."""
+        return await self._request("POST", self._namespaced(api, plural, body["metadata"]["namespace"]), body=body)
+
+    async def read(self, api: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """GET a namespaced object; None when there is none."""
+        return await self._get_or_none(self._namespaced(api, plural, namespace, name))
+
+    async def merge_patch(self, api: str, plural: str, namespace: str, name: str,
+                          patch: dict[str, Any]) -> dict[str, Any]:
+        """JSON-merge-patch an object. A ``metadata.uid`` in the patch makes it apply only to that object (the
+        server refuses to change a uid: 422), a ``metadata.resourceVersion`` only to that version (409)."""
+        return await self._request("PATCH", self._namespaced(api, plural, namespace, name), body=patch,
                                    content_type=MERGE_PATCH)
 
-    async def delete_if_present(self, api: str, plural: str, namespace: str, name: str) -> bool:
-        """Delete an object; False when it was not there."""
+    async def delete(self, api: str, plural: str, namespace: str, name: str, uid: str) -> bool:
+        """Delete the object of that name only while it is the one with ``uid`` (a precondition: 409 when another
+        object took the name since it was read); False when it was not there."""
         try:
             await self._request("DELETE", self._namespaced(api, plural, namespace, name),
-                                body={"propagationPolicy": "Background"})
+                                body={"propagationPolicy": "Background", "preconditions": {"uid": uid}})
         except ApiException as e:
             if e.status == 404:
                 return False
@@ -179,13 +209,16 @@ class Kube:
         path = f"/apis/coordination.k8s.io/v1/namespaces/{quote(namespace)}/leases"
         return f"{path}/{quote(name)}" if name else path
 
-    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+    async def _get_or_none(self, path: str) -> dict[str, Any] | None:
         try:
-            return await self._request("GET", self._lease(namespace, name))
+            return await self._request("GET", path)
         except ApiException as e:
             if e.status == 404:
                 return None
             raise
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._get_or_none(self._lease(namespace, name))
 
     async def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self._request("POST", self._lease(namespace), body=body)
@@ -198,12 +231,7 @@ class Kube:
         return f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{PLURAL}/{quote(name)}"
 
     async def get_training(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return await self._request("GET", self._training(namespace, name))
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
+        return await self._get_or_none(self._training(namespace, name))
 
     async def training_uids(self, namespace: str) -> dict[str, str] | None:
         """name -> uid of every training in the namespace (metadata only); None when the CRD is gone."""
@@ -216,9 +244,14 @@ class Kube:
             raise
         return {i["metadata"]["name"]: i["metadata"].get("uid", "") for i in result.get("items") or ()}
 
-    async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        """Merge-patch the status subresource (never the spec)."""
-        return await self._request("PATCH", self._training(namespace, name) + "/status", body={"status": status},
+    async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any],
+                                    resource_version: str | None = None) -> dict[str, Any]:
+        """Merge-patch the status subresource (never the spec); with ``resource_version``, only that version of the
+        training (409 Conflict when it changed since)."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return await self._request("PATCH", self._training(namespace, name) + "/status", body=body,
                                    content_type=MERGE_PATCH)
 
     async def claim_exists(self, namespace: str, name: str) -> bool | None:
@@ -235,8 +268,17 @@ class Kube:
         return True
 
     async def list_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        return await self.list_pods_labelled(namespace, f"job-name={job_name}")
+
+    async def list_pods_labelled(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         result = await self._request("GET", f"/api/v1/namespaces/{quote(namespace)}/pods",
-                                     params={"labelSelector": f"job-name={job_name}"})
+                                     params={"labelSelector": selector})
+        return list(result.get("items") or [])
+
+    async def failed_creates(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        """The Job controller's FailedCreate Events on a Job (why it could not create its pods)."""
+        result = await self._request("GET", f"/api/v1/namespaces/{quote(namespace)}/events", params={
+            "fieldSelector": f"involvedObject.kind=Job,involvedObject.name={job_name},reason=FailedCreate"})
         return list(result.get("items") or [])
 
     async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int) -> str:

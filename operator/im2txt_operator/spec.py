@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from im2txt_operator import pod_fields
+from im2txt_operator.evaluation_spec import Evaluation, parse_evaluation
 from im2txt_operator.field_rules import (
     DNS_SUBDOMAIN,
     FILE_NAME,
@@ -25,6 +26,7 @@ from im2txt_operator.field_rules import (
     MAX_STEPS,
     QUANTITY,
     SpecError,
+    sub_object,
 )
 from im2txt_storage.paths import PvcPath, StoragePath, UFilePath, parse_path
 
@@ -54,7 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "extraArgs": [],
 }
 SPEC_FIELDS = frozenset({*DEFAULTS, "dataPath", "outputPath", "credentialsSecret", "ufile", "tensorboard", "resources",
-                         "nodeSelector", "tolerations", "maxRunSeconds", "queueName"})
+                         "evaluation", "nodeSelector", "tolerations", "maxRunSeconds", "queueName"})
 UFILE_SUFFIX_DEFAULT = ".cn-bj.ufileos.com"
 # The domains a training's UFile host may be in unless the cluster admin says otherwise: UCloud's own (regional
 # <region>.ufileos.com, internal-<region>.ufileos.com, and the older ufile.ucloud.cn / ufile.ucloud.com.cn).
@@ -89,6 +91,7 @@ class Settings:
     credentials_secret: str | None = None
     ufile: UFileEndpoints = field(default_factory=UFileEndpoints)
     tensorboard: TensorBoard = field(default_factory=TensorBoard)
+    evaluation: Evaluation = field(default_factory=Evaluation)
     image: str = "im2txt-trainer:0.1.0"
     gpus: int = 1
     num_nodes: int = 1  # pods per stage: > 1 is one Indexed Job, MultiWorkerMirroredStrategy across them
@@ -173,12 +176,7 @@ def _path(spec: Mapping[str, Any], key: str) -> StoragePath:
 
 
 def _tensorboard(spec: Mapping[str, Any]) -> TensorBoard:
-    value = spec.get("tensorboard") or {}
-    if not isinstance(value, Mapping):
-        raise SpecError("spec.tensorboard", f"expected an object with enabled and intervalSeconds, got {value!r}")
-    unknown = set(value) - {"enabled", "intervalSeconds"}
-    if unknown:
-        raise SpecError(f"spec.tensorboard.{sorted(unknown)[0]}", "unknown field: expected enabled or intervalSeconds")
+    value = sub_object(spec, "tensorboard", ("enabled", "intervalSeconds"))
     enabled = value.get("enabled", False)
     if not isinstance(enabled, bool):
         raise SpecError("spec.tensorboard.enabled", f"expected true or false, got {enabled!r}")
@@ -191,12 +189,7 @@ def _tensorboard(spec: Mapping[str, Any]) -> TensorBoard:
 
 def _ufile(spec: Mapping[str, Any], domains: Sequence[str] | None) -> UFileEndpoints:
     """spec.ufile; the suffixes must be inside ``domains`` (None: no UFile path, so no request goes anywhere)."""
-    value = spec.get("ufile") or {}
-    if not isinstance(value, Mapping):
-        raise SpecError("spec.ufile", f"expected an object with uploadSuffix and downloadSuffix, got {value!r}")
-    unknown = set(value) - {"uploadSuffix", "downloadSuffix"}
-    if unknown:
-        raise SpecError(f"spec.ufile.{sorted(unknown)[0]}", "unknown field: expected uploadSuffix or downloadSuffix")
+    value = sub_object(spec, "ufile", ("uploadSuffix", "downloadSuffix"))
     suffixes = {}
     for key in ("uploadSuffix", "downloadSuffix"):
         s = value.get(key, UFILE_SUFFIX_DEFAULT)
@@ -260,6 +253,7 @@ def parse_spec(spec: Mapping[str, Any] | None, ufile_domains: Sequence[str] = UF
         credentials_secret=secret,
         ufile=_ufile(spec, ufile_domains if uses_ufile else None),
         tensorboard=_tensorboard(spec),
+        evaluation=parse_evaluation(spec),
         image=_str(spec, "image", re.compile(r"\S+"), "an image reference without spaces", max_len=512) or "",
         gpus=_int(spec, "gpus", 0, 16),
         num_nodes=_int(spec, "numNodes", 1, MAX_NODES),

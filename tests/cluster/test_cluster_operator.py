@@ -201,7 +201,8 @@ def test_second_server_side_apply_changes_nothing(installed: ControlPlane, admin
 
 
 def test_examples_render_jobs_the_server_accepts(installed: ControlPlane, admin: Api, ns: str) -> None:
-    """`render` output (what the operator creates) passes the Job API's validation: dry-run on the server."""
+    """`render` output (what the operator creates: the Jobs, the evaluation Deployment) passes the API's validation:
+    dry-run on the server."""
     import subprocess
     import sys
 
@@ -209,11 +210,15 @@ def test_examples_render_jobs_the_server_accepts(installed: ControlPlane, admin:
         out = subprocess.run([sys.executable, "-m", "im2txt_operator", "render", str(ROOT / "examples" / example)],
                              capture_output=True, text=True, check=True,
                              env={"PYTHONPATH": f"{ROOT / 'operator'}:{ROOT / 'trainer'}", "PATH": "/usr/bin"}).stdout
-        for job in yaml.safe_load_all(out):
-            job = copy.deepcopy(job)
-            job["metadata"]["namespace"] = ns
-            job["metadata"].pop("ownerReferences")
-            admin.request("POST", admin.jobs(ns), job, params={"dryRun": "All", "fieldValidation": "Strict"})
+        kinds = []
+        for obj in yaml.safe_load_all(out):
+            obj = copy.deepcopy(obj)
+            obj["metadata"]["namespace"] = ns
+            obj["metadata"].pop("ownerReferences")
+            path = admin.jobs(ns) if obj["kind"] == "Job" else f"/apis/apps/v1/namespaces/{ns}/deployments"
+            admin.request("POST", path, obj, params={"dryRun": "All", "fieldValidation": "Strict"})
+            kinds.append(obj["kind"])
+        assert kinds[-1] == "Deployment" and set(kinds) == {"Job", "Deployment"}, (example, kinds)
 
 
 def test_operator_stops_cleanly_on_sigterm(admin: Api, ns: str, operator: OperatorProcess) -> None:

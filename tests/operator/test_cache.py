@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from im2txt_operator.controller.cache import Cache, Entry, job_key, newer, owned_by
+from im2txt_operator.controller.cache import Cache, Entry, job_key, newer, owned_by, slim
 
 
 def obj(rv: Any, **meta: Any) -> dict[str, Any]:
@@ -95,3 +95,37 @@ async def test_cache_renews_forgets_and_lists_the_others() -> None:
     cache.forget(("ml", "b"))
     await asyncio.sleep(0)
     assert cache.get(("ml", "b")) is None and b.retry.cancelled()
+
+
+def _served_job() -> dict[str, Any]:
+    """A stage Job as the API serves it: with managedFields and the Job controller's status."""
+    from im2txt_operator.jobs import build_job
+    from im2txt_operator.pods import Owner
+    from im2txt_operator.spec import parse_spec
+
+    job = build_job(Owner("coco", "ml", "uid-1"), parse_spec({
+        "dataPath": "ufile://data/coco/", "outputPath": "ufile://out/coco/", "credentialsSecret": "keys"}), 1)
+    job["apiVersion"], job["kind"] = "batch/v1", "Job"
+    job["metadata"] |= {"uid": "job-uid", "resourceVersion": "42", "managedFields": [
+        {"manager": "im2txt-operator", "operation": "Update", "fieldsV1": {"f:spec": {"f:template": {}}}}] * 3}
+    job["status"] = {"active": 1, "ready": 1, "startTime": "2026-12-06T10:00:00Z"}
+    return job
+
+
+def test_the_cache_keeps_what_the_controller_reads_and_not_the_rest() -> None:
+    import json
+
+    from im2txt_operator.job_state import job_state
+
+    served = _served_job()
+    kept = slim(served)
+    assert "template" in served["spec"] and "managedFields" in served["metadata"]  # the input is left as it was
+    assert "template" not in kept["spec"] and "managedFields" not in kept["metadata"]
+    assert job_state(kept, 1) == job_state(served, 1)  # everything decide() reads of a Job
+    assert job_key(kept) == job_key(served) and kept["metadata"]["ownerReferences"] == \
+        served["metadata"]["ownerReferences"]
+    assert len(json.dumps(kept)) * 4 < len(json.dumps(served))  # a quarter of the bytes, or less
+    applied = {"metadata": {"name": "coco", "annotations": {
+        "kubectl.kubernetes.io/last-applied-configuration": "{...}", "note": "kept"}}, "spec": {"x": 1}}
+    assert slim(applied) == {"metadata": {"name": "coco", "annotations": {"note": "kept"}}, "spec": {"x": 1}}
+    assert newer(None, served) == kept  # what enters the cache is slim

@@ -9,7 +9,7 @@ import pytest
 
 from im2txt_operator import conditions as cond
 from im2txt_operator.decisions import CreateJob, DeleteJob, Event, Problem, status_patch
-from im2txt_operator.job_state import JobState, job_state
+from im2txt_operator.job_state import JobState
 from im2txt_operator.lifecycle import decide
 from im2txt_operator.pod_reports import ContainerFailure
 from im2txt_operator.spec import parse_spec
@@ -243,25 +243,6 @@ def test_a_succeeded_stage_sets_the_step_to_its_target() -> None:
     assert (d.status["phase"], d.status["step"], d.status["progress"]) == ("Succeeded", 300, 100.0)
     d1 = decide("t", spec, None, 1, {**status_with(), "step": 66}, {1: succeeded(1)}, NOW)
     assert (d1.status["stage"], d1.status["step"]) == (2, 100)
-
-
-def test_job_state_reads_the_job_controller_conditions() -> None:
-    job = {"metadata": {"name": "t-stage1", "annotations": {"im2txt.dev/target-step": "123",
-                                                           "im2txt.dev/image-size": "64"}},
-           "spec": {"suspend": False, "template": {"spec": {"containers": [
-               # The args are not read: the stamped target is what counts.
-               {"name": "trainer", "args": ["--train_dir=/data/output/", "--number_of_steps=999"]}]}}},
-           "status": {"startTime": NOW, "conditions": [
-               {"type": "FailureTarget", "status": "True"},
-               {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "m",
-                "lastTransitionTime": NOW}]}}
-    s = job_state(job, 1)
-    assert (s.failed, s.succeeded, s.reason, s.target, s.completion_time) == (True, False, "BackoffLimitExceeded",
-                                                                                123, NOW)
-    assert s.image_size == 64 and job_state({"metadata": {"name": "t-stage1"}}, 1).target is None
-    job["status"] = {"succeeded": 1, "conditions": [{"type": "SuccessCriteriaMet", "status": "True"},
-                                                      {"type": "Complete", "status": "True"}]}
-    assert job_state(job, 1).succeeded
 
 
 def test_stage_entries_record_times() -> None:

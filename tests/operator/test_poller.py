@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 from typing import Any
 
-from fake_kube import NOW, FakeKube, context, training
+from fake_kube import NOW, SPEC, FakeKube, context, training
 
 from im2txt_operator import conditions as cond
+from im2txt_operator.api_budget import REQUESTS_PER_LOOK, ApiBudget
 from im2txt_operator.controller import poller
 from im2txt_operator.controller.reconcile import reconcile
 
@@ -82,3 +83,44 @@ async def test_the_loop_looks_at_running_trainings_every_interval() -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     assert kube.trainings[KEY]["status"]["step"] == 60
+
+
+async def test_a_round_spends_only_the_progress_budget_oldest_look_first() -> None:
+    """Five running trainings, a budget of two looks a round: each round reads two others, so every training is
+    read once in three rounds and the requests per round stay flat (api_budget)."""
+    names = [f"t{i}" for i in range(5)]
+
+    def one(n: str) -> dict[str, Any]:  # each its own output folder (a shared one makes the younger wait)
+        return training(n, uid=f"uid-{n}", spec={**SPEC, "outputPath": f"ufile://out/{n}/"})
+
+    kube = FakeKube(*(one(n) for n in names))
+    ctx, _ = context(kube, interval=30.0)
+    ctx.budget = ApiBudget(progress_rps=2 * REQUESTS_PER_LOOK / ctx.interval)  # two looks a round
+    for n in names:
+        ctx.cache.entry(("ml", n)).body = one(n)
+        await reconcile(ctx, ("ml", n))
+        kube.pods[f"{n}-stage1"] = [{"metadata": {"name": f"{n}-a", "creationTimestamp": NOW},
+                                     "status": {"phase": "Running"}}]
+        kube.logs[f"{n}-a", "trainer"] = "global step 7: loss = 2.0 (0.5 sec/step)\n"
+    ctx.cache.entry(("ml", "done")).body = training("done", status={"phase": "Succeeded", "conditions": [
+        {"type": "Ready", "status": "True"}]})  # nothing to read: never chosen
+    looked_at: dict[tuple[str, str], float] = {}
+    rounds = []
+    for _ in range(3):
+        kube.calls.clear()
+        chosen = await poller.one_round(ctx, looked_at)
+        rounds.append(sorted(c[2] for c in kube.calls if c[0] == "list_pods"))
+        assert len(chosen) == 2 and ("ml", "done") not in chosen
+    assert [len(r) for r in rounds] == [2, 2, 2]  # the budget holds in every round
+    assert {job for r in rounds for job in r} == {f"{n}-stage1" for n in names}  # and every training is read
+
+
+def test_a_training_wants_a_look_only_when_there_is_something_to_read() -> None:
+    from im2txt_operator.controller.cache import Entry
+
+    ready = [{"type": "Ready", "status": "True"}]
+    assert poller.wants_a_look(Entry(body={"status": {"phase": "Running", "conditions": ready}}))
+    assert not poller.wants_a_look(Entry(body={"status": {"phase": "Succeeded", "conditions": ready}}))
+    assert not poller.wants_a_look(Entry(body={"status": {"phase": "Failed"}}))
+    assert poller.wants_a_look(Entry(body={"status": {"phase": "Pending", "conditions": [
+        {"type": "Ready", "status": "False"}]}}))  # a spec problem to check again

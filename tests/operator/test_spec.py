@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import pytest
 from crd_corpus import BAD as CORPUS_BAD
 from crd_corpus import GOOD, GOOD_CASES, OPERATOR_ONLY
-from crd_validate import apply_defaults, validate, version_schema
+from crd_validate import apply_defaults, version_schema
 from operator_support import load
 
-from im2txt_operator import paths as operator_paths
-from im2txt_operator.field_rules import RESERVED_FLAGS, parse_quantity
 from im2txt_operator.spec import DEFAULTS, Settings, SpecError, parse_spec
-from im2txt_storage.paths import PvcPath, UFilePath, parse_path, parse_ufile_url
+from im2txt_storage.paths import PvcPath, UFilePath, parse_path
 
 BASE: dict[str, Any] = {"dataPath": "pvc://data/coco", "outputPath": "pvc://out/model/"}
 
@@ -53,17 +50,6 @@ def test_full_example_parses() -> None:
 ])
 def test_stages(spec: dict[str, Any], stages: tuple[int, ...]) -> None:
     assert parse_spec({**BASE, **spec}).stages() == stages
-
-
-@pytest.mark.parametrize(("path", "parsed"), [
-    ("ufile://bucket/", UFilePath("bucket", "")),
-    ("ufile://my-bucket/a/b/", UFilePath("my-bucket", "a/b/")),
-    ("pvc://claim", PvcPath("claim", "")),
-    ("pvc://claim/", PvcPath("claim", "")),
-    ("pvc://claim/sub/path/", PvcPath("claim", "sub/path")),
-])
-def test_paths(path: str, parsed: object) -> None:
-    assert parse_path(path) == parsed
 
 
 # (spec change, field named in the error, a fragment of what is expected)
@@ -163,13 +149,6 @@ def test_integer_limits_and_quantities() -> None:
     s = parse_spec({**BASE, "resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
                                           "limits": {"cpu": 1, "memory": "1073741824", "example.com/x": "2"}}})
     assert s.resources["limits"]["cpu"] == 1
-    assert parse_quantity("1Gi") == parse_quantity("1073741824") == Decimal(2**30)
-    assert parse_quantity("500m") == Decimal("0.5") and parse_quantity(".5") == parse_quantity("5e-1")
-    assert parse_quantity("1E") == Decimal(10**18) and parse_quantity("2Ei") == Decimal(2 * 2**60)
-    assert parse_quantity("+1.5k") == Decimal(1500) and parse_quantity("3n") == Decimal("3e-9")
-    for bad in ("1K", "-1", "1e", "1.2.3", "", "Gi", True):
-        with pytest.raises(ValueError):
-            parse_quantity(bad)
 
 
 # -- the corpus the CRD, the offline validator and a real API server are checked against ------------------
@@ -199,95 +178,6 @@ def test_operator_refuses_what_only_the_pod_api_checks(crd: dict[str, Any], obj:
     with pytest.raises(SpecError) as info:
         parse_spec(_spec(crd, obj))
     assert info.value.field == field, str(info.value)
-
-
-@pytest.mark.parametrize("arg", ["--train_dir_suffix=x", "--trainer", "--number_of_steps2=1", "--x", "--n_x",
-                                 "--inception_v4", "--input_file_patterns", "--train_inception_lr=0.1"])
-def test_flags_that_only_start_like_a_reserved_one_are_allowed(arg: str) -> None:
-    """Only a flag name that is a prefix of a reserved flag's (what an abbreviating parser would expand) is
-    refused; a longer name that starts with one is another flag."""
-    assert parse_spec({**BASE, "extraArgs": [arg]}).extra_args == (arg,)
-
-
-@pytest.mark.parametrize("reserved", RESERVED_FLAGS)
-def test_every_prefix_of_a_reserved_flag_is_refused(crd: dict[str, Any], reserved: str) -> None:
-    for n in range(1, len(reserved) + 1):
-        for arg in (f"--{reserved[:n]}", f"--{reserved[:n]}=1"):
-            with pytest.raises(SpecError, match=r"^spec\.extraArgs\[0\]: "):
-                parse_spec({**BASE, "extraArgs": [arg]})
-            obj = {"apiVersion": "im2txt.dev/v1alpha1", "kind": "Im2txtTraining", "metadata": {"name": "t"},
-                   "spec": {**BASE, "extraArgs": [arg]}}
-            assert any(e.startswith("spec.extraArgs[0]: ") for e in validate(crd, obj)), arg
-
-
-# -- one parser for storage paths: the operator and the storage commands agree --------------------------------
-PATHS: list[tuple[str, bool]] = [
-    ("ufile://bucket/", True),
-    ("ufile://my-bucket/uai/im2txt/data/", True),
-    ("ufile://bucket/.hidden/..x/.../", True),
-    ("ufile://bucket/a b/", False),
-    ("ufile://bucket/../x/", False),
-    ("ufile://bucket/a/../", False),
-    ("ufile://bucket/./", False),
-    ("ufile://bucket//", False),
-    ("ufile://bucket/a//b/", False),
-    ("ufile://bucket/x", False),
-    ("ufile://bucket", False),
-    ("ufile://bucket/50%/", False),
-    ("ufile://bucket/a?b/", False),
-    ("ufile://bucket/a#b/", False),
-    ("ufile://bucket/a\\b/", False),
-    ("ufile://bucket/a\tb/", False),
-    ("ufile://bucket/x/\n", False),
-    ("ufile://my.bucket/x/", False),
-    ("ufile://ab/x/", False),
-    ("ufile://Bucket/x/", False),
-    ("ufile://-bucket/x/", False),
-    ("ufile://" + "b" * 63 + "/x/", True),
-    ("ufile://" + "b" * 64 + "/x/", False),
-    ("pvc://claim", True),
-    ("pvc://claim/", True),
-    ("pvc://claim/sub/path", True),
-    ("pvc://claim/sub/path/", True),
-    ("pvc://claim/50%/a?b#c", True),
-    ("pvc://claim/../../etc/", False),
-    ("pvc://claim/a/..", False),
-    ("pvc://claim/./a", False),
-    ("pvc://claim//a", False),
-    ("pvc://claim/a//", False),
-    ("pvc://Claim/a", False),
-    ("pvc://claim/a b", False),
-    ("s3://bucket/x/", False),
-    ("/data/x", False),
-    ("", False),
-]
-
-
-@pytest.mark.parametrize(("path", "ok"), PATHS, ids=[repr(p[0])[1:-1][:40] for p in PATHS])
-def test_operator_and_storage_commands_agree_on_paths(crd: dict[str, Any], path: str, ok: bool) -> None:
-    spec = {"dataPath": path, "outputPath": "pvc://out/", "credentialsSecret": "keys"}
-    try:
-        parse_spec(spec)
-        operator_ok = True
-    except SpecError as e:
-        assert e.field == "spec.dataPath", e
-        operator_ok = False
-    assert operator_ok is ok
-    obj = {"apiVersion": "im2txt.dev/v1alpha1", "kind": "Im2txtTraining", "metadata": {"name": "t"}, "spec": spec}
-    assert (validate(crd, obj) == []) is ok, validate(crd, obj)
-    if path.startswith("ufile://"):  # what `python -m im2txt_storage fetch|sync --...-url=` parses
-        try:
-            parse_ufile_url(path, field="--data-url")
-            storage_ok = True
-        except ValueError as e:
-            assert str(e).startswith("--data-url: "), e
-            storage_ok = False
-        assert storage_ok is ok
-
-
-def test_the_operator_uses_the_storage_packages_parser() -> None:
-    assert operator_paths.parse_path is parse_path and operator_paths.UFilePath is UFilePath
-    assert operator_paths.PvcPath is PvcPath
 
 
 def test_ufile_hosts_are_the_admins_to_allow() -> None:

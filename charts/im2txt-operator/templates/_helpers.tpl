@@ -56,10 +56,14 @@ when it serves all namespaces, a Role's in each namespace it serves. */}}
 # TensorBoard per training (spec.tensorboard.enabled): a Deployment and a Service owned by the training.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["create", "patch", "delete"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["create", "patch", "delete"]
+  verbs: ["get", "create", "patch", "delete"]
+# A multi-node stage's NetworkPolicy: its workers' port 2222 open only to each other; owned by the training.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "patch"]
 # Find the running pod of a stage's Job, then read the trainer container's log for the current step.
 - apiGroups: [""]
   resources: ["pods"]
@@ -74,7 +78,7 @@ when it serves all namespaces, a Role's in each namespace it serves. */}}
 # Events on the trainings (kopf posts core events; newer clients post events.k8s.io events).
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["list", "create", "patch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -9,7 +9,7 @@ from typing import Any
 
 from im2txt_operator import children
 from im2txt_operator.decisions import Problem
-from im2txt_operator.pod_problems import pod_problem
+from im2txt_operator.pod_problems import create_problem, pod_problem
 from im2txt_operator.pods import LABEL_TRAINING
 from im2txt_operator.spec import KIND
 
@@ -23,8 +23,25 @@ def _rv(obj: Mapping[str, Any] | None) -> int | None:
         return None
 
 
+# What the cache keeps of an object: the controller reads metadata (names, labels, our annotations, owners, uid,
+# resourceVersion, generation), a training's spec and status, and a Job's suspend and status. managedFields, the
+# last-applied annotation and a Job's pod template are most of an object's bytes and are never read: dropped.
+_DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
+def slim(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """``obj`` as the cache keeps it (a new dict; ``obj`` is not changed)."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    if meta.get("annotations"):
+        meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k not in _DROPPED_ANNOTATIONS}
+    out = {**obj, "metadata": meta}
+    if obj.get("kind") == "Job" and isinstance(obj.get("spec"), Mapping):
+        out["spec"] = {k: v for k, v in obj["spec"].items() if k != "template"}
+    return out
+
+
 def newer(cached: dict[str, Any] | None, incoming: dict[str, Any]) -> dict[str, Any]:
-    """Keep the fresher of two versions of an object (watch events and our own write responses race).
+    """Keep the fresher of two versions of an object (watch events and our own write responses race), slim.
 
     resourceVersions are opaque by contract but are etcd revisions (integers) on every real server; when
     they are not integers, the incoming one wins.
@@ -32,7 +49,7 @@ def newer(cached: dict[str, Any] | None, incoming: dict[str, Any]) -> dict[str, 
     a, b = _rv(cached), _rv(incoming)
     if cached is not None and a is not None and b is not None and a > b:
         return cached
-    return incoming
+    return slim(incoming)
 
 
 @dataclass
@@ -53,6 +70,8 @@ class Entry:
     pods_read: bool = False
     # The generation whose TensorBoard Deployment and Service were last written (None: none written).
     tensorboard: int | None = None
+    # The same for the evaluation Deployment (act.ABSENT: known to be absent).
+    evaluation: int | None = None
     # resourceVersions our own writes produced: their watch events bring nothing new, so they are not
     # reconciled again (half the work in a burst). Anything else, or a restart, reconciles as usual.
     own: set[str] = field(default_factory=set)
@@ -76,12 +95,15 @@ class Entry:
         self.remember(obj)
         self.body = newer(self.body, obj)
 
-    def read_pod_problem(self, job_name: str, pods: list[dict[str, Any]]) -> bool:
-        """What keeps the stage's newest pod from starting, from these pods; True when that changed."""
+    def read_pod_problem(self, job_name: str, pods: list[dict[str, Any]],
+                         failed_creates: list[dict[str, Any]] | None = None) -> bool:
+        """What keeps the stage's newest pod from starting, from these pods (or, with no pod at all, the Job's
+        FailedCreate Events); True when that changed."""
         body = self.body or {}
         secret = (body.get("spec") or {}).get("credentialsSecret")
         namespace = body.get("metadata", {}).get("namespace", "")
-        found = pod_problem(pods, secret if isinstance(secret, str) else None, namespace)
+        found = pod_problem(pods, secret if isinstance(secret, str) else None, namespace) or (
+            None if pods else create_problem(failed_creates or (), job_name))
         self.pods_read = True
         if found == (self.pod_problem[1] if self.pod_problem else None):
             return False

@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 
 from im2txt_operator import logs
+from im2txt_operator.api_budget import ApiBudget
 from im2txt_operator.cluster_checks import ClusterChecks
 from im2txt_operator.controller.cache import Cache
 from im2txt_operator.controller.queue import Queue
@@ -49,6 +50,7 @@ class Context:
     interval: float = PROGRESS_INTERVAL
     metrics_port: int = 0  # where startup serves the metrics; 0: nowhere (off, or `run` serves them already)
     ufile_domains: tuple[str, ...] = UFILE_DOMAINS  # the hosts spec.ufile may name (run --ufile-domains)
+    budget: ApiBudget = field(default_factory=ApiBudget)  # the client's rate limit and the poller's share
     now: Callable[[], str] = utc_now
     post_event: Post = kopf_event
     queue: Queue = field(init=False)

@@ -1,6 +1,7 @@
 """The periodic loop: progress of running stages, re-checks of spec problems, and pruning of the cache.
 
-One loop for all trainings (a kopf timer would put a finalizer on every training; this loop needs none).
+One loop for all trainings (a kopf timer would put a finalizer on every training; this loop needs none). Each round
+spends at most the progress budget (api_budget), so the API load stays flat however many trainings run.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import logging
 import time
 
 from im2txt_operator import conditions as cond
-from im2txt_operator import logs
+from im2txt_operator import logs, names
+from im2txt_operator.api_budget import due
 from im2txt_operator.controller.cache import Entry, Key
 from im2txt_operator.controller.context import Context
+from im2txt_operator.controller.evaluating import refresh_evaluation, wanted
 from im2txt_operator.controller.reconcile import reconcile
+from im2txt_operator.controller.status_write import write_status
 from im2txt_operator.pod_reads import read_pods
 from im2txt_operator.running_status import running_status
 
@@ -22,32 +26,64 @@ log = logging.getLogger("im2txt_operator")
 CONCURRENCY = 8  # trainings looked at together in one round
 
 
+def wants_a_look(entry: Entry) -> bool:
+    """Whether a round has something to read for this training: a running stage's progress, a queued stage's
+    Kueue reason, a pod that could not
+    start, a spec problem to check again, or an evaluation still to record (a Succeeded training whose last
+    checkpoint is being evaluated; otherwise a Succeeded or Failed training costs nothing)."""
+    status = (entry.body or {}).get("status") or {}
+    return entry.pod_problem is not None or status.get("phase") in ("Running", "Queued") or (
+        status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready")) or wanted(
+        entry.body or {})
+
+
 async def run(ctx: Context) -> None:
-    """Every ``ctx.interval`` seconds: prune the cache, then look at every training once."""
+    """Every ``ctx.interval`` seconds, one round."""
+    looked_at: dict[Key, float] = {}
+    while True:
+        await asyncio.sleep(ctx.interval)
+        await one_round(ctx, looked_at)
+
+
+async def one_round(ctx: Context, looked_at: dict[Key, float]) -> list[Key]:
+    """Prune the cache, then look at the trainings that want a look, as many as the progress budget allows
+    (api_budget), those looked at longest ago (``looked_at``: monotonic times, kept between rounds) first."""
+    try:
+        await prune(ctx)
+    except Exception as exc:  # best effort; the next round retries
+        log.debug("pruning the cache: %s", logs.short(exc))
+    entries = {k: e for k, e in ctx.cache.items() if wants_a_look(e)}
+    for gone in looked_at.keys() - entries.keys():
+        del looked_at[gone]
+    chosen = due(looked_at, entries, ctx.budget.looks_per_round(ctx.interval))
+    now = time.monotonic()
+    looked_at.update((k, now) for k in chosen)
     sem = asyncio.Semaphore(CONCURRENCY)
 
     async def one(key: Key, entry: Entry) -> None:
         async with sem:
-            status = (entry.body or {}).get("status") or {}
-            try:
-                if entry.pod_problem is not None:
-                    await refresh_progress(ctx, key, entry)  # the pod's status says when the problem is gone
-                elif status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready"):
-                    await reconcile(ctx, key)
-                elif status.get("phase") == "Running":
-                    await refresh_progress(ctx, key, entry)
-                elif status.get("phase") == "Queued":
-                    await reconcile(ctx, key)  # Kueue's reason may change (no watch on its Workloads)
-            except Exception as exc:  # best effort; the next tick retries
-                log.debug("progress of %s/%s: %s", *key, logs.short(exc))
+            for what, read in (("progress", look), ("evaluation", refresh_evaluation)):
+                try:
+                    await read(ctx, key, entry)
+                except Exception as exc:  # best effort; the next round retries
+                    log.debug("%s of %s/%s: %s", what, *key, logs.short(exc))
 
-    while True:
-        await asyncio.sleep(ctx.interval)
-        try:
-            await prune(ctx)
-        except Exception as exc:  # best effort; the next tick retries
-            log.debug("pruning the cache: %s", logs.short(exc))
-        await asyncio.gather(*(one(k, e) for k, e in ctx.cache.items()))
+    await asyncio.gather(*(one(k, entries[k]) for k in chosen))
+    return chosen
+
+
+async def look(ctx: Context, key: Key, entry: Entry) -> None:
+    """One look: the pods of a stage that could not start or runs, or a reconcile that checks a problem again."""
+    status = (entry.body or {}).get("status") or {}
+    if entry.pod_problem is not None:
+        await refresh_progress(ctx, key, entry)  # the pod's status says when the problem is gone
+    elif status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready") and (
+            entry.retry is None or entry.retry.done()):  # else the queue's backoff retries it
+        await reconcile(ctx, key)
+    elif status.get("phase") == "Running":
+        await refresh_progress(ctx, key, entry)
+    elif status.get("phase") == "Queued":
+        await reconcile(ctx, key)  # Kueue's reason may change (no watch on its Workloads)
 
 
 async def prune(ctx: Context) -> None:
@@ -73,13 +109,17 @@ async def refresh_progress(ctx: Context, key: Key, entry: Entry) -> None:
     body = entry.body
     if body is None:
         return
-    namespace, name = key
+    namespace = key[0]
     status = body.get("status") or {}
     job_name, target = status.get("jobName"), status.get("target")
     if not job_name or not isinstance(target, int):
         return
     pods = await ctx.kube.list_pods(namespace, job_name)
-    if entry.read_pod_problem(job_name, pods):
+    job = entry.jobs.get(names.stage_role(status.get("stage") or 1)) or {}
+    # No pod at all of a Job that should have some: the Job controller's Events say why (a quota, a policy).
+    failed = [] if pods or (job.get("spec") or {}).get("suspend") else await ctx.kube.failed_creates(namespace,
+                                                                                                      job_name)
+    if entry.read_pod_problem(job_name, pods, failed):
         await reconcile(ctx, key)
         return
     output = str((body.get("spec") or {}).get("outputPath") or "")
@@ -89,7 +129,7 @@ async def refresh_progress(ctx: Context, key: Key, entry: Entry) -> None:
         update = running_status(current.get("status") or {}, job_name, reads, entry.sample, time.monotonic(),
                                 current.get("metadata", {}).get("generation"), ctx.now())
         entry.sample = update.sample
-        if update.patch:
-            entry.wrote(await ctx.kube.patch_training_status(namespace, name, update.patch))
+        if update.patch and not await write_status(ctx, key, entry, current, update.patch):
+            return  # the training changed since it was read: the next round reads it as it is
         if update.event is not None:
             ctx.post(entry.body or current, update.event, (current.get("status") or {}).get("stage"), logging.WARNING)
