@@ -44,6 +44,7 @@ class FakeKube:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name)
         self.pods: dict[str, list[dict[str, Any]]] = {}  # by Job name
         self.logs: dict[tuple[str, str], str] = {}  # (pod, container) -> text
+        self.events: dict[str, list[dict[str, Any]]] = {}  # Job name -> its FailedCreate Events
         self.claims: set[str] = set()
         self.calls: list[tuple[str, ...]] = []
         self.refuse: str | None = None
@@ -55,7 +56,8 @@ class FakeKube:
 
     def writes(self) -> list[tuple[str, ...]]:
         return [c for c in self.calls if c[0] not in ("read", "get_training", "training_uids", "claim_exists",
-                                                       "list_pods", "list_pods_labelled", "read_log")]
+                                                       "list_pods", "list_pods_labelled", "read_log",
+                                                       "failed_creates", "list_workloads")]
 
     def _where(self, plural: str, namespace: str, name: str) -> tuple[dict[Any, dict[str, Any]], Any]:
         """The dict that holds such objects, and the object's key in it (Jobs apart: tests read kube.jobs)."""
@@ -102,10 +104,17 @@ class FakeKube:
         del store[key]
         return True
 
-    async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append(("patch_job", namespace, name))
-        _merge(self.jobs[namespace, name], patch)
-        return self._stamp(self.jobs[namespace, name])
+    async def delete_job(self, namespace: str, name: str, uid: str) -> None:
+        """Foreground: the Job stays, marked deleted, until the test removes it (as the garbage collector would)."""
+        self.calls.append(("delete_job", namespace, name))
+        job = self.jobs.get((namespace, name))
+        if job is not None and job["metadata"]["uid"] == uid:
+            job["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+            self._stamp(job)
+
+    async def list_workloads(self, namespace: str, job_uid: str) -> list[dict[str, Any]] | None:
+        self.calls.append(("list_workloads", namespace, job_uid))
+        return None  # no Kueue API here
 
     async def get_training(self, namespace: str, name: str) -> dict[str, Any] | None:
         self.calls.append(("get_training", namespace, name))
@@ -134,6 +143,10 @@ class FakeKube:
     async def list_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
         self.calls.append(("list_pods", namespace, job_name))
         return copy.deepcopy(self.pods.get(job_name, []))
+
+    async def failed_creates(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        self.calls.append(("failed_creates", namespace, job_name))
+        return copy.deepcopy(self.events.get(job_name, []))
 
     async def list_pods_labelled(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         self.calls.append(("list_pods_labelled", namespace, selector))

@@ -9,12 +9,15 @@ from typing import Any
 
 import kopf
 import pytest
-from fake_kube import FakeKube, context, training
+from fake_kube import SPEC, FakeKube, context, training
 from prometheus_client import generate_latest
 
+from im2txt_operator.children import desired
 from im2txt_operator.controller import wiring
 from im2txt_operator.controller.context import Context
 from im2txt_operator.metrics import Metrics
+from im2txt_operator.pods import Owner
+from im2txt_operator.spec import parse_spec
 
 KEY = ("ml", "coco")
 KUBECONFIG = """apiVersion: v1
@@ -100,6 +103,19 @@ async def test_a_deleted_job_is_made_again_only_while_its_training_exists() -> N
 
 def test_the_index_keys_our_jobs_by_training() -> None:
     job = {"metadata": {"namespace": "ml", "name": "coco-stage2",
-                        "labels": {"im2txt.dev/training": "coco", "im2txt.dev/stage": "2"}}}
+                        "labels": {"im2txt.dev/training": "coco", "im2txt.dev/stage": "2"},
+                        "ownerReferences": [{"kind": "Im2txtTraining", "name": "coco", "uid": "u",
+                                             "controller": True}]}}
     assert wiring.training_jobs(body=job) == {KEY: job}  # type: ignore[arg-type]
     assert wiring.training_jobs(body={"metadata": {"namespace": "ml", "labels": {}}}) is None  # type: ignore[arg-type]
+
+
+def test_the_jobs_index_holds_only_jobs_a_training_controls() -> None:
+    """Anyone who may create Jobs may put the operator's labels on one: such a Job never enters the index."""
+    (job,) = desired(Owner("coco", "ml", "uid-coco"), parse_spec(SPEC))["stage1"]
+    assert list(wiring.training_jobs(body=job) or {}) == [("ml", "coco")]  # type: ignore[arg-type]
+    forged = {**job, "metadata": {**job["metadata"], "ownerReferences": []}}
+    assert wiring.training_jobs(body=forged) is None  # type: ignore[arg-type]
+    elsewhere = {**job, "metadata": {**job["metadata"], "labels": {**job["metadata"]["labels"],
+                                                                   "im2txt.dev/training": "other"}}}
+    assert wiring.training_jobs(body=elsewhere) is None  # type: ignore[arg-type]

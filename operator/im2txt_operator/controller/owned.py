@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from im2txt_operator.kube import ApiException, Kube
+from im2txt_operator.pods import LABEL_TRAINING
 from im2txt_operator.spec import KIND
 
 # kind -> (API prefix, plural) of every kind of child a training has.
@@ -38,6 +39,14 @@ def controlled_by(obj: Mapping[str, Any], uid: str) -> bool:
     """Whether the object's controller ownerReference is the training with this uid."""
     return any(ref.get("controller") and ref.get("uid") == uid and ref.get("kind") == KIND
                for ref in (obj.get("metadata") or {}).get("ownerReferences") or ())
+
+
+def controlled_by_a_training(obj: Mapping[str, Any]) -> bool:
+    """Whether the object's controller ownerReference is a training named as its im2txt.dev/training label says."""
+    meta = obj.get("metadata") or {}
+    name = (meta.get("labels") or {}).get(LABEL_TRAINING)
+    return any(ref.get("controller") and ref.get("kind") == KIND and ref.get("name") == name
+               for ref in meta.get("ownerReferences") or ())
 
 
 async def ensure(kube: Kube, body: dict[str, Any], uid: str, *, update: bool = True) -> tuple[dict[str, Any], bool]:
