@@ -58,6 +58,9 @@ STATUS_BAD: list[tuple[str, dict[str, Any], str]] = [
      "status.conditions[0].status"),
     ("status stage entry outcome unknown", _with(status={"stages": [{"stage": 1, "outcome": "Done"}]}),
      "status.stages[0].outcome"),
+    ("status evaluation of a stage 3", _with(status={"evaluation": {"stages": [{"stage": 3, "perplexity": 9.5}]}}),
+     "status.evaluation.stages[0].stage"),
+    ("status evaluation step not a number", _with(status={"evaluation": {"step": "late"}}), "status.evaluation.step"),
 ]
 
 # (id, resource, field the API server names)
@@ -200,6 +203,16 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("name too long for the children's names", _with(metadata={"name": "n" * 52}), "metadata.name"),
     ("name with a dot (no Service can carry it)", _with(metadata={"name": "coco.v2"}), "metadata.name"),
     ("name starting with a digit (not a DNS-1035 label)", _with(metadata={"name": "2coco"}), "metadata.name"),
+    # spec.evaluation
+    ("unknown evaluation field", _with({"evaluation": {"enable": True}}), "spec.evaluation.enable"),
+    ("evaluation enabled not a boolean", _with({"evaluation": {"enabled": "yes"}}), "spec.evaluation.enabled"),
+    ("evaluation pattern with a folder", _with({"evaluation": {"filePattern": "val/val-*"}}),
+     "spec.evaluation.filePattern"),
+    ("evaluation every 10 seconds", _with({"evaluation": {"intervalSeconds": 10}}), "spec.evaluation.intervalSeconds"),
+    ("evaluation of no examples", _with({"evaluation": {"numExamples": 0}}), "spec.evaluation.numExamples"),
+    ("evaluation BLEU on no images", _with({"evaluation": {"bleuImages": 0}}), "spec.evaluation.bleuImages"),
+    ("evaluation cpu not a quantity", _with({"evaluation": {"resources": {"requests": {"cpu": "lots"}}}}),
+     "spec.evaluation.resources.requests.cpu"),
     *STATUS_BAD,
 ]
 
@@ -261,6 +274,14 @@ GOOD_CASES: list[tuple[str, dict[str, Any]]] = [
     })),
 ]
 
+GOOD_CASES += [
+    ("evaluation off", _with({"evaluation": {"enabled": False}})),
+    ("evaluation in full", _pvc(evaluation={"enabled": True, "filePattern": "test-?????-of-00008",
+                                            "intervalSeconds": 3600, "numExamples": 500, "bleu": True,
+                                            "bleuImages": 100, "resources": {"requests": {"cpu": "4"}, "limits": {
+                                                "memory": "8Gi", "nvidia.com/gpu": 1}}})),
+]
+
 # (id, resource, field): accepted by the API server, refused by the operator (and by the Pod API).
 OPERATOR_ONLY: list[tuple[str, dict[str, Any], str]] = [
     ("cpu request above its limit", _with({"resources": {"requests": {"cpu": "4"}, "limits": {"cpu": "2000m"}}}),
@@ -275,4 +296,9 @@ OPERATOR_ONLY: list[tuple[str, dict[str, Any], str]] = [
      "spec.ufile.uploadSuffix"),
     ("UFile download host in a look-alike domain", _with({"ufile": {"downloadSuffix": ".cn-bj.ufileos.com.evil.io"}}),
      "spec.ufile.downloadSuffix"),
+    ("evaluation cpu request above its limit",
+     _with({"evaluation": {"resources": {"requests": {"cpu": "4"}, "limits": {"cpu": "2"}}}}),
+     "spec.evaluation.resources.requests.cpu"),
+    ("evaluation resource name that is none", _with({"evaluation": {"resources": {"limits": {"gpu!": 1}}}}),
+     "spec.evaluation.resources.limits"),
 ]

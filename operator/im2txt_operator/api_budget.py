@@ -18,8 +18,9 @@ from typing import TypeVar
 
 K = TypeVar("K")
 
-# A look at one running training: one pod list, the trainer's log tail and (ufile outputs) the sync sidecar's.
-REQUESTS_PER_LOOK = 3
+# A look at one running training: one pod list, the trainer's log tail and (ufile outputs) the sync sidecar's; then
+# the evaluation pod's list and log tail (spec.evaluation, on by default).
+REQUESTS_PER_LOOK = 5
 MAX_RETRY_AFTER = 30.0  # seconds: a longer Retry-After is not waited for in one request
 RETRIES_ON_429 = 5
 

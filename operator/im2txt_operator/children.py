@@ -1,8 +1,9 @@
 """Every child a training should have, declared once and keyed by role: ``render`` prints them, reconcile makes them.
 
-Pure. A role maps to its objects in the order they are created: a multi-node stage's headless Service before its
-Job (the workers' names resolve from their first lookup), TensorBoard's Deployment before its Service. Which roles
-exist follows the spec: the stages it runs, the export after stage 2 (spec.export), TensorBoard when enabled.
+Pure. A role maps to its objects in the order they are created: a multi-node stage's headless Service and
+NetworkPolicy before its Job (the workers' names resolve from their first lookup, their port is closed to others
+from the start), TensorBoard's Deployment before its Service. Which roles exist follows the spec: the stages it
+runs, the export after stage 2 (spec.export), TensorBoard and the evaluation when enabled.
 Reconcile creates a role's objects when the lifecycle says their time has come; render shows all of them.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from im2txt_operator import export, jobs, names, tensorboard
+from im2txt_operator import evaluation, export, jobs, names, network, tensorboard
 from im2txt_operator.pods import LABEL_STAGE, Owner
 from im2txt_operator.spec import Settings
 
@@ -19,9 +20,11 @@ Manifest = dict[str, Any]
 
 
 def stage(owner: Owner, settings: Settings, number: int) -> list[Manifest]:
-    """A stage's objects: its headless Service when it runs on several nodes, then its Job."""
-    service = [jobs.build_worker_service(owner, number)] if settings.num_nodes > 1 else []
-    return [*service, jobs.build_job(owner, settings, number)]
+    """A stage's objects: on several nodes its headless Service and the NetworkPolicy that admits only its own
+    workers to their gRPC port, then its Job."""
+    workers = [jobs.build_worker_service(owner, number), network.build_worker_policy(owner, number)] \
+        if settings.num_nodes > 1 else []
+    return [*workers, jobs.build_job(owner, settings, number)]
 
 
 def desired(owner: Owner, settings: Settings, image_size: int | None = None,
@@ -36,6 +39,8 @@ def desired(owner: Owner, settings: Settings, image_size: int | None = None,
         out[names.EXPORT] = [export.build_job(owner, settings, image_size)]
     if settings.tensorboard.enabled:
         out[names.TENSORBOARD] = [tensorboard.build_deployment(owner, settings), tensorboard.build_service(owner)]
+    if settings.evaluation.enabled:
+        out[names.EVALUATION] = [evaluation.build_deployment(owner, settings)]
     return out
 
 

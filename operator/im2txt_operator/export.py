@@ -33,7 +33,11 @@ def export_url(settings: Settings) -> str:
 def export_args(settings: Settings, image_size: int | None = None) -> list[str]:
     """The exporter's flags. The model is rebuilt at the image size it was trained at: ``image_size`` as stamped on
     stage 2's Job (jobs.ANNOTATION_IMAGE_SIZE), else extraArgs' --image_size as the spec says now."""
-    args = [f"--checkpoint_path={OUTPUT_DIR}/", f"--vocab_file={DATA_DIR}/{VOCAB}", f"--export_dir={OUTPUT_DIR}/export"]
+    args = [f"--checkpoint_path={OUTPUT_DIR}/", f"--vocab_file={DATA_DIR}/{VOCAB}"]
+    if settings.evaluation.enabled:  # the exported checkpoint's validation figures, beside the SavedModel
+        args += [f"--eval_file_pattern={DATA_DIR}/{settings.evaluation.file_pattern}",
+                 f"--num_eval_examples={settings.evaluation.num_examples}"]
+    args.append(f"--export_dir={OUTPUT_DIR}/export")
     size = image_size if image_size is not None else settings.image_size
     if size is not None:
         args.append(f"--image_size={size}")
@@ -45,10 +49,11 @@ def build_job(owner: Owner, settings: Settings, image_size: int | None = None) -
     data, output = settings.data_path, settings.output_path
     init: list[dict[str, Any]] = pods.output_check(settings)
     if not isinstance(data, PvcPath):
-        # Only the vocabulary, not the training data: a one-pass, download-only mirror of one file.
+        # Only the vocabulary (and the validation records), not the training data: a one-pass, download-only mirror.
+        validation = [f"--include={settings.evaluation.file_pattern}"] if settings.evaluation.enabled else []
         init.append(pods.storage(settings, "vocab", "mirror", [
-            f"--output-url={data.url}", f"--output-dir={DATA_DIR}", f"--include={VOCAB}", "--once", "--no-prune"],
-            [{"name": "data", "mountPath": DATA_DIR}]))
+            f"--output-url={data.url}", f"--output-dir={DATA_DIR}", f"--include={VOCAB}", *validation, "--once",
+            "--no-prune"], [{"name": "data", "mountPath": DATA_DIR}]))
     if not isinstance(output, PvcPath):
         only_output = [{"name": "output", "mountPath": OUTPUT_DIR}]
         init.append(pods.storage(settings, "fetch", "fetch", [f"--output-url={output.url}",

@@ -121,12 +121,17 @@ class SpecError(ValueError):
         self.problem = problem
 
 
-def sub_object(spec: Mapping[str, Any], key: str, fields: tuple[str, str]) -> Mapping[str, Any]:
-    """``spec.<key>``, an object with at most these two fields ({} when absent)."""
+def _listing(fields: tuple[str, ...], word: str) -> str:
+    return f"{', '.join(fields[:-1])} {word} {fields[-1]}" if len(fields) > 1 else fields[0]
+
+
+def sub_object(spec: Mapping[str, Any], key: str, fields: tuple[str, ...], parent: str = "spec") -> Mapping[str, Any]:
+    """``<parent>.<key>``, an object with only these fields ({} when absent)."""
+    where = f"{parent}.{key}"
     value = spec.get(key) or {}
     if not isinstance(value, Mapping):
-        raise SpecError(f"spec.{key}", f"expected an object with {fields[0]} and {fields[1]}, got {value!r}")
+        raise SpecError(where, f"expected an object with {_listing(fields, 'and')}, got {value!r}")
     unknown = set(value) - set(fields)
     if unknown:
-        raise SpecError(f"spec.{key}.{sorted(unknown)[0]}", f"unknown field: expected {fields[0]} or {fields[1]}")
+        raise SpecError(f"{where}.{sorted(unknown)[0]}", f"unknown field: expected {_listing(fields, 'or')}")
     return value

@@ -23,6 +23,7 @@ import kubernetes
 
 from im2txt_operator.api_budget import RETRIES_ON_429, TokenBucket, retry_after
 from im2txt_operator.spec import GROUP, PLURAL, VERSION
+from im2txt_operator.workloads import JOB_UID_LABEL
 
 MERGE_PATCH = "application/merge-patch+json"
 # Lists of metadata only (the API server's PartialObjectMetadataList), with full JSON as the fallback.
@@ -166,42 +167,37 @@ class Kube:
         path = f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs"
         return f"{path}/{quote(name)}" if name else path
 
-    async def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._request("POST", self._jobs(namespace), body=body)
-
-    async def get_job(self, namespace: str, name: str) -> dict[str, Any]:
-        return await self._request("GET", self._jobs(namespace, name))
-
     async def server_version(self) -> dict[str, Any]:
         """The API server's /version (readable by every authenticated user: no RBAC rule needed)."""
         return await self._request("GET", "/version")
-
-    async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return await self._request("PATCH", self._jobs(namespace, name), body=patch, content_type=MERGE_PATCH)
 
     @staticmethod
     def _namespaced(api: str, plural: str, namespace: str, name: str | None = None) -> str:
         path = f"{api}/namespaces/{quote(namespace)}/{plural}"
         return f"{path}/{quote(name)}" if name else path
 
-    async def create_or_patch(self, api: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Create an object the operator owns; if it exists, merge-patch it to ``body`` (same labels, owner and
-        spec). ``api`` is "/api/v1" or "/apis/<group>/<version>"."""
-        meta = body["metadata"]
-        try:
-            return await self._request("POST", self._namespaced(api, plural, meta["namespace"]), body=body)
-        except ApiException as e:
-            if e.status != 409:
-                raise
-        return await self._request("PATCH", self._namespaced(api, plural, meta["namespace"], meta["name"]),
-                                   body={"metadata": {"labels": meta.get("labels") or {}}, "spec": body["spec"]},
+    async def create(self, api: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a namespaced object; ``api`` is "/api/v1" or "/apis/<group>/<version>". A 409 means the name is
+        taken: who holds it is for the caller to check (controller/owned.py), never assumed."""
+        return await self._request("POST", self._namespaced(api, plural, body["metadata"]["namespace"]), body=body)
+
+    async def read(self, api: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """GET a namespaced object; None when there is none."""
+        return await self._get_or_none(self._namespaced(api, plural, namespace, name))
+
+    async def merge_patch(self, api: str, plural: str, namespace: str, name: str,
+                          patch: dict[str, Any]) -> dict[str, Any]:
+        """JSON-merge-patch an object. A ``metadata.uid`` in the patch makes it apply only to that object (the
+        server refuses to change a uid: 422), a ``metadata.resourceVersion`` only to that version (409)."""
+        return await self._request("PATCH", self._namespaced(api, plural, namespace, name), body=patch,
                                    content_type=MERGE_PATCH)
 
-    async def delete_if_present(self, api: str, plural: str, namespace: str, name: str) -> bool:
-        """Delete an object; False when it was not there."""
+    async def delete(self, api: str, plural: str, namespace: str, name: str, uid: str) -> bool:
+        """Delete the object of that name only while it is the one with ``uid`` (a precondition: 409 when another
+        object took the name since it was read); False when it was not there."""
         try:
             await self._request("DELETE", self._namespaced(api, plural, namespace, name),
-                                body={"propagationPolicy": "Background"})
+                                body={"propagationPolicy": "Background", "preconditions": {"uid": uid}})
         except ApiException as e:
             if e.status == 404:
                 return False
@@ -248,9 +244,14 @@ class Kube:
             raise
         return {i["metadata"]["name"]: i["metadata"].get("uid", "") for i in result.get("items") or ()}
 
-    async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        """Merge-patch the status subresource (never the spec)."""
-        return await self._request("PATCH", self._training(namespace, name) + "/status", body={"status": status},
+    async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any],
+                                    resource_version: str | None = None) -> dict[str, Any]:
+        """Merge-patch the status subresource (never the spec); with ``resource_version``, only that version of the
+        training (409 Conflict when it changed since)."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return await self._request("PATCH", self._training(namespace, name) + "/status", body=body,
                                    content_type=MERGE_PATCH)
 
     async def claim_exists(self, namespace: str, name: str) -> bool | None:
@@ -267,10 +268,41 @@ class Kube:
         return True
 
     async def list_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        return await self.list_pods_labelled(namespace, f"job-name={job_name}")
+
+    async def list_pods_labelled(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         result = await self._request("GET", f"/api/v1/namespaces/{quote(namespace)}/pods",
-                                     params={"labelSelector": f"job-name={job_name}"})
+                                     params={"labelSelector": selector})
+        return list(result.get("items") or [])
+
+    async def failed_creates(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        """The Job controller's FailedCreate Events on a Job (why it could not create its pods)."""
+        result = await self._request("GET", f"/api/v1/namespaces/{quote(namespace)}/events", params={
+            "fieldSelector": f"involvedObject.kind=Job,involvedObject.name={job_name},reason=FailedCreate"})
         return list(result.get("items") or [])
 
     async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int) -> str:
         return await self._request("GET", f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}/log",
                                    params={"container": container, "tailLines": str(tail_lines)}, text=True)
+
+    async def delete_job(self, namespace: str, name: str, uid: str) -> None:
+        """Delete one Job (that uid only: never a newer one of the same name), its pods first (foreground: the Job
+        stays, marked deleted, until its pods are gone, so a new Job of that name never runs beside them)."""
+        try:
+            await self._request("DELETE", self._jobs(namespace, name),
+                                body={"propagationPolicy": "Foreground", "preconditions": {"uid": uid}})
+        except ApiException as e:
+            if e.status not in (404, 409):  # gone already, or another Job of that name now
+                raise
+
+    async def list_workloads(self, namespace: str, job_uid: str) -> list[dict[str, Any]] | None:
+        """Kueue's Workloads of one Job (Kueue labels them with its uid); None where Kueue's API is not installed
+        or the operator may not read it (then nothing tells why a Job waits but its own suspend)."""
+        try:
+            result = await self._request("GET", f"/apis/kueue.x-k8s.io/v1beta2/namespaces/{quote(namespace)}/workloads",
+                                         params={"labelSelector": f"{JOB_UID_LABEL}={job_uid}"})
+        except ApiException as e:
+            if e.status in (403, 404):
+                return None
+            raise
+        return list(result.get("items") or [])

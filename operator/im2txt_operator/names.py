@@ -1,8 +1,9 @@
 """Every child's name by role, and the longest training name that leaves room for all of them.
 
 A training's children are named ``<training>-<role>``: the Jobs of stage 1 and 2 (a multi-node stage's headless
-Service shares its Job's name), the export Job, and the TensorBoard Deployment and Service. The longest suffix
-sets the limit the CRD's rule on ``metadata.name`` and the operator's own check both use (tests hold them equal).
+Service shares its Job's name), the export Job, the TensorBoard Deployment and Service, and the evaluation
+Deployment. The longest suffix sets the limit the CRD's rule on ``metadata.name`` and the operator's own check both
+use (tests hold them equal).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import re
 
 from im2txt_operator.spec import SpecError
 
-STAGE1, STAGE2, EXPORT, TENSORBOARD = "stage1", "stage2", "export", "tensorboard"
-ROLES = (STAGE1, STAGE2, EXPORT, TENSORBOARD)
+STAGE1, STAGE2, EXPORT, TENSORBOARD, EVALUATION = "stage1", "stage2", "export", "tensorboard", "evaluation"
+ROLES = (STAGE1, STAGE2, EXPORT, TENSORBOARD, EVALUATION)
 STAGE_ROLES = {1: STAGE1, 2: STAGE2}
 NAME_LIMIT = 63  # a Job's job-name label value, and a Service's name (a DNS-1035 label)
 MAX_TRAINING_NAME = NAME_LIMIT - max(len(f"-{role}") for role in ROLES)  # 51: "-tensorboard" is the longest
@@ -59,6 +60,11 @@ def stage_job(training: str, stage: int) -> str:
 
 def export_job(training: str) -> str:
     return child(training, EXPORT)
+
+
+def evaluation(training: str) -> str:
+    """The evaluation Deployment (spec.evaluation)."""
+    return child(training, EVALUATION)
 
 
 def tensorboard(training: str) -> str:

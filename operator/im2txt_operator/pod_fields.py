@@ -62,29 +62,33 @@ def _quantity_map(value: object, where: str) -> dict[str, str | int]:
     return out
 
 
-def resources(spec: Mapping[str, Any]) -> dict[str, dict[str, str | int]]:
-    value = sub_object(spec, "resources", ("requests", "limits"))
-    out = {k: _quantity_map(v, f"spec.resources.{k}") for k, v in value.items()}
+def resources(spec: Mapping[str, Any], parent: str = "spec", gpus_from: str | None = "spec.gpus"
+              ) -> dict[str, dict[str, str | int]]:
+    """``<parent>.resources``; ``gpus_from``: the field that gives the GPUs (they may not be in limits then)."""
+    where = f"{parent}.resources"
+    value = sub_object(spec, "resources", ("requests", "limits"), parent)
+    out = {k: _quantity_map(v, f"{where}.{k}") for k, v in value.items()}
     requests, limits = out.get("requests", {}), out.get("limits", {})
     for name in requests:
         if "/" in name:
-            raise SpecError("spec.resources.requests",
+            raise SpecError(f"{where}.requests",
                             f"{name!r}: extended resources (<domain>/<name>) go in limits only (their request is "
-                            f"always equal to the limit); {GPU_RESOURCE} comes from spec.gpus")
-    if GPU_RESOURCE in limits:
-        raise SpecError("spec.resources.limits", f"{GPU_RESOURCE} comes from spec.gpus")
+                            f"always equal to the limit)" + (f"; {GPU_RESOURCE} comes from {gpus_from}"
+                                                               if gpus_from else ""))
+    if gpus_from and GPU_RESOURCE in limits:
+        raise SpecError(f"{where}.limits", f"{GPU_RESOURCE} comes from {gpus_from}")
     # What the Pod API checks and the schema cannot afford to (CEL on int-or-string quantities is too costly):
     for name, q in limits.items():
         if name in OVERCOMMITTABLE:
             continue
-        amount = _number(q, f"spec.resources.limits.{name}")
+        amount = _number(q, f"{where}.limits.{name}")
         if amount != amount.to_integral_value():
-            raise SpecError(f"spec.resources.limits.{name}", f"an extended resource is a whole number, got {q!r}")
+            raise SpecError(f"{where}.limits.{name}", f"an extended resource is a whole number, got {q!r}")
     for name, q in requests.items():
-        if name in limits and _number(q, f"spec.resources.requests.{name}") > _number(
-                limits[name], f"spec.resources.limits.{name}"):
-            raise SpecError(f"spec.resources.requests.{name}",
-                            f"must be at most spec.resources.limits.{name} ({limits[name]!r}), got {q!r}")
+        if name in limits and _number(q, f"{where}.requests.{name}") > _number(
+                limits[name], f"{where}.limits.{name}"):
+            raise SpecError(f"{where}.requests.{name}",
+                            f"must be at most {where}.limits.{name} ({limits[name]!r}), got {q!r}")
     return out
 
 

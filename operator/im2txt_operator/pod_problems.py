@@ -4,7 +4,9 @@ The operator reads no Secrets (its ClusterRole has no rule on them). A missing c
 a key, shows where the kubelet reports it: the container waits with reason ``CreateContainerConfigError`` and a
 message that names the Secret and the key. An image the node cannot pull (every container runs ``spec.image``)
 waits with ``ErrImagePull``, ``ImagePullBackOff``, ``InvalidImageName`` or ``ErrImageNeverPull``. Pods are listed
-anyway for the step, so this costs no request.
+anyway for the step, so this costs no request. A pod no node fits shows the scheduler's words (condition
+PodScheduled=False, Unschedulable); a stage whose pods the Job controller cannot create (a quota, an admission
+policy) has no pod at all, and its Job's FailedCreate Events say why.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ CONFIG_ERROR = "CreateContainerConfigError"
 PULL_ERRORS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
 # Every reason pod_problem returns: a status that holds one of them was learned from a pod, so a restarted operator
 # reads the pod again before it writes status (it would otherwise say the problem is fixed without looking).
-REASONS = frozenset({"SecretNotFound", "SecretKeyMissing", "ContainerConfigError", "ImagePullFailed"})
+REASONS = frozenset({"SecretNotFound", "SecretKeyMissing", "ContainerConfigError", "ImagePullFailed", "Unschedulable",
+                     "PodCreateFailed"})
 MAX_KUBELET_MESSAGE = 300
 EXPECTED_KEYS = "publicKey and privateKey"
 # The kubelet's words (pkg/kubelet/kubelet_pods.go), stable for years.
@@ -37,6 +40,31 @@ def _waiting(pod: Mapping[str, Any]) -> Iterable[tuple[str, str, str, str]]:
                 yield c.get("name", ""), c.get("image", ""), waiting["reason"], waiting.get("message") or ""
 
 
+# Words of the scheduler's message -> the training field that asked for what no node has.
+_SCHEDULER_FIELDS = (("nvidia.com/gpu", "spec.gpus"), ("Insufficient cpu", "spec.resources"),
+                     ("Insufficient memory", "spec.resources"), ("node affinity/selector", "spec.nodeSelector"),
+                     ("untolerated taint", "spec.tolerations"))
+
+
+def _unschedulable(pod: Mapping[str, Any]) -> str | None:
+    """The scheduler's message when it found no node for the pod (condition PodScheduled=False, Unschedulable)."""
+    for c in (pod.get("status") or {}).get("conditions") or ():
+        if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable":
+            return str(c.get("message") or "no node fits it")
+    return None
+
+
+def create_problem(events: Iterable[Mapping[str, Any]], job_name: str) -> Problem | None:
+    """The Job controller's own words when it cannot create the stage's pods (its FailedCreate Events: a quota,
+    an admission policy or a LimitRange refused them), from the newest such Event; None without one."""
+    newest = max(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "", default=None)
+    if newest is None:
+        return None
+    said = str(newest.get("message") or "")[:MAX_KUBELET_MESSAGE]
+    return Problem("spec", "PodCreateFailed", f"spec: the Job controller cannot create the pods of Job {job_name}: "
+                                              f"{said}")
+
+
 def _newest_live(pods: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     live = [p for p in pods if (p.get("status") or {}).get("phase") in (None, "Pending", "Running")
             and not (p.get("metadata") or {}).get("deletionTimestamp")]
@@ -49,6 +77,10 @@ def pod_problem(pods: Iterable[Mapping[str, Any]], secret: str | None, namespace
     if pod is None:
         return None
     pod_name = (pod.get("metadata") or {}).get("name", "")
+    if (scheduler := _unschedulable(pod)) is not None:
+        field = next((f for words, f in _SCHEDULER_FIELDS if words in scheduler), "spec")
+        return Problem(field, "Unschedulable", f"{field}: no node can run pod {pod_name}; the scheduler says: "
+                                               f"{scheduler[:MAX_KUBELET_MESSAGE]}")
     for container, image, reason, message in _waiting(pod):
         where = f"(pod {pod_name}, container {container}: {reason})"
         if reason in PULL_ERRORS:

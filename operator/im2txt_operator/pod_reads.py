@@ -33,7 +33,7 @@ class PodReads:
     upload_failure: ContainerFailure | None = None  # the sync sidecar's failed final upload
 
 
-async def _tail(kube: Kube, namespace: str, pod: str, container: str, lines: int) -> str:
+async def tail(kube: Kube, namespace: str, pod: str, container: str, lines: int) -> str:
     """A container's log tail; empty when there is none to read (not started, pod gone, no node to ask)."""
     try:
         return await kube.read_log(namespace, pod, container, lines)
@@ -53,9 +53,9 @@ async def read_pods(kube: Kube, namespace: str, job_name: str, *, syncs: bool,
     sample = uploaded = None
     if pod is not None:
         name = pod["metadata"]["name"]
-        sample = last_step(await _tail(kube, namespace, name, "trainer", TRAINER_TAIL_LINES))
+        sample = last_step(await tail(kube, namespace, name, "trainer", TRAINER_TAIL_LINES))
         if syncs:
-            uploaded = published_step(await _tail(kube, namespace, name, SYNC, SYNC_TAIL_LINES))
+            uploaded = published_step(await tail(kube, namespace, name, SYNC, SYNC_TAIL_LINES))
     return PodReads(pods, sample, uploaded, stage_failure(pods), upload_failure(pods))
 
 

@@ -73,6 +73,13 @@ def stage_failure(pods: Iterable[Mapping[str, Any]]) -> ContainerFailure | None:
     return None
 
 
+def pod_failure(pod: Mapping[str, Any]) -> ContainerFailure | None:
+    """The first failed container of one pod by rank (see ``_failures``), its last crash included for a container
+    that restarts in place (a Deployment's)."""
+    found = sorted(_failures(pod), key=lambda f: f[0])
+    return found[0][1] if found else None
+
+
 def upload_failure(pods: Iterable[Mapping[str, Any]]) -> ContainerFailure | None:
     """The sync sidecar's failure in the newest pod whose sidecar ended (a final upload that missed its deadline
     ends the sidecar with exit 1 and `sync: <which checkpoint the bucket's index names now>`), or None when that

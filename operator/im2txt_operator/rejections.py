@@ -91,11 +91,22 @@ def _owner_text(refs: Iterable[Mapping[str, Any]]) -> str:
     return f"it is controlled by {controller.get('kind')} {controller.get('name')!r} (uid {controller.get('uid')})"
 
 
-def not_owned(job: Mapping[str, Any], training: str, namespace: str) -> Problem:
-    """A Job with this training's Job name that another object (or nobody) owns: never driven, never adopted."""
-    meta = job.get("metadata") or {}
-    name = meta.get("name", "")
-    return Problem("metadata.name", "JobNotOwned",
-                   f"metadata.name: Job {name} in namespace {namespace} already exists and is not owned by training "
-                   f"{training} ({_owner_text(meta.get('ownerReferences') or ())}); delete that Job or give the "
-                   f"training another name")
+def not_owned(obj: Mapping[str, Any], training: str, namespace: str) -> Problem:
+    """An object with one of this training's child names that another object (or nobody) controls: never driven,
+    patched, adopted or deleted. Reason ``<Kind>NotOwned`` (JobNotOwned, ServiceNotOwned, ...)."""
+    meta = obj.get("metadata") or {}
+    kind, name = obj.get("kind") or "Job", meta.get("name", "")
+    return Problem("metadata.name", f"{kind}NotOwned",
+                   f"metadata.name: {kind} {name} in namespace {namespace} already exists and is not owned by "
+                   f"training {training} ({_owner_text(meta.get('ownerReferences') or ())}); delete that {kind} "
+                   f"or give the training another name")
+
+
+def write_failed(child: Mapping[str, Any], field: str, error: Any) -> Problem:
+    """A child write the API server failed (``error``: an ApiException) for a reason that may pass (a 500, RBAC,
+    a quota, an admission webhook down): reason ``<Kind><the server's reason>``, e.g. ServiceForbidden; retried."""
+    kind, name = child.get("kind") or "Object", (child.get("metadata") or {}).get("name", "")
+    server_reason = re.sub(r"[^A-Za-z0-9]", "", str(error.reason)) or "Error"
+    return Problem(field, f"{kind}{server_reason}",
+                   f"{field}: the API server did not take {kind} {name} (HTTP {error.status} {error.reason}: "
+                   f"{str(error.message)[:500]}); retrying")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from im2txt_operator import pod_fields
+from im2txt_operator.evaluation_spec import Evaluation, parse_evaluation
 from im2txt_operator.field_rules import (
     DNS_SUBDOMAIN,
     FILE_NAME,
@@ -55,7 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "extraArgs": [],
 }
 SPEC_FIELDS = frozenset({*DEFAULTS, "dataPath", "outputPath", "credentialsSecret", "ufile", "tensorboard", "resources",
-                         "nodeSelector", "tolerations", "maxRunSeconds", "queueName"})
+                         "evaluation", "nodeSelector", "tolerations", "maxRunSeconds", "queueName"})
 UFILE_SUFFIX_DEFAULT = ".cn-bj.ufileos.com"
 # The domains a training's UFile host may be in unless the cluster admin says otherwise: UCloud's own (regional
 # <region>.ufileos.com, internal-<region>.ufileos.com, and the older ufile.ucloud.cn / ufile.ucloud.com.cn).
@@ -90,6 +91,7 @@ class Settings:
     credentials_secret: str | None = None
     ufile: UFileEndpoints = field(default_factory=UFileEndpoints)
     tensorboard: TensorBoard = field(default_factory=TensorBoard)
+    evaluation: Evaluation = field(default_factory=Evaluation)
     image: str = "im2txt-trainer:0.1.0"
     gpus: int = 1
     num_nodes: int = 1  # pods per stage: > 1 is one Indexed Job, MultiWorkerMirroredStrategy across them
@@ -251,6 +253,7 @@ def parse_spec(spec: Mapping[str, Any] | None, ufile_domains: Sequence[str] = UF
         credentials_secret=secret,
         ufile=_ufile(spec, ufile_domains if uses_ufile else None),
         tensorboard=_tensorboard(spec),
+        evaluation=parse_evaluation(spec),
         image=_str(spec, "image", re.compile(r"\S+"), "an image reference without spaces", max_len=512) or "",
         gpus=_int(spec, "gpus", 0, 16),
         num_nodes=_int(spec, "numNodes", 1, MAX_NODES),

@@ -45,7 +45,9 @@ def test_printer_columns_and_short_name(installed: ControlPlane, admin: Api, ns:
     failed = "stage 1 failed: trainer: --train_dir '/data/output/' is not writable: Permission denied (pod p, exit 2)"
     admin.request("PUT", admin.trainings(ns, "coco") + "/status", {**created, "status": {
         "stage": 1, "phase": "Running", "step": 4200, "uploadedStep": 4000, "loss": 2.4567, "progress": 0.4,
-        "eta": "3d2h", "conditions": [
+        "eta": "3d2h", "evaluation": {"generation": 1, "step": 4000, "perplexity": 12.3456, "stages": [
+            {"stage": 1, "step": 4000, "perplexity": 12.3456, "bleu4": 0.21, "finalStep": 1000,
+             "finalPerplexity": 20.5, "finalBleu4": 0.15}]}, "conditions": [
             {"type": "Ready", "status": "False", "reason": "BackoffLimitExceeded", "message": failed,
              "lastTransitionTime": "2026-12-06T00:00:00Z"},
             {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": failed,
@@ -53,9 +55,12 @@ def test_printer_columns_and_short_name(installed: ControlPlane, admin: Api, ns:
     header, row = (line.split() for line in installed.kubectl("get", "i2t", "-n", ns).stdout.splitlines()[:2])
     assert header == ["NAME", "STAGE", "PHASE", "STEP", "UPLOADED", "LOSS", "PROGRESS", "ETA", "AGE"]
     assert row[:8] == ["coco", "1", "Running", "4200", "4000", "2.4567", "0.4", "3d2h"]
-    # -o wide adds the Ready condition's message: here a failed trainer's own line.
+    # -o wide adds the validation perplexity and the Ready condition's message: here a failed trainer's own line.
     wide = installed.kubectl("get", "i2t", "-n", ns, "-o", "wide").stdout.splitlines()
-    assert wide[0].split()[-3:] == ["NODES", "GPUS", "MESSAGE"] and wide[1].endswith(failed)
+    assert wide[0].split()[-4:] == ["NODES", "GPUS", "PPL", "MESSAGE"] and wide[1].endswith(failed)
+    assert wide[1].split()[11] == "12.3456"
+    # status.evaluation is kept as written (no field pruned by the schema).
+    assert admin.status(ns, "coco")["evaluation"]["stages"][0]["finalPerplexity"] == 20.5
     assert "coco" in installed.kubectl("get", "im2txt", "-n", ns).stdout  # the category
 
 

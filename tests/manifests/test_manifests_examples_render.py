@@ -1,4 +1,5 @@
-"""The operator turns every example training into Jobs a Kubernetes 1.32+ API server accepts."""
+"""The operator turns every example training into Jobs (and the evaluation Deployment) a Kubernetes 1.32+ API server
+accepts."""
 
 from __future__ import annotations
 
@@ -20,12 +21,12 @@ def test_operator_renders_valid_jobs(path: Path) -> None:
 
     out = io.StringIO()
     assert render([str(path)], out=out) == 0
-    jobs = [d for d in yaml.safe_load_all(out.getvalue()) if d]
-    assert jobs and all(j["kind"] == "Job" for j in jobs)
-    for job in jobs:
-        job["metadata"]["ownerReferences"][0]["uid"] = "00000000-0000-0000-0000-000000000000"
+    children = [d for d in yaml.safe_load_all(out.getvalue()) if d]
+    assert children and {c["kind"] for c in children} == {"Job", "Deployment"}  # the evaluation is on by default
+    for child in children:
+        child["metadata"]["ownerReferences"][0]["uid"] = "00000000-0000-0000-0000-000000000000"
         for version in K8S_VERSIONS:
-            k8s_validate(job, version)
+            k8s_validate(child, version)
 
 
 def test_docs_name_only_real_spec_fields() -> None:

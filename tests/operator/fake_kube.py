@@ -35,7 +35,7 @@ def _merge(into: dict[str, Any], patch: dict[str, Any]) -> None:
 
 
 class FakeKube:
-    """The calls the controller makes, answered from dicts. ``refuse``: the 422 message create_job answers."""
+    """The calls the controller makes, answered from dicts. ``refuse``: the 422 message a Job's create answers."""
 
     def __init__(self, *trainings: dict[str, Any]) -> None:
         self.rv = itertools.count(100)
@@ -44,6 +44,7 @@ class FakeKube:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name)
         self.pods: dict[str, list[dict[str, Any]]] = {}  # by Job name
         self.logs: dict[tuple[str, str], str] = {}  # (pod, container) -> text
+        self.events: dict[str, list[dict[str, Any]]] = {}  # Job name -> its FailedCreate Events
         self.claims: set[str] = set()
         self.calls: list[tuple[str, ...]] = []
         self.refuse: str | None = None
@@ -54,40 +55,66 @@ class FakeKube:
         return copy.deepcopy(obj)
 
     def writes(self) -> list[tuple[str, ...]]:
-        return [c for c in self.calls if c[0] not in ("get_job", "get_training", "training_uids", "claim_exists",
-                                                       "list_pods", "read_log")]
+        return [c for c in self.calls if c[0] not in ("read", "get_training", "training_uids", "claim_exists",
+                                                       "list_pods", "list_pods_labelled", "read_log",
+                                                       "failed_creates", "list_workloads")]
 
-    async def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        name = body["metadata"]["name"]
-        self.calls.append(("create_job", namespace, name))
-        if self.refuse is not None:
+    def _where(self, plural: str, namespace: str, name: str) -> tuple[dict[Any, dict[str, Any]], Any]:
+        """The dict that holds such objects, and the object's key in it (Jobs apart: tests read kube.jobs)."""
+        if plural == "jobs":
+            return self.jobs, (namespace, name)
+        return self.objects, (plural, namespace, name)
+
+    async def create(self, api: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        self.calls.append(("create", plural, name))
+        if self.refuse is not None and plural == "jobs":
             raise ApiException(422, "Invalid", self.refuse,
                                {"causes": [{"field": "spec.template.spec.containers[0].image"}]})
-        if (namespace, name) in self.jobs:
-            raise ApiException(409, "AlreadyExists", f'jobs.batch "{name}" already exists')
-        job = copy.deepcopy(body)
-        job["metadata"] |= {"namespace": namespace, "uid": f"uid-{name}"}
-        self.jobs[namespace, name] = job
-        return self._stamp(job)
+        store, key = self._where(plural, namespace, name)
+        if key in store:
+            raise ApiException(409, "AlreadyExists", f'{plural} "{name}" already exists')
+        obj = copy.deepcopy(body)
+        obj["metadata"] |= {"namespace": namespace, "uid": f"uid-{name}"}
+        store[key] = obj
+        return self._stamp(obj)
 
-    async def get_job(self, namespace: str, name: str) -> dict[str, Any]:
-        self.calls.append(("get_job", namespace, name))
-        return copy.deepcopy(self.jobs[namespace, name])
+    async def read(self, api: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("read", plural, name))
+        store, key = self._where(plural, namespace, name)
+        return copy.deepcopy(store[key]) if key in store else None
 
-    async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append(("patch_job", namespace, name))
-        _merge(self.jobs[namespace, name], patch)
-        return self._stamp(self.jobs[namespace, name])
+    async def merge_patch(self, api: str, plural: str, namespace: str, name: str,
+                          patch: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("merge_patch", plural, name))
+        store, key = self._where(plural, namespace, name)
+        if patch["metadata"]["uid"] != store[key]["metadata"]["uid"]:
+            raise ApiException(422, "Invalid", "metadata.uid: field is immutable")
+        _merge(store[key], patch)
+        return self._stamp(store[key])
 
-    async def create_or_patch(self, api: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
-        meta = body["metadata"]
-        self.calls.append(("create_or_patch", plural, meta["name"]))
-        self.objects[plural, meta["namespace"], meta["name"]] = copy.deepcopy(body)
-        return copy.deepcopy(body)
+    async def delete(self, api: str, plural: str, namespace: str, name: str, uid: str) -> bool:
+        self.calls.append(("delete", plural, name))
+        store, key = self._where(plural, namespace, name)
+        if key not in store:
+            return False
+        if store[key]["metadata"]["uid"] != uid:
+            raise ApiException(409, "Conflict", "Precondition failed: UID in precondition")
+        del store[key]
+        return True
 
-    async def delete_if_present(self, api: str, plural: str, namespace: str, name: str) -> bool:
-        self.calls.append(("delete_if_present", plural, name))
-        return self.objects.pop((plural, namespace, name), None) is not None
+    async def delete_job(self, namespace: str, name: str, uid: str) -> None:
+        """Foreground: the Job stays, marked deleted, until the test removes it (as the garbage collector would)."""
+        self.calls.append(("delete_job", namespace, name))
+        job = self.jobs.get((namespace, name))
+        if job is not None and job["metadata"]["uid"] == uid:
+            job["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+            self._stamp(job)
+
+    async def list_workloads(self, namespace: str, job_uid: str) -> list[dict[str, Any]] | None:
+        self.calls.append(("list_workloads", namespace, job_uid))
+        return None  # no Kueue API here
 
     async def get_training(self, namespace: str, name: str) -> dict[str, Any] | None:
         self.calls.append(("get_training", namespace, name))
@@ -98,9 +125,13 @@ class FakeKube:
         self.calls.append(("training_uids", namespace))
         return {n: t["metadata"]["uid"] for (ns, n), t in self.trainings.items() if ns == namespace}
 
-    async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any],
+                                    resource_version: str | None = None) -> dict[str, Any]:
         self.calls.append(("patch_training_status", namespace, name))
         body = self.trainings[namespace, name]
+        if resource_version and resource_version != body["metadata"]["resourceVersion"]:
+            raise ApiException(409, "Conflict", "the object has been modified; please apply your changes to the "
+                                                "latest version and try again")
         body.setdefault("status", {})
         _merge(body["status"], copy.deepcopy(status))
         return self._stamp(body)
@@ -112,6 +143,14 @@ class FakeKube:
     async def list_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
         self.calls.append(("list_pods", namespace, job_name))
         return copy.deepcopy(self.pods.get(job_name, []))
+
+    async def failed_creates(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        self.calls.append(("failed_creates", namespace, job_name))
+        return copy.deepcopy(self.events.get(job_name, []))
+
+    async def list_pods_labelled(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        self.calls.append(("list_pods_labelled", namespace, selector))
+        return copy.deepcopy(self.pods.get(selector, []))
 
     async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int) -> str:
         self.calls.append(("read_log", pod, container))

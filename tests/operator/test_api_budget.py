@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from im2txt_operator.api_budget import MAX_RETRY_AFTER, REQUESTS_PER_LOOK, ApiBudget, TokenBucket, due, retry_after
@@ -27,10 +29,11 @@ async def test_take_waits_for_its_token() -> None:
 
 
 def test_a_round_looks_at_what_the_budget_pays_for() -> None:
-    assert ApiBudget(progress_rps=20.0).looks_per_round(30.0) == 20 * 30 // REQUESTS_PER_LOOK == 200
+    # A look: the stage's pod list and up to two log tails, the evaluation pod's list and log tail.
+    assert ApiBudget(progress_rps=20.0).looks_per_round(30.0) == 20 * 30 // REQUESTS_PER_LOOK == 120
     assert ApiBudget(progress_rps=0.01).looks_per_round(1.0) == 1  # never starved to nothing
-    # At 5,000 running trainings and the default budget, each training is read every 25 rounds (12.5 min).
-    assert 5000 / ApiBudget().looks_per_round(30.0) == 25
+    # At 5,000 running trainings and the default budget, each training is read every 42 rounds (21 min).
+    assert math.ceil(5000 / ApiBudget().looks_per_round(30.0)) == 42
 
 
 def test_due_picks_the_longest_unread_first() -> None:

@@ -25,13 +25,17 @@ def _kinds(children: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
 
 def test_roles_follow_the_spec() -> None:
     assert _kinds(desired(OWNER, parse_spec(BASE))) == {
-        "stage1": ["Job/coco-stage1"], "stage2": ["Job/coco-stage2"], "export": ["Job/coco-export"]}
-    assert _kinds(desired(OWNER, parse_spec({**BASE, "autoAdvance": False, "tensorboard": {"enabled": True}}))) == {
-        "stage1": ["Job/coco-stage1"], "tensorboard": ["Deployment/coco-tensorboard", "Service/coco-tensorboard"]}
+        "stage1": ["Job/coco-stage1"], "stage2": ["Job/coco-stage2"], "export": ["Job/coco-export"],
+        "evaluation": ["Deployment/coco-evaluation"]}  # on by default
+    off = {"evaluation": {"enabled": False}}
+    assert _kinds(desired(OWNER, parse_spec({**BASE, **off, "autoAdvance": False, "tensorboard": {"enabled": True}}))
+                  ) == {"stage1": ["Job/coco-stage1"],
+                        "tensorboard": ["Deployment/coco-tensorboard", "Service/coco-tensorboard"]}
     # A stage that ran stays a child (autoAdvance turned off after stage 2 started), and the export with it.
-    assert list(desired(OWNER, parse_spec({**BASE, "autoAdvance": False}), ran=(2,))) == ["stage1", "stage2", "export"]
-    assert _kinds(desired(OWNER, parse_spec({**BASE, "stage": 2, "numNodes": 2, "export": False}))) == {
-        "stage2": ["Service/coco-stage2", "Job/coco-stage2"]}  # the headless Service first
+    assert list(desired(OWNER, parse_spec({**BASE, **off, "autoAdvance": False}), ran=(2,))) == [
+        "stage1", "stage2", "export"]
+    assert _kinds(desired(OWNER, parse_spec({**BASE, **off, "stage": 2, "numNodes": 2, "export": False}))) == {
+        "stage2": ["Service/coco-stage2", "NetworkPolicy/coco-stage2", "Job/coco-stage2"]}  # the Job last
 
 
 def test_every_child_carries_its_role_and_the_owner() -> None:
@@ -43,8 +47,9 @@ def test_every_child_carries_its_role_and_the_owner() -> None:
             pod = obj["spec"].get("template")
             if pod is not None:
                 assert pod["metadata"]["labels"]["im2txt.dev/role"] == role
-    jobs = [o for objects in desired(OWNER, parse_spec(BASE)).values() for o in objects]
-    assert [role_of(j["metadata"]["labels"]) for j in jobs] == ["stage1", "stage2", "export"]
+    objects = [o for objects in desired(OWNER, parse_spec(BASE)).values() for o in objects]
+    # Only Jobs carry im2txt.dev/stage: the evaluation Deployment is no stage's.
+    assert [role_of(o["metadata"]["labels"]) for o in objects] == ["stage1", "stage2", "export", None]
     assert role_of({"im2txt.dev/stage": "3"}) is None
 
 
@@ -62,3 +67,15 @@ def test_render_prints_exactly_the_desired_children(tmp_path: Path) -> None:
     owner = Owner(training["metadata"]["name"], training["metadata"]["namespace"], "<uid of the training>")
     expected = [o for objects in desired(owner, parse_spec(training["spec"])).values() for o in objects]
     assert list(yaml.safe_load_all(out.getvalue())) == expected
+
+
+def test_a_multi_node_stage_admits_only_its_own_workers_to_their_port() -> None:
+    owner = Owner(name="coco", namespace="ml", uid="u1")
+    service, policy, job = desired(owner, parse_spec({**BASE, "numNodes": 2, "stage": 2}))["stage2"]
+    workers = {"batch.kubernetes.io/job-name": "coco-stage2"}
+    assert service["spec"]["selector"] == workers  # the same pods the Service names
+    assert policy["spec"] == {"podSelector": {"matchLabels": workers}, "policyTypes": ["Ingress"],
+                              "ingress": [{"from": [{"podSelector": {"matchLabels": workers}}],
+                                           "ports": [{"port": 2222, "protocol": "TCP"}]}]}
+    assert policy["metadata"]["ownerReferences"][0]["uid"] == "u1"
+    assert job["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] == 2222

@@ -16,9 +16,11 @@ def test_render_prints_both_stages_offline() -> None:
     out = io.StringIO()
     assert render([str(HERE / "data" / "training-ufile.yaml")], out) == 0
     jobs = list(yaml.safe_load_all(out.getvalue()))
-    assert [j["metadata"]["name"] for j in jobs] == ["coco-stage1", "coco-stage2", "coco-export"]
-    golden = yaml.safe_load((HERE / "golden" / "training-ufile-stage2.yaml").read_text())
-    assert jobs[1]["spec"] == golden["spec"]
+    assert [j["metadata"]["name"] for j in jobs] == ["coco-stage1", "coco-stage2", "coco-export", "coco-evaluation"]
+    # The golden Job is built for a training with a uid; offline, render names the placeholder instead.
+    golden = (HERE / "golden" / "training-ufile-stage2.yaml").read_text()
+    uid = yaml.safe_load(golden)["metadata"]["ownerReferences"][0]["uid"]
+    assert jobs[1]["spec"] == yaml.safe_load(golden.replace(uid, "<uid of the training>"))["spec"]
 
 
 def test_render_shows_the_tensorboard_when_enabled(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -30,7 +32,8 @@ def test_render_shows_the_tensorboard_when_enabled(tmp_path) -> None:  # type: i
     assert render([str(path)], out) == 0
     kinds = [(o["kind"], o["metadata"]["name"]) for o in yaml.safe_load_all(out.getvalue())]
     assert kinds == [("Job", "coco-stage1"), ("Job", "coco-stage2"), ("Job", "coco-export"),
-                     ("Deployment", "coco-tensorboard"), ("Service", "coco-tensorboard")]
+                     ("Deployment", "coco-tensorboard"), ("Service", "coco-tensorboard"),
+                     ("Deployment", "coco-evaluation")]
 
 
 def test_render_stops_after_stage_1_without_auto_advance(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -40,7 +43,8 @@ def test_render_stops_after_stage_1_without_auto_advance(tmp_path) -> None:  # t
     path.write_text(yaml.safe_dump(doc))
     out = io.StringIO()
     assert render([str(path)], out) == 0
-    assert [j["metadata"]["name"] for j in yaml.safe_load_all(out.getvalue())] == ["coco-pvc-stage1"]
+    assert [j["metadata"]["name"] for j in yaml.safe_load_all(out.getvalue())] == ["coco-pvc-stage1",
+                                                                                  "coco-pvc-evaluation"]
 
 
 def test_render_cli_reports_the_bad_field(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -27,9 +27,9 @@ def test_identity(crd: dict[str, Any]) -> None:
     version = spec["versions"][0]
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
     assert [c["name"] for c in version["additionalPrinterColumns"]] == [
-        "Stage", "Phase", "Step", "Uploaded", "Loss", "Progress", "ETA", "Age", "Nodes", "GPUs", "Message"]
-    # The layout and the Ready condition's message only with -o wide.
-    assert [c["name"] for c in version["additionalPrinterColumns"] if c.get("priority")] == ["Nodes", "GPUs",
+        "Stage", "Phase", "Step", "Uploaded", "Loss", "Progress", "ETA", "Age", "Nodes", "GPUs", "PPL", "Message"]
+    # The layout, the validation perplexity and the Ready condition's message only with -o wide.
+    assert [c["name"] for c in version["additionalPrinterColumns"] if c.get("priority")] == ["Nodes", "GPUs", "PPL",
                                                                                               "Message"]
 
 

@@ -23,7 +23,13 @@ def _pod(spec: dict[str, Any]) -> dict[str, Any]:
 def test_the_export_reads_the_newest_checkpoint_at_the_trained_image_size() -> None:
     assert export_args(parse_spec(UFILE)) == ["--checkpoint_path=/data/output/",
                                               "--vocab_file=/data/data/word_counts.txt",
+                                              "--eval_file_pattern=/data/data/val-?????-of-00004",
+                                              "--num_eval_examples=10132",
                                               "--export_dir=/data/output/export", "--image_size=75"]
+    # spec.evaluation off: no figures to record beside the SavedModel.
+    assert export_args(parse_spec({**UFILE, "evaluation": {"enabled": False}})) == [
+        "--checkpoint_path=/data/output/", "--vocab_file=/data/data/word_counts.txt",
+        "--export_dir=/data/output/export", "--image_size=75"]
     assert export_args(parse_spec(PVC))[-1] == "--export_dir=/data/output/export"  # the default size: no flag
     # The size stage 2's Job was stamped with wins over what the spec says now (extraArgs changed since).
     assert export_args(parse_spec(UFILE), 96)[-1] == "--image_size=96"
@@ -34,12 +40,14 @@ def test_the_export_reads_the_newest_checkpoint_at_the_trained_image_size() -> N
     assert job_state(stage2, 2).image_size == 75
 
 
-def test_ufile_export_fetches_the_output_and_only_the_vocabulary_and_uploads_through_sync() -> None:
+def test_ufile_export_fetches_the_output_and_only_the_vocabulary_and_validation_data_and_uploads_through_sync(
+        ) -> None:
     pod = _pod(UFILE)
     init = {c["name"]: c for c in pod["initContainers"]}
     assert list(init) == ["vocab", "fetch", "sync"]
     assert init["vocab"]["args"] == ["--output-url=ufile://im2txt-data/coco/", "--output-dir=/data/data",
-                                     "--include=word_counts.txt", "--once", "--no-prune"]
+                                     "--include=word_counts.txt", "--include=val-?????-of-00004", "--once",
+                                     "--no-prune"]
     assert init["fetch"]["args"] == ["--output-url=ufile://im2txt-out/run1/", "--output-dir=/data/output"]
     assert init["sync"]["restartPolicy"] == "Always"
     (export,) = pod["containers"]

@@ -62,7 +62,7 @@ async def test_writes_carry_the_field_manager_and_reads_do_not(server: tuple[Rec
     kube = _kube(host)
     try:
         await kube.create_lease("ml", {"metadata": {"name": "im2txt-operator"}})
-        await kube.patch_job("ml", "coco-stage1", {"spec": {"suspend": True}})
+        await kube.merge_patch("/apis/batch/v1", "jobs", "ml", "coco-stage1", {"spec": {"completions": 2}})
         await kube.patch_training_status("ml", "coco", {"phase": "Running"})
         await kube.get_training("ml", "coco")
     finally:
@@ -93,7 +93,7 @@ async def test_a_refusal_keeps_the_servers_reason_message_and_causes(server: tup
     kube = _kube(host)
     try:
         with pytest.raises(ApiException) as invalid:
-            await kube.patch_job("ml", "x", {"spec": {}})
+            await kube.merge_patch("/apis/batch/v1", "jobs", "ml", "x", {"spec": {}})
         with pytest.raises(ApiException) as proxy:
             await kube.get_training("ml", "x")
     finally:
@@ -176,3 +176,20 @@ async def test_the_rate_limit_spaces_requests(server: tuple[Recorder, str]) -> N
     finally:
         await kube.close()
     assert time.monotonic() - start >= 5 / 50.0 * 0.9 and len(recorder.seen) == 6
+
+
+async def test_writes_to_children_and_status_name_the_version_they_were_decided_on(
+        server: tuple[Recorder, str]) -> None:
+    recorder, host = server
+    recorder.answers += [(200, {}), (404, {"kind": "Status", "reason": "NotFound", "message": "gone"})]
+    kube = _kube(host)
+    try:
+        assert await kube.delete("/api/v1", "services", "ml", "coco-tensorboard", "uid-1") is True
+        assert await kube.delete("/api/v1", "services", "ml", "coco-tensorboard", "uid-1") is False
+        await kube.patch_training_status("ml", "coco", {"phase": "Running"}, "41")
+    finally:
+        await kube.close()
+    assert recorder.seen[0]["method"] == "DELETE"
+    assert recorder.seen[0]["path"] == "/api/v1/namespaces/ml/services/coco-tensorboard"
+    assert recorder.seen[0]["body"] == {"propagationPolicy": "Background", "preconditions": {"uid": "uid-1"}}
+    assert recorder.seen[2]["body"] == {"status": {"phase": "Running"}, "metadata": {"resourceVersion": "41"}}

@@ -215,15 +215,17 @@ async def test_table_output_uses_the_printer_columns(tmp_path: Path) -> None:
     async with emulator(tmp_path) as api:
         new_training(api, "t")
         api.patch_object(TRAININGS, "default", "t", {"status": {"stage": 1, "phase": "Running", "step": 5,
-                                                                 "loss": 2.5, "progress": 5.0, "eta": "1h"}},
+                                                                 "loss": 2.5, "progress": 5.0, "eta": "1h",
+                                                                 "evaluation": {"step": 4, "perplexity": 31.5}}},
                          status=True)
         headers = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
         async with aiohttp.ClientSession() as s, s.get(api.url + NS, headers=headers) as r:
             table = await r.json()
         assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Stage", "Phase", "Step", "Uploaded",
                                                                    "Loss", "Progress", "ETA", "Age", "Nodes", "GPUs",
-                                                                   "Message"]
-        assert [c["priority"] for c in table["columnDefinitions"]][-3:] == [1, 1, 1]
+                                                                   "PPL", "Message"]
+        assert [c["priority"] for c in table["columnDefinitions"]][-4:] == [1, 1, 1, 1]
+        assert table["rows"][0]["cells"][-2] == 31.5
         assert table["rows"][0]["cells"][:8] == ["t", 1, "Running", 5, None, 2.5, 5.0, "1h"]
 
 

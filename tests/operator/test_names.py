@@ -13,9 +13,10 @@ from im2txt_operator.spec import SpecError
 
 def test_every_child_is_named_by_its_role() -> None:
     assert [names.child("coco", r) for r in names.ROLES] == [
-        "coco-stage1", "coco-stage2", "coco-export", "coco-tensorboard"]
+        "coco-stage1", "coco-stage2", "coco-export", "coco-tensorboard", "coco-evaluation"]
     assert (names.stage_job("coco", 1), names.stage_job("coco", 2)) == ("coco-stage1", "coco-stage2")
     assert (names.export_job("coco"), names.tensorboard("coco")) == ("coco-export", "coco-tensorboard")
+    assert names.evaluation("coco") == "coco-evaluation"
     with pytest.raises(ValueError, match="stage must be 1 or 2"):
         names.stage_job("coco", 3)
     with pytest.raises(ValueError, match="role must be one of"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from im2txt_operator.pod_problems import REASONS, pod_problem
+from im2txt_operator.pod_problems import REASONS, create_problem, pod_problem
 
 
 def _pod(name: str, created: str, phase: str = "Pending", init: list[dict[str, Any]] | None = None,
@@ -82,4 +82,37 @@ def test_reasons_lists_every_reason_a_pod_gives() -> None:
              ("CreateContainerConfigError", "anything else"), ("ImagePullBackOff", "back-off")]
     found = {pod_problem([_pod("p", "t", main=[_waiting("trainer", r, m)])], "ufile-keys", "ml").reason  # type: ignore[union-attr]
              for r, m in cases}
+    found.add(pod_problem([_unscheduled("p", "0/3 nodes are available")], None, "ml").reason)  # type: ignore[union-attr]
+    found.add(create_problem([{"message": "quota"}], "coco-stage1").reason)  # type: ignore[union-attr]
     assert found == REASONS
+
+
+def _unscheduled(name: str, message: str) -> dict[str, Any]:
+    pod = _pod(name, "t")
+    pod["status"]["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                    "message": message}]
+    return pod
+
+
+def test_a_pod_no_node_fits_quotes_the_scheduler_and_names_the_field_that_asked() -> None:
+    words = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 nodes are available"
+    problem = pod_problem([_unscheduled("coco-stage1-x", words)], None, "ml")
+    assert problem is not None and (problem.field, problem.reason) == ("spec.gpus", "Unschedulable")
+    assert problem.message == f"spec.gpus: no node can run pod coco-stage1-x; the scheduler says: {words}"
+    taint = pod_problem([_unscheduled("p", "0/2 nodes are available: 2 node(s) had untolerated taint {gpu: x}")],
+                        None, "ml")
+    assert taint is not None and taint.field == "spec.tolerations"
+    scheduled = _unscheduled("p", "")
+    scheduled["status"]["conditions"][0] |= {"status": "True", "reason": ""}
+    assert pod_problem([scheduled], None, "ml") is None
+
+
+def test_pods_the_job_controller_cannot_create_quote_its_newest_event() -> None:
+    events = [{"message": "Error creating: old", "lastTimestamp": "2026-12-06T10:00:00Z"},
+              {"message": 'Error creating: pods "coco-stage1-x" is forbidden: exceeded quota: q',
+               "lastTimestamp": "2026-12-06T11:00:00Z"}]
+    problem = create_problem(events, "coco-stage1")
+    assert problem is not None and (problem.field, problem.reason) == ("spec", "PodCreateFailed")
+    assert problem.message.endswith("Job coco-stage1: Error creating: pods \"coco-stage1-x\" is forbidden: "
+                                    "exceeded quota: q")
+    assert create_problem([], "coco-stage1") is None

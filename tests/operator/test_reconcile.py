@@ -28,10 +28,11 @@ def complete(kube: FakeKube, ctx: Any, job: str, role: str) -> None:
     ctx.cache.get(KEY).jobs[role] = dict(done, metadata={**done["metadata"], "resourceVersion": "999"})
 
 
-async def test_a_new_training_costs_three_writes_job_status_event() -> None:
+async def test_a_new_training_costs_four_writes_job_evaluation_status_event() -> None:
     ctx, kube, events = setup(training())
     await reconcile(ctx, KEY)
-    assert kube.writes() == [("create_job", "ml", "coco-stage1"), ("patch_training_status", "ml", "coco")]
+    assert kube.writes() == [("create", "jobs", "coco-stage1"), ("create", "deployments", "coco-evaluation"),
+                             ("patch_training_status", "ml", "coco")]
     assert events == [("coco", "Normal", "Stage1Started")]
     status = kube.trainings[KEY]["status"]
     assert (status["phase"], status["stage"], status["jobName"], status["target"]) == ("Running", 1, "coco-stage1",
@@ -39,9 +40,9 @@ async def test_a_new_training_costs_three_writes_job_status_event() -> None:
     entry = ctx.cache.get(KEY)
     assert entry.body["status"] == status and entry.is_own(kube.trainings[KEY])  # our write's event is skipped
     await reconcile(ctx, KEY)  # the Job as the cache now has it: Reconciling says no pod is ready yet
-    assert kube.writes()[2:] == [("patch_training_status", "ml", "coco")] and len(events) == 1
-    await reconcile(ctx, KEY)  # level-triggered: nothing changed, nothing written
-    assert len(kube.writes()) == 3 and len(events) == 1
+    assert kube.writes()[3:] == [("patch_training_status", "ml", "coco")] and len(events) == 1
+    await reconcile(ctx, KEY)  # level-triggered: nothing changed, nothing written (the evaluation once a generation)
+    assert len(kube.writes()) == 4 and len(events) == 1
 
 
 async def test_a_finished_stage_reads_its_pods_once_then_starts_the_next() -> None:
@@ -53,7 +54,7 @@ async def test_a_finished_stage_reads_its_pods_once_then_starts_the_next() -> No
     kube.logs["coco-stage1-a", "sync"] = "published checkpoint model.ckpt-100\n"
     complete(kube, ctx, "coco-stage1", "stage1")
     await reconcile(ctx, KEY)
-    assert kube.writes()[2:] == [("create_job", "ml", "coco-stage2"), ("patch_training_status", "ml", "coco")]
+    assert kube.writes()[3:] == [("create", "jobs", "coco-stage2"), ("patch_training_status", "ml", "coco")]
     assert events[-1] == ("coco", "Normal", "Stage2Started")
     status = kube.trainings[KEY]["status"]
     assert (status["stage"], status["step"], status["loss"], status["uploadedStep"]) == (2, 100, 2.5, 100)
@@ -126,5 +127,23 @@ async def test_a_failed_write_is_retried_with_backoff() -> None:
     assert entry.failures == 1 and entry.retry is not None and not events
     await entry.retry
     assert entry.failures == 0 and kube.trainings[KEY]["status"]["jobName"] == "coco-stage1"
-    assert kube.writes().count(("create_job", "ml", "coco-stage1")) == 1  # the Job was adopted, not made twice
+    assert kube.writes().count(("create", "jobs", "coco-stage1")) == 1  # the Job was adopted, not made twice
     assert events == []  # the Event came after the status write that failed: the retry adopts, it starts nothing
+
+
+async def test_a_job_kueue_suspends_is_never_written_and_reads_queued_without_its_eta_sample() -> None:
+    ctx, kube, events = setup(training(spec={**SPEC, "queueName": "gpu-queue"}))
+    await reconcile(ctx, KEY)
+    assert kube.jobs["ml", "coco-stage1"]["spec"]["suspend"] is True  # created held: Kueue admits it
+    entry = ctx.cache.get(KEY)
+    entry.sample = (50, 1.0)  # a rate sample from before an eviction: queue time must not count as training
+    writes = len(kube.writes())
+    for _ in range(3):  # Kueue keeps it suspended: reconciles read, they never write the Job
+        await reconcile(ctx, KEY)
+    assert [w for w in kube.writes()[writes:] if w[1] == "jobs"] == []
+    assert ("list_workloads", "ml", "uid-coco-stage1") in kube.calls  # why it waits: its Workload (none here)
+    status = kube.trainings[KEY]["status"]
+    assert (status["phase"], status["message"]) == ("Queued", "stage 1 waits for Kueue admission in LocalQueue "
+                                                              "gpu-queue")
+    assert entry.sample is None and status.get("eta") is None
+    assert [e[2] for e in events] == ["Stage1Started"]

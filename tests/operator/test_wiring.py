@@ -9,12 +9,15 @@ from typing import Any
 
 import kopf
 import pytest
-from fake_kube import FakeKube, context, training
+from fake_kube import SPEC, FakeKube, context, training
 from prometheus_client import generate_latest
 
+from im2txt_operator.children import desired
 from im2txt_operator.controller import wiring
 from im2txt_operator.controller.context import Context
 from im2txt_operator.metrics import Metrics
+from im2txt_operator.pods import Owner
+from im2txt_operator.spec import parse_spec
 
 KEY = ("ml", "coco")
 KUBECONFIG = """apiVersion: v1
@@ -58,7 +61,7 @@ def index_of(kube: FakeKube) -> dict[tuple[str, str], list[dict[str, Any]]]:
 async def test_a_training_event_reconciles_and_our_own_writes_event_does_not() -> None:
     memo, kube, events = memo_with(training())
     await wiring.training_event(event={"type": "ADDED", "object": training()}, training_jobs={}, memo=memo)
-    assert ("create_job", "ml", "coco-stage1") in kube.writes() and len(events) == 1
+    assert ("create", "jobs", "coco-stage1") in kube.writes() and len(events) == 1
     calls = len(kube.calls)
     await wiring.training_event(event={"type": "MODIFIED", "object": copy.deepcopy(kube.trainings[KEY])},
                                 training_jobs={}, memo=memo)
@@ -76,7 +79,7 @@ async def test_after_a_restart_the_first_reconcile_sees_the_jobs_in_the_index() 
     memo2 = kopf.Memo(context=restarted)
     await wiring.training_event(event={"type": "ADDED", "object": copy.deepcopy(kube.trainings[KEY])},
                                 training_jobs=index_of(kube), memo=memo2)
-    assert [c for c in kube.calls if c[0] == "create_job"] == [("create_job", "ml", "coco-stage1")]  # no 409 try
+    assert [c for c in kube.calls if c[:2] == ("create", "jobs")] == [("create", "jobs", "coco-stage1")]  # no 409 try
     assert restarted.cache.get(KEY).jobs["stage1"]["metadata"]["name"] == "coco-stage1"
     await wiring.cleanup(memo=memo)
     await wiring.cleanup(memo=memo2)
@@ -87,12 +90,12 @@ async def test_a_deleted_job_is_made_again_only_while_its_training_exists() -> N
     await wiring.training_event(event={"type": "ADDED", "object": training()}, training_jobs={}, memo=memo)
     job = kube.jobs.pop(("ml", "coco-stage1"))
     await wiring.job_event(event={"type": "DELETED", "object": job}, training_jobs={}, memo=memo)
-    assert [c for c in kube.calls if c[0] == "create_job"] == [("create_job", "ml", "coco-stage1")] * 2
+    assert [c for c in kube.calls if c[:2] == ("create", "jobs")] == [("create", "jobs", "coco-stage1")] * 2
     del kube.trainings[KEY]  # the training goes: the garbage collector deletes its Job after it
     job = kube.jobs.pop(("ml", "coco-stage1"))
     await wiring.job_event(event={"type": "DELETED", "object": job}, training_jobs={}, memo=memo)
     assert memo["context"].cache.get(KEY) is None
-    assert len([c for c in kube.calls if c[0] == "create_job"]) == 2
+    assert len([c for c in kube.calls if c[:2] == ("create", "jobs")]) == 2
     await wiring.job_event(event={"type": "MODIFIED", "object": job}, training_jobs={}, memo=memo)
     assert memo["context"].cache.get(KEY) is None  # a Job of a training not in the cache makes no entry
     await wiring.cleanup(memo=memo)
@@ -100,6 +103,19 @@ async def test_a_deleted_job_is_made_again_only_while_its_training_exists() -> N
 
 def test_the_index_keys_our_jobs_by_training() -> None:
     job = {"metadata": {"namespace": "ml", "name": "coco-stage2",
-                        "labels": {"im2txt.dev/training": "coco", "im2txt.dev/stage": "2"}}}
+                        "labels": {"im2txt.dev/training": "coco", "im2txt.dev/stage": "2"},
+                        "ownerReferences": [{"kind": "Im2txtTraining", "name": "coco", "uid": "u",
+                                             "controller": True}]}}
     assert wiring.training_jobs(body=job) == {KEY: job}  # type: ignore[arg-type]
     assert wiring.training_jobs(body={"metadata": {"namespace": "ml", "labels": {}}}) is None  # type: ignore[arg-type]
+
+
+def test_the_jobs_index_holds_only_jobs_a_training_controls() -> None:
+    """Anyone who may create Jobs may put the operator's labels on one: such a Job never enters the index."""
+    (job,) = desired(Owner("coco", "ml", "uid-coco"), parse_spec(SPEC))["stage1"]
+    assert list(wiring.training_jobs(body=job) or {}) == [("ml", "coco")]  # type: ignore[arg-type]
+    forged = {**job, "metadata": {**job["metadata"], "ownerReferences": []}}
+    assert wiring.training_jobs(body=forged) is None  # type: ignore[arg-type]
+    elsewhere = {**job, "metadata": {**job["metadata"], "labels": {**job["metadata"]["labels"],
+                                                                   "im2txt.dev/training": "other"}}}
+    assert wiring.training_jobs(body=elsewhere) is None  # type: ignore[arg-type]

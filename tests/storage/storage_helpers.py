@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from im2txt_standins.ufile_server import UFileServer
+from im2txt_storage import owners
 from im2txt_storage.client import ClientSettings, Credentials
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,10 +35,13 @@ def storage_env(server: UFileServer, creds: Credentials, **extra: str) -> dict[s
 
 
 def write_checkpoint(folder: Path, step: int, *, shards: int = 1, size: int = 20_000, latest_only: bool = False,
-                     keep: list[int] | None = None) -> dict[str, bytes]:
+                     keep: list[int] | None = None, owner: str | None = None) -> dict[str, bytes]:
     """A fake TF checkpoint `model.ckpt-<step>` (index, data shards, meta) plus the `checkpoint` index,
-    written like TensorFlow does: data first, index file last (atomically)."""
+    written like TensorFlow does: data first, index file last (atomically). ``owner``: recorded in the ownership
+    ledger first, as our trainer does (im2txt_storage.owners); None: a bundle no ledger names (another tool's)."""
     folder.mkdir(parents=True, exist_ok=True)
+    if owner is not None:
+        owners.record(folder, f"model.ckpt-{step}", owner)
     files: dict[str, bytes] = {}
     prefix = f"model.ckpt-{step}"
     for i in range(shards):

@@ -15,6 +15,7 @@ import pytest
 from storage_helpers import BUCKET, FAST, ROOT, storage_env, write_checkpoint
 
 from im2txt_standins.ufile_server import Fault, UFileServer
+from im2txt_storage import owners
 from im2txt_storage.__main__ import build_parser
 from im2txt_storage.client import Credentials, UFileClient
 from im2txt_storage.paths import UFileURL
@@ -195,7 +196,8 @@ def test_syncer_holds_an_index_that_names_an_incomplete_checkpoint(
     out = tmp_path / "output"
     client = UFileClient(creds, FAST)
     syncer = Syncer(client, UFileURL(BUCKET, "coco/output/"), out, parallel=4)
-    write_checkpoint(out, 1)
+    write_checkpoint(out, 1, owner="")  # this run's (no IM2TXT_RUN_ID: the empty run id), in the ledger
+    owners.record(out, "model.ckpt-9", "uid-of-another-training")  # the ledger names another run for this one
     assert "checkpoint" in syncer.run_round().uploaded
     files2 = write_checkpoint(out, 2, shards=2, keep=[1])
     missing = out / "model.ckpt-2.data-00001-of-00002"
@@ -214,12 +216,19 @@ def test_syncer_holds_an_index_that_names_an_incomplete_checkpoint(
     for f in out.glob("model.ckpt-1.*"):
         f.unlink()
     server.put_object(BUCKET, "coco/output/notes.txt", b"not ours to delete")
+    # Another run's bundles in the same output path, on UFile only (no local copy, no index names them): one the
+    # ledger does not name, one it names for another run. Both fit "let go" by every other test, and stay.
+    foreign = [f"coco/output/model.ckpt-{s}.{x}" for s in (0, 9) for x in ("index", "data-00000-of-00001")]
+    for key in foreign:
+        server.put_object(BUCKET, key, b"another run's")
+    syncer.seed()
     res = syncer.run_round()
     assert res.uploaded[-1] == "checkpoint"
     assert sorted(res.deleted) == ["model.ckpt-1.data-00000-of-00001", "model.ckpt-1.index", "model.ckpt-1.meta"]
     assert not server.list_keys(BUCKET, "coco/output/model.ckpt-1.")
     assert server.list_keys(BUCKET, "coco/output/model.ckpt-2.") and server.get_object(
         BUCKET, "coco/output/notes.txt")
+    assert all(server.get_object(BUCKET, key) == b"another run's" for key in foreign)
     deletes = [i for i, r in enumerate(server.requests_log) if r.method == "DELETE"]
     index_put = max(i for i, r in enumerate(server.requests_log) if r.method == "PUT" and r.key.endswith("/checkpoint"))
     assert deletes and min(deletes) > index_put
@@ -382,6 +391,7 @@ def test_failed_deletes_never_fail_a_good_final_upload(
     for name, data in write_checkpoint(tmp_path / "old", 1).items():  # stale: the trainer has let it go
         if name != "checkpoint":
             server.put_object(BUCKET, f"coco/output/{name}", data)
+    owners.record(tmp_path / "output", "model.ckpt-1", "")  # this run's (the trainer's ledger came with the output)
     server.add_fault(Fault("status", method="DELETE", count=-1, status=503))
     sync = Run(_sync_args(tmp_path, "--interval=3600", "--final-deadline-seconds=20"), storage_env(server, creds))
     sync.wait_for("sync: watching")

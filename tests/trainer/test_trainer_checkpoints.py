@@ -63,6 +63,30 @@ def test_keeps_the_newest_five(tmp_path):
         f"model.ckpt-{i}" for i in (4, 5, 6, 7, 8)]
 
 
+def test_pruning_keeps_every_bundle_another_run_wrote(tmp_path, monkeypatch):
+    """Checkpoints a user brought (the reference Saver's, with no ledger) and those of another training (the ledger
+    names its uid) stay, whatever their step; this run drops only its own beyond the newest five."""
+    v = {"global_step": tf.Variable(0, dtype=tf.int64), "w": tf.Variable(np.ones(3, np.float32))}
+    monkeypatch.setenv("IM2TXT_RUN_ID", "uid-of-a-deleted-training")
+    for step in (2, 100):
+        checkpoints.save(str(tmp_path), v, step)
+    scratch = tmp_path / "scratch"
+    checkpoints.save(str(scratch), v, 1)
+    for f in os.listdir(scratch):  # a bundle no ledger names
+        if f.startswith("model.ckpt-1."):
+            (tmp_path / f).write_bytes((scratch / f).read_bytes())
+    theirs = {f: (tmp_path / f).read_bytes() for f in os.listdir(tmp_path) if f.startswith("model.ckpt-")}
+    monkeypatch.setenv("IM2TXT_RUN_ID", "uid-of-this-training")
+    for step in range(3, 12):
+        checkpoints.save(str(tmp_path), v, step, max_to_keep=5)
+    steps = sorted(int(f.split("-")[1].split(".")[0]) for f in os.listdir(tmp_path) if f.endswith(".index"))
+    assert steps == [1, 2, 7, 8, 9, 10, 11, 100]
+    assert all((tmp_path / f).read_bytes() == data for f, data in theirs.items())
+    # The index names this run's bundles only: a resumed run restores its own newest.
+    assert [os.path.basename(p) for p in checkpoints.listed_checkpoints(str(tmp_path))] == [
+        f"model.ckpt-{i}" for i in (7, 8, 9, 10, 11)]
+
+
 def test_a_killed_save_never_becomes_the_latest(tmp_path):
     v = {"global_step": tf.Variable(5, dtype=tf.int64), "w": tf.Variable(np.full(3, 5.0, np.float32))}
     checkpoints.save(str(tmp_path), v, 5)
@@ -187,5 +211,7 @@ def test_pruning_never_deletes_outside_train_dir(tmp_path):
     for step in range(4, 9):
         checkpoints.save(str(td), v, step, max_to_keep=2)
     assert {f: (elsewhere / f).read_bytes() for f in os.listdir(elsewhere)} == before
-    assert sorted(f for f in os.listdir(td) if f.endswith(".index")) == ["model.ckpt-7.index", "model.ckpt-8.index"]
+    # The copied bundles are no bundles of this run (no ledger names them): kept, like any other run's.
+    assert sorted(f for f in os.listdir(td) if f.endswith(".index")) == [
+        f"model.ckpt-{s}.index" for s in (1, 2, 3, 7, 8)]
     assert "elsewhere" not in (td / "checkpoint").read_text()

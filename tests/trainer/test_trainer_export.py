@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import random
 import re
@@ -17,7 +18,7 @@ import reference_caption_generator as reference_search
 import tensorflow as tf
 import yaml
 
-from im2txt_trainer import beam_search, caption, checkpoints, export, inception, inference
+from im2txt_trainer import beam_search, caption, checkpoints, evaluate, export, inception, inference
 from im2txt_trainer import synthetic as synth
 from im2txt_trainer.config import ModelConfig
 from im2txt_trainer.model import ShowAndTell
@@ -59,7 +60,7 @@ def exported(checkpoint, tmp_path_factory) -> Path:
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         assert export.main([f"--checkpoint_path={td}", f"--vocab_file={vocab_file}", f"--export_dir={export_dir}",
-                            f"--image_size={SIZE}"]) == 0
+                            f"--image_size={SIZE}", f"--eval_file_pattern={vocab_file.parent}/val-*"]) == 0
     assert printed.getvalue() == f"{export_dir / str(STEP)}\n"
     return export_dir
 
@@ -283,6 +284,21 @@ def test_export_errors_are_named(tmp_path, capsys):
     assert export.main([f"--checkpoint_path={tmp_path}", vocab, f"--export_dir={tmp_path}/e", "--beam_size=0"]) == 1
     assert "--beam_size must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.slow
+def test_the_version_records_its_checkpoints_validation_figures(exported, checkpoint, tmp_path, capsys):
+    td, vocab_file, _, _ = checkpoint
+    record = json.loads((exported / str(STEP) / export.EVALUATION_FILE).read_text())
+    val = sorted(str(p) for p in vocab_file.parent.glob("val-*"))
+    expected = evaluate.perplexity(inference.load_model(str(td / f"model.ckpt-{STEP}"), SIZE), val)
+    assert record == {"global_step": STEP, "input_file_pattern": f"{vocab_file.parent}/val-*", **expected}
+    # No validation records: the model is exported all the same, and the record says why there is no figure.
+    assert export.main([f"--checkpoint_path={td}", f"--vocab_file={vocab_file}", f"--export_dir={tmp_path}",
+                        f"--image_size={SIZE}", f"--eval_file_pattern={tmp_path}/val-?????-of-00004"]) == 0
+    assert capsys.readouterr().out == f"{tmp_path / str(STEP)}\n"
+    record = json.loads((tmp_path / str(STEP) / export.EVALUATION_FILE).read_text())
+    assert record["global_step"] == STEP and "no files match" in record["error"] and "perplexity" not in record
 
 
 @pytest.mark.slow

@@ -15,7 +15,8 @@ index is the training's saved progress. A round therefore
    index if that let it name more;
 4. with pruning on (the default), deletes from UFile the checkpoint files the trainer has deleted locally and
    the published index no longer names (the Saver keeps the last 5; without this the output path would collect
-   every checkpoint of a two-week run). Nothing else is ever deleted, and a failed delete only logs a warning.
+   every checkpoint of a two-week run), and only those of bundles this run wrote (owners.py: the trainer's
+   ledger). Nothing else is ever deleted, and a failed delete only logs a warning.
 Incomplete checkpoints and temporary files (TensorFlow's `*.tmp*`, `*_temp*` folders, hidden files, our own
 `.im2txt-part` downloads) wait for a later round.
 The decisions are pure functions over plain data (`plan_round`, `publishable_index`, ...); `Syncer` does the I/O,
@@ -36,6 +37,7 @@ from pathlib import Path, PurePosixPath
 
 from ufile.util import file_etag
 
+from . import owners
 from .client import RemoteObject, StorageError, UFileClient
 from .paths import UFileURL, safe_relpath
 from .transfer import PART_SUFFIX, run_parallel
@@ -272,6 +274,7 @@ class Syncer:
         self.root = root
         self.parallel = parallel
         self.prune = prune
+        self.run = owners.run_id()  # whose bundles pruning may delete (the training's uid)
         self.uploaded: dict[str, Stamp] = {}  # rel -> stamp of the local file when it was uploaded
         self.remote: set[str] = set()  # rels UFile holds, as far as we know
         self.up: set[str] = set()  # checkpoints whose complete set of files UFile holds
@@ -468,6 +471,7 @@ class Syncer:
         with self._lock:
             stale = sorted({r for rel, (_, text) in self.published.items()
                             for r in stale_checkpoint_files(self.remote, local, rel, text)})
+        stale = self._own(stale)
 
         def delete(rel: str) -> str | None:
             try:  # one try: a stale file left now is deleted after the next publish, without holding anything up
@@ -485,6 +489,21 @@ class Syncer:
                 if (prefix := checkpoint_prefix(rel)) is not None:
                     self.up.discard(prefix)
         return gone
+
+
+    def _own(self, rels: list[str]) -> list[str]:
+        """The files of bundles this run wrote, by the trainer's ledger in their folder (owners.py): another run's
+        bundle in the same output path is never deleted, even when the trainer has no copy of it."""
+        ledgers: dict[PurePosixPath, dict[str, str]] = {}
+        out = []
+        for rel in rels:
+            folder = PurePosixPath(rel).parent
+            if folder not in ledgers:
+                ledgers[folder] = owners.read(self.root / folder)
+            prefix = checkpoint_prefix(rel)
+            if prefix is not None and owners.own(ledgers[folder], [prefix], self.run):
+                out.append(rel)
+        return out
 
 
 def _latest(texts: Mapping[str, str]) -> set[str]:

@@ -7,6 +7,7 @@ checkpoint; loading falls back to older listed checkpoints if the newest cannot 
 `global_step` is written as int32, the reference's dtype (its Saver refuses any other); older checkpoints of this
 trainer hold it as int64 and still restore. Only files in train_dir are ever read as checkpoints or deleted: an
 index naming paths elsewhere (the reference's Saver writes absolute paths) is read as naming train_dir's bundles.
+Only bundles this run wrote are ever dropped (im2txt_storage.owners: the ledger that says whose a bundle is).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections.abc import Mapping
 
 import numpy as np
 import tensorflow as tf
+
+from im2txt_storage import owners
 
 from .model import LEGACY_NAMES
 
@@ -72,21 +75,21 @@ def _complete(prefix: str) -> bool:
     return os.path.isfile(prefix + ".index") and bool(glob.glob(glob.escape(prefix) + ".data-*"))
 
 
-def _step(prefix: str) -> int:
+def step_of(prefix: str) -> int:
     m = _STEP.search(os.path.basename(prefix))
     return int(m.group(1)) if m else -1
 
 
-def _on_disk(train_dir: str) -> list[str]:
+def complete_on_disk(train_dir: str) -> list[str]:
     """Complete model.ckpt-N bundles in train_dir, oldest first."""
     found = [f[: -len(".index")] for f in glob.glob(os.path.join(glob.escape(train_dir), PREFIX + "-*.index"))]
-    return sorted((p for p in found if _step(p) >= 0 and _complete(p)), key=_step)
+    return sorted((p for p in found if step_of(p) >= 0 and _complete(p)), key=step_of)
 
 
 def candidates(train_dir: str) -> list[str]:
     """Checkpoints to try, newest first: the index's list, else complete model.ckpt-N bundles by step."""
     listed = [p for p in reversed(listed_checkpoints(train_dir)) if _complete(p)]
-    return listed or list(reversed(_on_disk(train_dir)))
+    return listed or list(reversed(complete_on_disk(train_dir)))
 
 
 def _write_index(train_dir: str, kept: list[str]) -> None:
@@ -117,6 +120,8 @@ def save(train_dir: str, variables: Mapping[str, tf.Variable], step: int, max_to
     """Write model.ckpt-<step>, point the index at it, keep the newest `max_to_keep`."""
     final = os.path.join(train_dir, f"{PREFIX}-{step}")
     tmp = os.path.join(train_dir, f".tmp-{PREFIX}-{step}-{os.getpid()}")
+    run = owners.run_id()
+    owners.record(train_dir, os.path.basename(final), run)  # before its files exist: never an unrecorded bundle
     names = sorted(variables)
     tf.raw_ops.SaveV2(prefix=tmp, tensor_names=names, shape_and_slices=[""] * len(names),
                       tensors=[_saved_value(n, variables[n]) for n in names])
@@ -126,10 +131,12 @@ def save(train_dir: str, variables: Mapping[str, tf.Variable], step: int, max_to
         with open(tmp + suffix, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp + suffix, final + suffix)
-    # Everything complete on disk counts (also bundles an index from another machine no longer names).
-    previous = {p for p in listed_checkpoints(train_dir) if _complete(p)} | set(_on_disk(train_dir))
+    # Only this run's bundles count, complete on disk or listed (also those an index from another machine no longer
+    # names): another run's (a user's UAI checkpoints, a deleted training resumed from) are never dropped.
+    previous = {p for p in listed_checkpoints(train_dir) if _complete(p)} | set(complete_on_disk(train_dir))
+    previous = set(owners.own(owners.read(train_dir), previous, run))
     previous.discard(final)
-    kept = [*sorted(previous, key=_step), final]
+    kept = [*sorted(previous, key=step_of), final]
     dropped, kept = kept[:-max_to_keep], kept[-max_to_keep:]
     _write_index(train_dir, kept)
     for p in dropped:

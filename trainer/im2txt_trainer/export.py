@@ -1,9 +1,13 @@
 """A checkpoint as a TensorFlow SavedModel for TF Serving / KServe, with the reference beam search in the graph.
 
     python -m im2txt_trainer.export --checkpoint_path=TRAIN_DIR_OR_model.ckpt-N --vocab_file=word_counts.txt \
-        --export_dir=DIR [--beam_size=3] [--max_caption_length=20] [--image_size=299]
+        --export_dir=DIR [--beam_size=3] [--max_caption_length=20] [--image_size=299] \
+        [--eval_file_pattern='val-?????-of-00004' --num_eval_examples=10132]
 
-Writes DIR/<global_step>/ (TF Serving's versioned layout) and prints that path. Signatures (docs/export.md):
+Writes DIR/<global_step>/ (TF Serving's versioned layout) and prints that path. With --eval_file_pattern, the
+version also holds evaluation.json: the exported checkpoint's validation perplexity (evaluate.perplexity, as the
+evaluation beside training computes it), or the reason there is none (an evaluation never fails the export).
+Signatures (docs/export.md):
   serving_default  image_feed string [N] (JPEG bytes) -> caption [N], log_prob [N], captions [N, beam],
                    log_probs [N, beam] (float64), num_captions [N] (int32)
   initial_state    image_feed string [N] -> initial_state float32 [N, 2U]   (reference lstm/initial_state)
@@ -13,6 +17,7 @@ The vocabulary travels as a constant of serving_default and as the asset word_co
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -111,8 +116,23 @@ class CaptionModule(tf.Module):
                 "num_captions": out["num_captions"]}
 
 
+EVALUATION_FILE = "evaluation.json"
+
+
+def evaluation_record(model: ShowAndTell, step: int, pattern: str, num_examples: int) -> dict:
+    """The figures of the checkpoint being exported, or why there are none."""
+    from . import data, evaluate
+
+    try:
+        figures = evaluate.perplexity(model, data.match_files(pattern), max_examples=num_examples)
+    except (data.InputError, ValueError, tf.errors.OpError) as e:
+        reason = str(e).strip().splitlines()
+        return {"global_step": step, "input_file_pattern": pattern, "error": reason[0] if reason else repr(e)}
+    return {"global_step": step, "input_file_pattern": pattern, **figures}
+
+
 def export(checkpoint_path: str, vocab_file: str, export_dir: str, beam_size: int = 3, max_caption_length: int = 20,
-           image_size: int = 299) -> str:
+           image_size: int = 299, eval_file_pattern: str = "", num_eval_examples: int = 10132) -> str:
     """Write export_dir/<global_step>/ and return that path."""
     check_search(beam_size, max_caption_length)
     vocab = Vocabulary.load(vocab_file)
@@ -136,6 +156,10 @@ def export(checkpoint_path: str, vocab_file: str, export_dir: str, beam_size: in
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tf.saved_model.save(module, tmp, signatures=module.signatures())
+        if eval_file_pattern:
+            record = evaluation_record(model, step, eval_file_pattern, num_eval_examples)
+            with open(os.path.join(tmp, EVALUATION_FILE), "w", encoding="utf-8") as f:
+                json.dump(record, f, sort_keys=True)
         os.rename(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -148,10 +172,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_checkpoint_flags(p)
     p.add_argument("--vocab_file", required=True, help="word_counts.txt (travels inside the SavedModel)")
     p.add_argument("--export_dir", required=True, help="the SavedModel goes to <export_dir>/<global_step>/")
+    p.add_argument("--eval_file_pattern", default="", help="validation records: their perplexity goes beside it")
+    p.add_argument("--num_eval_examples", type=int, default=10132)
     a = p.parse_args(argv)
 
     def run() -> int:
-        print(export(a.checkpoint_path, a.vocab_file, a.export_dir, a.beam_size, a.max_caption_length, a.image_size))
+        print(export(a.checkpoint_path, a.vocab_file, a.export_dir, a.beam_size, a.max_caption_length, a.image_size,
+                     a.eval_file_pattern, a.num_eval_examples))
         return 0
 
     return cli.run("export", run, (InferenceError, VocabularyError, CheckpointError, ExportError, SearchError))

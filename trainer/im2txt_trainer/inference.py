@@ -117,9 +117,11 @@ def caption_images(model, vocab, images: Sequence[np.ndarray], beam_size: int = 
     return out
 
 
-def add_checkpoint_flags(p: argparse.ArgumentParser, max_caption_length: bool = True) -> None:
+def add_checkpoint_flags(p: argparse.ArgumentParser, max_caption_length: bool = True,
+                         checkpoint_path: bool = True) -> None:
     """The flags of a command that captions with a checkpoint: which one, the search, the image size."""
-    p.add_argument("--checkpoint_path", required=True, help="train_dir (its newest checkpoint) or model.ckpt-N")
+    if checkpoint_path:
+        p.add_argument("--checkpoint_path", required=True, help="train_dir (its newest checkpoint) or model.ckpt-N")
     p.add_argument("--beam_size", type=int, default=3)
     if max_caption_length:
         p.add_argument("--max_caption_length", type=int, default=20)

@@ -44,17 +44,26 @@ when it serves all namespaces, a Role's in each namespace it serves. */}}
 - apiGroups: ["im2txt.dev"]
   resources: ["im2txttrainings/status"]
   verbs: ["get", "patch"]
-# One Job per stage, owned by the training: create, follow, suspend/resume (patch). No delete: garbage collection.
+# One Job per stage, owned by the training: create, follow, delete while suspended (resume creates it again).
+# Never patch: spec.suspend belongs to Kueue where it queues the Job.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+# Read-only: why Kueue holds a stage's Job (its Workload's conditions), for status.
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["list"]
 # TensorBoard per training (spec.tensorboard.enabled): a Deployment and a Service owned by the training.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["create", "patch", "delete"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["create", "patch", "delete"]
+  verbs: ["get", "create", "patch", "delete"]
+# A multi-node stage's NetworkPolicy: its workers' port 2222 open only to each other; owned by the training.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "patch"]
 # Find the running pod of a stage's Job, then read the trainer container's log for the current step.
 - apiGroups: [""]
   resources: ["pods"]
@@ -69,7 +78,7 @@ when it serves all namespaces, a Role's in each namespace it serves. */}}
 # Events on the trainings (kopf posts core events; newer clients post events.k8s.io events).
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["list", "create", "patch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -9,7 +9,7 @@ from typing import Any
 
 from im2txt_operator import children
 from im2txt_operator.decisions import Problem
-from im2txt_operator.pod_problems import pod_problem
+from im2txt_operator.pod_problems import create_problem, pod_problem
 from im2txt_operator.pods import LABEL_TRAINING
 from im2txt_operator.spec import KIND
 
@@ -70,6 +70,8 @@ class Entry:
     pods_read: bool = False
     # The generation whose TensorBoard Deployment and Service were last written (None: none written).
     tensorboard: int | None = None
+    # The same for the evaluation Deployment (act.ABSENT: known to be absent).
+    evaluation: int | None = None
     # resourceVersions our own writes produced: their watch events bring nothing new, so they are not
     # reconciled again (half the work in a burst). Anything else, or a restart, reconciles as usual.
     own: set[str] = field(default_factory=set)
@@ -93,12 +95,15 @@ class Entry:
         self.remember(obj)
         self.body = newer(self.body, obj)
 
-    def read_pod_problem(self, job_name: str, pods: list[dict[str, Any]]) -> bool:
-        """What keeps the stage's newest pod from starting, from these pods; True when that changed."""
+    def read_pod_problem(self, job_name: str, pods: list[dict[str, Any]],
+                         failed_creates: list[dict[str, Any]] | None = None) -> bool:
+        """What keeps the stage's newest pod from starting, from these pods (or, with no pod at all, the Job's
+        FailedCreate Events); True when that changed."""
         body = self.body or {}
         secret = (body.get("spec") or {}).get("credentialsSecret")
         namespace = body.get("metadata", {}).get("namespace", "")
-        found = pod_problem(pods, secret if isinstance(secret, str) else None, namespace)
+        found = pod_problem(pods, secret if isinstance(secret, str) else None, namespace) or (
+            None if pods else create_problem(failed_creates or (), job_name))
         self.pods_read = True
         if found == (self.pod_problem[1] if self.pod_problem else None):
             return False

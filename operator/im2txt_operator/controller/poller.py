@@ -11,11 +11,13 @@ import logging
 import time
 
 from im2txt_operator import conditions as cond
-from im2txt_operator import logs
+from im2txt_operator import logs, names
 from im2txt_operator.api_budget import due
 from im2txt_operator.controller.cache import Entry, Key
 from im2txt_operator.controller.context import Context
+from im2txt_operator.controller.evaluating import refresh_evaluation, wanted
 from im2txt_operator.controller.reconcile import reconcile
+from im2txt_operator.controller.status_write import write_status
 from im2txt_operator.pod_reads import read_pods
 from im2txt_operator.running_status import running_status
 
@@ -25,11 +27,14 @@ CONCURRENCY = 8  # trainings looked at together in one round
 
 
 def wants_a_look(entry: Entry) -> bool:
-    """Whether a round has something to read for this training: a running stage's progress, a pod that could not
-    start, or a spec problem to check again (a Succeeded or Failed training costs nothing)."""
+    """Whether a round has something to read for this training: a running stage's progress, a queued stage's
+    Kueue reason, a pod that could not
+    start, a spec problem to check again, or an evaluation still to record (a Succeeded training whose last
+    checkpoint is being evaluated; otherwise a Succeeded or Failed training costs nothing)."""
     status = (entry.body or {}).get("status") or {}
-    return entry.pod_problem is not None or status.get("phase") == "Running" or (
-        status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready"))
+    return entry.pod_problem is not None or status.get("phase") in ("Running", "Queued") or (
+        status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready")) or wanted(
+        entry.body or {})
 
 
 async def run(ctx: Context) -> None:
@@ -57,10 +62,11 @@ async def one_round(ctx: Context, looked_at: dict[Key, float]) -> list[Key]:
 
     async def one(key: Key, entry: Entry) -> None:
         async with sem:
-            try:
-                await look(ctx, key, entry)
-            except Exception as exc:  # best effort; the next round retries
-                log.debug("progress of %s/%s: %s", *key, logs.short(exc))
+            for what, read in (("progress", look), ("evaluation", refresh_evaluation)):
+                try:
+                    await read(ctx, key, entry)
+                except Exception as exc:  # best effort; the next round retries
+                    log.debug("%s of %s/%s: %s", what, *key, logs.short(exc))
 
     await asyncio.gather(*(one(k, entries[k]) for k in chosen))
     return chosen
@@ -71,10 +77,13 @@ async def look(ctx: Context, key: Key, entry: Entry) -> None:
     status = (entry.body or {}).get("status") or {}
     if entry.pod_problem is not None:
         await refresh_progress(ctx, key, entry)  # the pod's status says when the problem is gone
-    elif status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready"):
+    elif status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready") and (
+            entry.retry is None or entry.retry.done()):  # else the queue's backoff retries it
         await reconcile(ctx, key)
     elif status.get("phase") == "Running":
         await refresh_progress(ctx, key, entry)
+    elif status.get("phase") == "Queued":
+        await reconcile(ctx, key)  # Kueue's reason may change (no watch on its Workloads)
 
 
 async def prune(ctx: Context) -> None:
@@ -100,13 +109,17 @@ async def refresh_progress(ctx: Context, key: Key, entry: Entry) -> None:
     body = entry.body
     if body is None:
         return
-    namespace, name = key
+    namespace = key[0]
     status = body.get("status") or {}
     job_name, target = status.get("jobName"), status.get("target")
     if not job_name or not isinstance(target, int):
         return
     pods = await ctx.kube.list_pods(namespace, job_name)
-    if entry.read_pod_problem(job_name, pods):
+    job = entry.jobs.get(names.stage_role(status.get("stage") or 1)) or {}
+    # No pod at all of a Job that should have some: the Job controller's Events say why (a quota, a policy).
+    failed = [] if pods or (job.get("spec") or {}).get("suspend") else await ctx.kube.failed_creates(namespace,
+                                                                                                      job_name)
+    if entry.read_pod_problem(job_name, pods, failed):
         await reconcile(ctx, key)
         return
     output = str((body.get("spec") or {}).get("outputPath") or "")
@@ -116,7 +129,7 @@ async def refresh_progress(ctx: Context, key: Key, entry: Entry) -> None:
         update = running_status(current.get("status") or {}, job_name, reads, entry.sample, time.monotonic(),
                                 current.get("metadata", {}).get("generation"), ctx.now())
         entry.sample = update.sample
-        if update.patch:
-            entry.wrote(await ctx.kube.patch_training_status(namespace, name, update.patch))
+        if update.patch and not await write_status(ctx, key, entry, current, update.patch):
+            return  # the training changed since it was read: the next round reads it as it is
         if update.event is not None:
             ctx.post(entry.body or current, update.event, (current.get("status") or {}).get("stage"), logging.WARNING)

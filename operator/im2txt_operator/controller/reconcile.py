@@ -13,9 +13,11 @@ from typing import Any
 from im2txt_operator import conditions as cond
 from im2txt_operator import export as exporting
 from im2txt_operator import names
-from im2txt_operator.controller.act import act, create_export, keep_tensorboard
+from im2txt_operator.controller.act import act, create_export, keep_evaluation, keep_tensorboard
 from im2txt_operator.controller.cache import Entry, Key, owned_by
 from im2txt_operator.controller.context import Context
+from im2txt_operator.controller.owned import Unsettled
+from im2txt_operator.controller.status_write import write_status
 from im2txt_operator.decisions import CreateJob, Decision, Event, Problem, status_patch
 from im2txt_operator.job_state import JobState, job_state
 from im2txt_operator.kube import Kube
@@ -25,7 +27,9 @@ from im2txt_operator.pod_problems import REASONS as POD_REASONS
 from im2txt_operator.pod_reads import PodReads, observed_fields, read_pods
 from im2txt_operator.pods import Owner
 from im2txt_operator.shared_outputs import output_in_use
+from im2txt_operator.side_problems import flag
 from im2txt_operator.spec import Settings, SpecError, parse_spec
+from im2txt_operator.workloads import Hold, hold_of
 
 
 async def reconcile(ctx: Context, key: Key) -> None:
@@ -50,6 +54,7 @@ class _Read:
     settings: Settings | None
     problem: Problem | None
     failures: dict[int, Any] = field(default_factory=dict)  # stage -> why its last pod failed (read at its end)
+    holds: dict[int, Hold] = field(default_factory=dict)  # stage -> why Kueue holds its suspended Job
 
     @property
     def generation(self) -> int | None:
@@ -92,8 +97,23 @@ async def _read(ctx: Context, key: Key, entry: Entry, body: dict[str, Any]) -> _
 
 def _observe(entry: Entry, read: _Read) -> dict[int, JobState]:
     # Jobs of another object with this name (an earlier training) are not ours to drive.
-    return {s: replace(job_state(j, s), failure=read.failures.get(s)) for role, j in entry.jobs.items()
-            if (s := names.stage_number(role)) is not None and owned_by(j, read.body)}
+    return {s: replace(job_state(j, s), failure=read.failures.get(s), held=read.holds.get(s))
+            for role, j in entry.jobs.items() if (s := names.stage_number(role)) is not None and owned_by(j, read.body)}
+
+
+async def _holds(kube: Kube, namespace: str, settings: Settings | None,
+                 jobs: Mapping[int, JobState]) -> dict[int, Hold]:
+    """Why each suspended stage Job waits, from its Kueue Workload (one list per such Job). A Job with no queue
+    label where Kueue's API is absent or unreadable has no hold: someone else suspended it."""
+    if settings is None or settings.suspend:
+        return {}
+    out = {}
+    for s, job in jobs.items():
+        if job.suspended and not (job.deleting or job.succeeded or job.failed):
+            found = await kube.list_workloads(namespace, job.uid)
+            if found is not None or job.queue:
+                out[s] = hold_of(found or (), job.queue)
+    return out
 
 
 async def _stage_ends(kube: Kube, namespace: str, settings: Settings | None, status: Mapping[str, Any],
@@ -117,6 +137,7 @@ async def _reconcile_locked(ctx: Context, key: Key, entry: Entry) -> None:
     for s, reads in (await _stage_ends(ctx.kube, key[0], settings, status, jobs)).items():
         read.failures[s] = reads.failure
         observed |= observed_fields(reads, final=True)
+    read.holds = await _holds(ctx.kube, key[0], settings, _observe(entry, read))
     jobs = _observe(entry, read)
     status_in = {**status, "step": observed["step"]} if "step" in observed else status
 
@@ -132,12 +153,13 @@ async def _reconcile_locked(ctx: Context, key: Key, entry: Entry) -> None:
         if read.problem is not None or not creating:
             decision = decided()
 
+    stopped: Problem | None = None  # what stopped a child write: in status, then retried with backoff
     for _attempt in range(3):
         outcome = await act(ctx, entry, read.owner, settings, decision)
         if outcome is False:
             break
         if isinstance(outcome, Problem):
-            read.problem = outcome
+            read.problem = stopped = outcome
             if outcome.reason == "JobRejected":
                 entry.rejected = (generation, outcome)
         jobs = _observe(entry, read)
@@ -145,28 +167,46 @@ async def _reconcile_locked(ctx: Context, key: Key, entry: Entry) -> None:
         if read.problem is not None:
             break
 
+    if decision.status.get("phase") != "Running":
+        entry.sample = None  # the ETA's rate is of training time only: not of time queued or suspended
+    export_status, export_event, side = await _export(ctx, entry, read, decision)
+    url = evaluation_written = None
+    if settings is not None:
+        url, tensorboard_problem = await keep_tensorboard(ctx, entry, read.owner, settings, generation, status)
+        evaluation_written, evaluation_problem = await keep_evaluation(ctx, entry, read.owner, settings, generation,
+                                                                       status)
+        side = side or tensorboard_problem or evaluation_problem
+    side_event = None
+    if side is not None and read.problem is None:  # the stages go on; Ready says what is wrong beside them
+        decision, side_event = flag(decision, status, side, generation, ctx.now())
     patch = status_patch(status, decision.status)
     patch |= status_patch(status, {k: v for k, v in observed.items() if k not in decision.status})
-    export_event = await _export(ctx, entry, read, decision, patch)
-    if settings is not None:
-        url = await keep_tensorboard(ctx, entry, read.owner, settings, generation, status)
-        if status.get("tensorboard") != url:
-            patch["tensorboard"] = url
-    if patch:
-        entry.wrote(await ctx.kube.patch_training_status(*key, patch))
-        ctx.metrics.writes.labels(kind="status").inc()
+    if export_status != status.get("export"):
+        patch["export"] = export_status
+    if settings is not None and status.get("tensorboard") != url:
+        patch["tensorboard"] = url
+    if settings is not None and (status.get("evaluation") or {}).get("generation") != evaluation_written:
+        patch["evaluation"] = {"generation": evaluation_written}
+    if patch and not await write_status(ctx, key, entry, body, patch):
+        retry_soon(ctx, key, entry)  # decided from an old read: decide again from the training as it is now
+        return
     if decision.event is not None:
         ctx.post(body, decision.event, decision.status.get("stage"))
         ctx.metrics.record_event(decision.event.reason, decision.status)
-    if export_event is not None:
-        ctx.post(body, export_event, "export")
+    for event, stage in ((export_event, "export"), (side_event, decision.status.get("stage"))):
+        if event is not None:
+            ctx.post(body, event, stage)
+    stopped = stopped or side
+    if stopped is not None and stopped.reason != "JobRejected":  # a refused spec waits for a new generation
+        raise Unsettled(stopped.message)
 
 
-async def _export(ctx: Context, entry: Entry, read: _Read, decision: Decision, patch: dict[str, Any]) -> Event | None:
-    """After stage 2, the export Job and status.export (into ``patch``); the Event to post about it."""
+async def _export(ctx: Context, entry: Entry, read: _Read,
+                  decision: Decision) -> tuple[Any, Event | None, Problem | None]:
+    """After stage 2, the export Job: (status.export, the Event to post about it, what stopped its Job)."""
     settings, status = read.settings, read.status
     if settings is None or read.problem is not None:
-        return None
+        return status.get("export"), None, None
     jobs = _observe(entry, read)
     stage2_done = cond.is_true(decision.status.get("conditions"), "Stage2Complete")
     export_job = entry.jobs.get(names.EXPORT)
@@ -174,9 +214,7 @@ async def _export(ctx: Context, entry: Entry, read: _Read, decision: Decision, p
                                 if export_job is not None and owned_by(export_job, read.body) else None,
                                 status.get("export"))
     stage2 = jobs.get(2)
-    if exported.create and not await create_export(ctx, entry, read.owner, settings,
-                                                   stage2.image_size if stage2 else None):
-        exported = exporting.ExportDecision(False, status.get("export"))
-    if exported.status != status.get("export"):
-        patch["export"] = exported.status
-    return exported.event
+    if exported.create and (problem := await create_export(ctx, entry, read.owner, settings,
+                                                           stage2.image_size if stage2 else None)):
+        return status.get("export"), None, problem
+    return exported.status, exported.event, None

@@ -19,6 +19,7 @@ from im2txt_operator.api_budget import ApiBudget, TokenBucket
 from im2txt_operator.controller import context, poller
 from im2txt_operator.controller.cache import job_key, newer, slim
 from im2txt_operator.controller.context import METRICS_PORT, PROGRESS_INTERVAL, Context
+from im2txt_operator.controller.owned import controlled_by_a_training
 from im2txt_operator.controller.reconcile import reconcile, retry_soon
 from im2txt_operator.kube import Kube
 from im2txt_operator.metrics import Metrics
@@ -106,9 +107,10 @@ async def training_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any
 @kopf.index("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY})
 def training_jobs(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]] | None:
     """Our Jobs by training. kopf fills all indexes before any handler runs, so after a restart the first
-    reconcile of a training already sees its Jobs (no create attempts that would only answer 409)."""
+    reconcile of a training already sees its Jobs (no create attempts that would only answer 409). Only Jobs a
+    training controls: anyone may put our labels on a Job, and the index must not grow with theirs."""
     found = job_key(body)
-    return {found[0]: slim(body)} if found else None
+    return {found[0]: slim(body)} if found and controlled_by_a_training(body) else None
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY})
