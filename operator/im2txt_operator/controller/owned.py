@@ -73,8 +73,15 @@ async def ensure(kube: Kube, body: dict[str, Any], uid: str, *, update: bool = T
     return await kube.merge_patch(api, plural, meta["namespace"], meta["name"], patch), False
 
 
+# The only kinds the operator ever deletes (a disabled TensorBoard or evaluation): its RBAC grants delete on these
+# alone (tests/manifests/test_manifests_rbac_used.py). Jobs and NetworkPolicies go with their training (GC).
+REMOVABLE = ("Deployment", "Service")
+
+
 async def remove(kube: Kube, kind: str, namespace: str, name: str, uid: str) -> bool:
     """Delete this training's child of that name; False when there is none. Anybody else's raises NotOwned."""
+    if kind not in REMOVABLE:
+        raise ValueError(f"the operator never deletes a {kind}")
     api, plural = APIS[kind]
     existing = await kube.read(api, plural, namespace, name)
     if existing is None:
