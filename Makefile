@@ -28,6 +28,7 @@ test: $(STAMP)  ## run the whole test suite (what CI runs), the real-API tier in
 	$(PY) -m ruff check .
 	tools/gitops-health/build.sh >/dev/null  # the GitOps tests' real evaluators (tests build it too; here before any timeout)
 	tools/helm/build.sh >/dev/null  # helm for the chart's tests (they build it too; here before any timeout)
+	tools/kueue/build.sh >/dev/null  # Kueue's manager for the Kueue tier (cold: 10-20 min; here before any timeout)
 	assets="$$(tools/envtest/build.sh --node $(VENV))" && KUBEBUILDER_ASSETS="$$assets" $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff

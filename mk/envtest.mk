@@ -15,6 +15,7 @@ K8S_MINORS ?= 1.29
 test-k8s-versions: $(STAMP)  ## run tests/cluster on Kubernetes 1.29 (the oldest supported) and 1.36 (the newest)
 	tools/gitops-health/build.sh >/dev/null
 	tools/helm/build.sh >/dev/null
+	tools/kueue/build.sh >/dev/null
 	@set -e; for minor in $(K8S_MINORS); do \
 	  assets="$$(tools/envtest/minor.sh $$minor $(VENV))"; \
 	  echo "== Kubernetes $$minor ($$assets)"; \

@@ -7,8 +7,8 @@
 --                blocks it: a missing Secret or claim, a Job the API server refused), or phase Failed
 --   Healthy      phase Succeeded
 --   Suspended    phase Suspended
---   Progressing  no status yet, a status of an older generation, or phase Running/Pending (queued, starting,
---                training, retrying, advancing to stage 2)
+--   Progressing  no status yet, a status of an older generation, or phase Running/Pending/Queued (waiting for
+--                Kueue, starting, training, retrying, advancing to stage 2)
 -- The message says why, or where the training is.
 local hs = {}
 
@@ -122,7 +122,7 @@ elseif phase == "Succeeded" or phase == "Suspended" then
   else
     hs.message = phase
   end
-elseif phase == "Running" or phase == "Pending" then
+elseif phase == "Running" or phase == "Pending" or phase == "Queued" then
   hs.status = "Progressing"
   hs.message = where(st)
 else

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-TYPES = ("Ready", "Stage1Complete", "Stage2Complete", "Succeeded", "Failed", "Suspended", "Reconciling", "Stalled")
+TYPES = ("Ready", "Stage1Complete", "Stage2Complete", "Succeeded", "Failed", "Suspended", "Queued", "Reconciling",
+         "Stalled")
 
 
 def find(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any] | None:

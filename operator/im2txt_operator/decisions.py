@@ -22,12 +22,16 @@ class CreateJob:
 
 
 @dataclass(frozen=True)
-class SetJobSuspend:
+class DeleteJob:
+    """Delete a stage's Job (that uid only) while the training is suspended: its Workload and quota go with it;
+    resume creates it again, and the trainer continues from the last checkpoint. The operator never writes a Job's
+    spec.suspend: Kueue owns it on a queued Job (docs/kueue.md)."""
+
     stage: int
-    suspend: bool
+    uid: str
 
 
-Action = CreateJob | SetJobSuspend
+Action = CreateJob | DeleteJob
 
 
 @dataclass(frozen=True)

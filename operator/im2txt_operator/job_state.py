@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from im2txt_operator.pod_reports import ContainerFailure
+from im2txt_operator.workloads import Hold
 
 # Facts stamped on a stage's Job when it is made (jobs.stamps): read back, never parsed from its args.
 ANNOTATION_TARGET = "im2txt.dev/target-step"
 ANNOTATION_IMAGE_SIZE = "im2txt.dev/image-size"
+LABEL_QUEUE = "kueue.x-k8s.io/queue-name"  # Kueue queues a Job with this label (spec.queueName)
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,10 @@ class JobState:
     target: int | None = None
     image_size: int | None = None  # --image_size the stage trained at
     failure: ContainerFailure | None = None  # of a failed Job: why its last failed pod failed (pod_reports)
+    uid: str = ""
+    deleting: bool = False  # deleted (the training was suspended), its pods not gone yet
+    queue: str | None = None  # its Kueue LocalQueue label
+    held: Hold | None = None  # of a suspended Job: why Kueue holds it (its Workload, read by the controller)
 
 
 def job_state(job: Mapping[str, Any], stage: int | None) -> JobState:
@@ -54,7 +60,9 @@ def job_state(job: Mapping[str, Any], stage: int | None) -> JobState:
                     message=message, suspended=bool(spec.get("suspend")), active=int(status.get("active") or 0),
                     ready=int(status.get("ready") or 0), failed_pods=int(status.get("failed") or 0),
                     start_time=status.get("startTime"), completion_time=completion,
-                    target=_stamp(stamped, ANNOTATION_TARGET), image_size=_stamp(stamped, ANNOTATION_IMAGE_SIZE))
+                    target=_stamp(stamped, ANNOTATION_TARGET), image_size=_stamp(stamped, ANNOTATION_IMAGE_SIZE),
+                    uid=meta.get("uid", ""), deleting=bool(meta.get("deletionTimestamp")),
+                    queue=(meta.get("labels") or {}).get(LABEL_QUEUE))
 
 
 def _stamp(annotations: Mapping[str, Any], key: str) -> int | None:

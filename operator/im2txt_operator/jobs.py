@@ -9,12 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from im2txt_operator import names, pods
-from im2txt_operator.job_state import ANNOTATION_IMAGE_SIZE, ANNOTATION_TARGET
+from im2txt_operator.job_state import ANNOTATION_IMAGE_SIZE, ANNOTATION_TARGET, LABEL_QUEUE
 from im2txt_operator.paths import UFilePath
 from im2txt_operator.pods import DATA_DIR, OUTPUT_DIR, Owner
 from im2txt_operator.spec import Settings
 
-LABEL_QUEUE = "kueue.x-k8s.io/queue-name"
 TRAIN_PY = "/data/train.py"
 
 
@@ -64,6 +63,22 @@ def _init_containers(settings: Settings) -> list[dict[str, Any]]:
     return out
 
 
+# The trainer's requests when spec.resources names neither a request nor a limit of that resource, per GPU (at
+# least one): what keeps one GPU fed and holds the compiled model (docs/trainer.md: 1.3-5 GiB peak; tf.data
+# decodes JPEGs on every core it gets). Requests only: Kueue charges them to a ClusterQueue's cpu/memory quota
+# and the scheduler places by them; no default limit kills or throttles a training.
+TRAINER_CPU_PER_GPU = 4
+TRAINER_MEMORY_GI_PER_GPU = 8
+
+
+def trainer_requests(settings: Settings) -> dict[str, str]:
+    """The default cpu and memory requests of the trainer container that spec.resources leaves open."""
+    named = {n for v in settings.resources.values() for n in v}
+    per = max(1, settings.gpus)
+    defaults = {"cpu": str(TRAINER_CPU_PER_GPU * per), "memory": f"{TRAINER_MEMORY_GI_PER_GPU * per}Gi"}
+    return {n: q for n, q in defaults.items() if n not in named}
+
+
 def run_id(owner: Owner) -> dict[str, str]:
     """Whose checkpoints the trainer and sync may prune: the training's uid (im2txt_storage.owners)."""
     return {"name": "IM2TXT_RUN_ID", "value": owner.uid}
@@ -72,6 +87,8 @@ def run_id(owner: Owner) -> dict[str, str]:
 def _trainer_resources(settings: Settings) -> dict[str, Any]:
     # Quantities are strings in the Job API (the client refuses plain numbers).
     resources: dict[str, Any] = {k: {n: str(q) for n, q in v.items()} for k, v in settings.resources.items()}
+    if defaults := trainer_requests(settings):
+        resources["requests"] = defaults | resources.get("requests", {})
     if settings.gpus > 0:
         resources.setdefault("limits", {})["nvidia.com/gpu"] = str(settings.gpus)
     return resources
@@ -151,7 +168,9 @@ def build_job(owner: Owner, settings: Settings, stage: int) -> dict[str, Any]:
                      "backoffLimit": settings.backoff_limit * settings.num_nodes}
     if settings.max_run_seconds is not None:
         job_spec["activeDeadlineSeconds"] = settings.max_run_seconds
-    job_spec["suspend"] = settings.suspend
+    # A queued Job starts suspended and Kueue alone unsuspends it (on admission); the operator never writes
+    # spec.suspend after the create (docs/kueue.md). A training suspended by the user has no stage Job at all.
+    job_spec["suspend"] = bool(settings.queue_name)
     job_spec["template"] = template
     return {"apiVersion": "batch/v1", "kind": "Job",
             "metadata": pods.metadata(owner, name, job_labels, stamps(settings, stage)), "spec": job_spec}

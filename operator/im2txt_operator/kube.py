@@ -23,6 +23,7 @@ import kubernetes
 
 from im2txt_operator.api_budget import RETRIES_ON_429, TokenBucket, retry_after
 from im2txt_operator.spec import GROUP, PLURAL, VERSION
+from im2txt_operator.workloads import JOB_UID_LABEL
 
 MERGE_PATCH = "application/merge-patch+json"
 # Lists of metadata only (the API server's PartialObjectMetadataList), with full JSON as the fallback.
@@ -170,9 +171,6 @@ class Kube:
         """The API server's /version (readable by every authenticated user: no RBAC rule needed)."""
         return await self._request("GET", "/version")
 
-    async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return await self._request("PATCH", self._jobs(namespace, name), body=patch, content_type=MERGE_PATCH)
-
     @staticmethod
     def _namespaced(api: str, plural: str, namespace: str, name: str | None = None) -> str:
         path = f"{api}/namespaces/{quote(namespace)}/{plural}"
@@ -286,3 +284,25 @@ class Kube:
     async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int) -> str:
         return await self._request("GET", f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}/log",
                                    params={"container": container, "tailLines": str(tail_lines)}, text=True)
+
+    async def delete_job(self, namespace: str, name: str, uid: str) -> None:
+        """Delete one Job (that uid only: never a newer one of the same name), its pods first (foreground: the Job
+        stays, marked deleted, until its pods are gone, so a new Job of that name never runs beside them)."""
+        try:
+            await self._request("DELETE", self._jobs(namespace, name),
+                                body={"propagationPolicy": "Foreground", "preconditions": {"uid": uid}})
+        except ApiException as e:
+            if e.status not in (404, 409):  # gone already, or another Job of that name now
+                raise
+
+    async def list_workloads(self, namespace: str, job_uid: str) -> list[dict[str, Any]] | None:
+        """Kueue's Workloads of one Job (Kueue labels them with its uid); None where Kueue's API is not installed
+        or the operator may not read it (then nothing tells why a Job waits but its own suspend)."""
+        try:
+            result = await self._request("GET", f"/apis/kueue.x-k8s.io/v1beta2/namespaces/{quote(namespace)}/workloads",
+                                         params={"labelSelector": f"{JOB_UID_LABEL}={job_uid}"})
+        except ApiException as e:
+            if e.status in (403, 404):
+                return None
+            raise
+        return list(result.get("items") or [])

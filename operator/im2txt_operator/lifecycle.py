@@ -5,7 +5,10 @@ the ``StageNComplete`` conditions already in status. So a restarted operator dec
 one that stopped, whatever moment it stopped at:
 - a stage whose Job succeeded, or whose StageNComplete is True, is done and never runs again;
 - a stage is never skipped: the next stage's Job is only created after the previous stage is done;
-- if a later stage's Job exists, earlier stages count as done (someone deleted an old Job).
+- if a later stage's Job exists, earlier stages count as done (someone deleted an old Job);
+- the operator never writes a Job's spec.suspend: a queued Job is created suspended and Kueue alone admits it
+  (phase Queued, with the Workload's reason), and a suspended training's stage Job is deleted, then created again
+  on resume (the trainer continues from its last checkpoint).
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from typing import Any
 
 from im2txt_operator import conditions as cond
 from im2txt_operator import health, names
-from im2txt_operator.decisions import Action, CreateJob, Decision, Event, Problem, SetJobSuspend
+from im2txt_operator.decisions import Action, CreateJob, Decision, DeleteJob, Event, Problem
 from im2txt_operator.job_state import JobState
 from im2txt_operator.pod_reports import OUTPUT_CHECK
 from im2txt_operator.progress import percent
 from im2txt_operator.spec import Settings
 from im2txt_operator.stage_conditions import Outcome, stage_conditions
+from im2txt_operator.workloads import WAITING, Hold, held_message
 
 
 def _failure(stage: int, job: JobState, status: Mapping[str, Any]) -> tuple[str, str]:
@@ -103,6 +107,7 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
     targets = {1: settings.number_of_steps, 2: settings.stage2_number_of_steps}
     actions: list[Action] = []
     moving: health.Activity | None = None
+    hold: Hold | None = None
     current = plan[-1]
     phase = "Succeeded"
     failed_reason = "JobFailed"
@@ -123,26 +128,38 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
                 phase, message = "Pending", f"stage {s} waits: {problem.message}"
             elif settings.suspend:
                 phase, message = "Suspended", f"stage {s} not started: spec.suspend is true"
+            elif settings.queue_name:  # created suspended: Kueue admits it
+                actions.append(CreateJob(s))
+                hold = Hold(settings.queue_name, WAITING, "")
+                phase, message = "Queued", held_message(s, names.stage_job(name, s), hold)
             else:
                 actions.append(CreateJob(s))
                 phase = "Running"
                 message = f"stage {s}: Job {names.stage_job(name, s)} trains to global step {targets[s]}"
-                moving = health.activity(s, message, created=True, advancing=s == 2 and 1 in done, resuming=False,
-                                         ready=0, failed_pods=0)
+                # The stage had a Job before the suspend (status.stages lists it): it resumes.
+                resuming = status.get("phase") == "Suspended" and any(
+                    e.get("stage") == s for e in status.get("stages") or ())
+                moving = health.activity(s, message, created=not resuming, advancing=s == 2 and 1 in done,
+                                         resuming=resuming, ready=0, failed_pods=0)
         elif job.failed:
             phase, failed_reason, message = "Failed", *_failure(s, job, status)
+        elif settings.suspend or job.deleting:
+            if settings.suspend and not job.deleting:
+                actions.append(DeleteJob(s, job.uid))  # its Workload goes with it: the quota is released
+            phase, message = "Suspended", (
+                f"stage {s} suspended (spec.suspend is true): Job {job.name} is deleted; resuming creates it again "
+                f"and training continues from the last checkpoint" if settings.suspend else
+                f"stage {s} resumes once Job {job.name}, deleted while suspended, is gone")
+        elif job.suspended:  # Kueue holds it (waiting, or evicted): only Kueue unsuspends it
+            hold = job.held
+            phase, message = "Queued", held_message(s, job.name, hold)
+        elif problem is not None:  # the Job exists but its pod cannot start (e.g. its Secret is missing)
+            phase, message = "Pending", f"stage {s} waits: {problem.message}"
         else:
-            if settings.suspend != job.suspended:
-                actions.append(SetJobSuspend(s, settings.suspend))
             target = job.target or targets[s]
-            if settings.suspend:
-                phase, message = "Suspended", f"stage {s} Job {job.name} suspended (spec.suspend is true)"
-            elif problem is not None:  # the Job exists but its pod cannot start (e.g. its Secret is missing)
-                phase, message = "Pending", f"stage {s} waits: {problem.message}"
-            else:
-                phase, message = "Running", f"stage {s}: Job {job.name} trains to global step {target}"
-                moving = health.activity(s, message, created=False, advancing=False, resuming=job.suspended,
-                                         ready=job.ready, failed_pods=job.failed_pods)
+            phase, message = "Running", f"stage {s}: Job {job.name} trains to global step {target}"
+            moving = health.activity(s, message, created=False, advancing=False, resuming=False,
+                                     ready=job.ready, failed_pods=job.failed_pods)
         break
 
     job = jobs.get(current)
@@ -166,20 +183,30 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
         "stages": _stage_entries(status.get("stages") or [], jobs, name, targets,
                                  {a.stage for a in actions if isinstance(a, CreateJob)}),
         "conditions": stage_conditions(name, prev_conds, problem, Outcome(
-            phase, message, reason_done, failed_reason, plan, current, frozenset(done), moving), generation, now),
+            phase, message, reason_done, failed_reason, plan, current, frozenset(done), moving,
+            (hold.reason if hold else WAITING) if phase == "Queued" else None), generation, now),
     }
-    return Decision(status=new, actions=tuple(actions), event=_event(status, new, actions, problem))
+    return Decision(status=new, actions=tuple(actions), event=_event(status, new, actions, problem, hold))
 
 
 def _event(old: Mapping[str, Any], new: Mapping[str, Any], actions: list[Action],
-           problem: Problem | None) -> Event | None:
+           problem: Problem | None, hold: Hold | None) -> Event | None:
     """One Event per transition (so a transition costs at most: Job write + status patch + Event)."""
     phase, message = new["phase"], new["message"]
     for a in actions:
         if isinstance(a, CreateJob):
-            return Event("Normal", f"Stage{a.stage}Started", message)
-        if isinstance(a, SetJobSuspend):
-            return Event("Normal", "Suspended" if a.suspend else "Resumed", message)
+            # A stage that had a Job before the suspend (status.stages lists it) resumes; one that had none starts.
+            had_job = any(e.get("stage") == a.stage for e in old.get("stages") or ())
+            resumed = old.get("phase") == "Suspended" and had_job
+            return Event("Normal", "Resumed" if resumed else f"Stage{a.stage}Started", message)
+        if isinstance(a, DeleteJob):
+            return Event("Normal", "Suspended", message)
+    queued = cond.find(new["conditions"], "Queued")
+    if phase == "Queued" and queued is not None and queued["reason"] != WAITING and \
+            queued["reason"] != (cond.find(old.get("conditions"), "Queued") or {}).get("reason"):
+        # Once per reason Kueue gives (not per message: "2 more needed" after "1 more needed" is the same wait).
+        evicted = hold is not None and hold.evicted
+        return Event("Warning" if evicted else "Normal", "Evicted" if evicted else "Queued", message)
     if (old.get("phase"), old.get("stage")) != (phase, new["stage"]):
         if phase == "Succeeded":
             return Event("Normal", cond.find(new["conditions"], "Succeeded")["reason"], message)  # type: ignore[index]
@@ -191,6 +218,8 @@ def _event(old: Mapping[str, Any], new: Mapping[str, Any], actions: list[Action]
             return Event("Warning", problem.reason, problem.message)
         if phase == "Running" and old.get("phase") == "Suspended":
             return Event("Normal", "Resumed", message)
+        if phase == "Running" and old.get("phase") == "Queued":
+            return Event("Normal", "Admitted", f"{message} (admitted by Kueue)")
     was_ready = cond.is_true(old.get("conditions"), "Ready")
     if problem is not None and (was_ready or old.get("message") != message):
         return Event("Warning", problem.reason, problem.message)

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-PHASES = ("Pending", "Running", "Succeeded", "Failed", "Suspended")
+PHASES = ("Pending", "Queued", "Running", "Succeeded", "Failed", "Suspended")
 # controller-runtime's names and labels, so dashboards made for Go controllers read this one: the controller and
 # its queue are both named after the kind it reconciles.
 CONTROLLER = "im2txttraining"

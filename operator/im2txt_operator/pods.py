@@ -80,8 +80,10 @@ def ufile_env(settings: Settings) -> list[dict[str, Any]]:
 
 
 # What a storage container (fetch, sync, mirror, output-check) needs: files stream through 1 MiB buffers, so a
-# Python process with the SDK stays far below the limit; the limit keeps one from taking a node's memory.
-STORAGE_RESOURCES: dict[str, Any] = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}
+# Python process with the SDK stays far below the limits; they keep one from taking a node's memory, or more than
+# a core from the trainer beside it. Kueue and the scheduler count the requests (docs/kueue.md).
+STORAGE_RESOURCES: dict[str, Any] = {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                     "limits": {"cpu": "1", "memory": "1Gi"}}
 
 
 def storage(settings: Settings, name: str, command: str, args: Sequence[str], mounts: Sequence[Mapping[str, Any]],

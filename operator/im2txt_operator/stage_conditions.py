@@ -1,7 +1,8 @@
 """The conditions of a training's status, from the phase lifecycle.decide reached (pure).
 
 Ready's message is ``kubectl get -o wide``'s Message column: the problem, the failure, or what runs now. Each stage
-has a StageNComplete condition; Succeeded, Failed and Suspended mirror the phase; Reconciling and Stalled follow the
+has a StageNComplete condition; Succeeded, Failed and Suspended mirror the phase, and so does Queued (with Kueue's
+reason) once a stage waited for Kueue; Reconciling and Stalled follow the
 kstatus conventions (module health). Conditions set from the trainer's log between transitions (LossDiverged) are
 kept as they are.
 """
@@ -29,6 +30,7 @@ class Outcome:
     current: int
     done: frozenset[int]
     moving: health.Activity | None = None
+    queued: str | None = None  # phase Queued: the reason Kueue holds the stage's Job (workloads.Hold)
 
 
 def stage_conditions(name: str, prev_conds: list[Mapping[str, Any]], problem: Problem | None, outcome: Outcome,
@@ -66,6 +68,11 @@ def stage_conditions(name: str, prev_conds: list[Mapping[str, Any]], problem: Pr
                               "SuspendRequested" if phase == "Suspended" else "NotSuspended",
                               message if phase == "Suspended" else "spec.suspend is false",
                               generation, now))
+    if outcome.queued is not None:
+        out.append(cond.condition(prev_conds, "Queued", True, outcome.queued, message, generation, now))
+    elif cond.find(prev_conds, "Queued") is not None:  # only trainings that have waited for Kueue carry it
+        out.append(cond.condition(prev_conds, "Queued", False, "Admitted" if phase == "Running" else phase,
+                                  f"phase is {phase}", generation, now))
     # kstatus: Reconciling while a stage moves on, Stalled when only the user can unblock it (module health).
     blocked = health.Blocked(problem.reason, problem.message) if problem is not None else (
         health.Blocked(failed_reason, message) if phase == "Failed" else None)

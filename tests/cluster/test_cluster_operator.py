@@ -134,14 +134,18 @@ def test_failure_reports_the_jobs_reason(admin: Api, ns: str, operator: Operator
 def test_suspend_and_resume(admin: Api, ns: str, operator: OperatorProcess) -> None:
     _training(admin, ns)
     wait_for(lambda: _pod_of(admin, ns, "coco-stage1"), what="pod")
+    first = admin.job(ns, "coco-stage1")
     admin.merge_patch(admin.trainings(ns, "coco"), {"spec": {"suspend": True}})
-    wait_for(lambda: (admin.job(ns, "coco-stage1") or {}).get("spec", {}).get("suspend") is True, what="Job suspended")
-    # The Job controller removes the running pod of a suspended Job (it gets its grace period to upload).
-    wait_for(lambda: not _pod_of(admin, ns, "coco-stage1"), timeout=60, what="pod gone")
+    # The stage's Job is deleted, its pod first (foreground: it gets its grace period to upload); the operator
+    # never writes a Job's spec.suspend (Kueue's, where it queues the Job).
+    wait_for(lambda: admin.job(ns, "coco-stage1") is None, timeout=60, what="Job deleted")
+    assert not _pod_of(admin, ns, "coco-stage1")
     wait_for(lambda: admin.status(ns, "coco").get("phase") == "Suspended", what="Suspended")
     assert admin.condition(ns, "coco", "Suspended")["status"] == "True"
     admin.merge_patch(admin.trainings(ns, "coco"), {"spec": {"suspend": False}})
     wait_for(lambda: admin.status(ns, "coco").get("phase") == "Running", what="Running again")
+    again = wait_for(lambda: admin.job(ns, "coco-stage1"), what="the Job made again")
+    assert again["metadata"]["uid"] != first["metadata"]["uid"] and again["spec"]["suspend"] is False
     wait_for(lambda: _pod_of(admin, ns, "coco-stage1"), timeout=60, what="a new pod")
     wait_for(lambda: "Resumed" in admin.event_reasons(ns, "coco"), what="Resumed Event")
     assert admin.event_reasons(ns, "coco") == ["Stage1Started", "Suspended", "Resumed"]

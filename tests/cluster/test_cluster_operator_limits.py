@@ -106,8 +106,11 @@ def test_the_operator_still_makes_every_child_under_the_policies(admin: Api, ns:
     wait_for(lambda: admin.get(f"/apis/apps/v1/namespaces/{ns}/deployments/coco-tensorboard"), timeout=60,
              what="the TensorBoard Deployment")
     wait_for(lambda: admin.condition(ns, "coco", "Ready").get("status") == "True", what="Ready")
-    # Suspending patches the Job (an UPDATE the policies check too).
+    # Suspending deletes the stage's Job; resuming creates it again (a CREATE the policies check too).
+    first = admin.job(ns, "coco-stage1")
     admin.merge_patch(admin.trainings(ns, "coco"), {"spec": {"suspend": True}})
-    wait_for(lambda: (admin.job(ns, "coco-stage1") or {}).get("spec", {}).get("suspend") is True,
-             what="the Job suspended")
+    wait_for(lambda: admin.job(ns, "coco-stage1") is None, timeout=60, what="the Job deleted (suspended)")
+    admin.merge_patch(admin.trainings(ns, "coco"), {"spec": {"suspend": False}})
+    wait_for(lambda: (admin.job(ns, "coco-stage1") or first)["metadata"]["uid"] != first["metadata"]["uid"],
+             what="the Job created again (resumed)")
     assert "denied request" not in operator.log and "ValidatingAdmissionPolicy" not in operator.log

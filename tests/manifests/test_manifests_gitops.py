@@ -21,6 +21,7 @@ from im2txt_operator.decisions import Problem
 from im2txt_operator.job_state import JobState
 from im2txt_operator.lifecycle import decide
 from im2txt_operator.spec import parse_spec
+from im2txt_operator.workloads import Hold
 
 LUA_FILE = ROOT / "manifests" / "argocd" / "health-im2txttraining.lua"
 FLUX = ROOT / "manifests" / "flux"
@@ -65,6 +66,12 @@ DONE1 = operator_status({1: job(1, succeeded=True)})
 STATES: list[tuple[str, dict[str, Any], tuple[str, str, str]]] = [
     ("queued (Job just created)", operator_status({}), ("InProgress", "Current", "Progressing")),
     ("starting (no pod ready)", operator_status({1: job(1, active=1)}), ("InProgress", "Current", "Progressing")),
+    ("queued by Kueue (waiting for quota)", operator_status(
+        {1: job(1, suspended=True, queue="gpu-queue", held=Hold("gpu-queue", "Pending", "insufficient unused quota"))},
+        spec={"queueName": "gpu-queue"}), ("Current", "Current", "Progressing")),
+    ("evicted by Kueue", operator_status(
+        {1: job(1, suspended=True, queue="gpu-queue", held=Hold("gpu-queue", "Preempted", "by q", evicted=True))},
+        spec={"queueName": "gpu-queue"}), ("Current", "Current", "Progressing")),
     ("stage 1 training", {**operator_status({1: job(1, active=1, ready=1)}), "step": 1200, "progress": 0.12,
                           "eta": "13d2h"}, ("InProgress", "Current", "Progressing")),
     ("retrying", operator_status({1: job(1, active=1, failed_pods=1)}), ("InProgress", "Current", "Progressing")),

@@ -12,7 +12,8 @@ from manifests_support import ROOT, allowed, find, grants, kustomize_build
 EXPECTED: dict[tuple[str, str], set[str]] = {
     ("im2txt.dev", "im2txttrainings"): {"get", "list", "watch"},
     ("im2txt.dev", "im2txttrainings/status"): {"patch"},
-    ("batch", "jobs"): {"get", "list", "watch", "create", "patch"},
+    ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
+    ("kueue.x-k8s.io", "workloads"): {"list"},
     ("", "persistentvolumeclaims"): {"get"},
     ("apps", "deployments"): {"get", "create", "patch", "delete"},
     ("", "services"): {"get", "create", "patch", "delete"},

@@ -57,7 +57,7 @@ class FakeKube:
     def writes(self) -> list[tuple[str, ...]]:
         return [c for c in self.calls if c[0] not in ("read", "get_training", "training_uids", "claim_exists",
                                                        "list_pods", "list_pods_labelled", "read_log",
-                                                       "failed_creates")]
+                                                       "failed_creates", "list_workloads")]
 
     def _where(self, plural: str, namespace: str, name: str) -> tuple[dict[Any, dict[str, Any]], Any]:
         """The dict that holds such objects, and the object's key in it (Jobs apart: tests read kube.jobs)."""
@@ -104,10 +104,17 @@ class FakeKube:
         del store[key]
         return True
 
-    async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append(("patch_job", namespace, name))
-        _merge(self.jobs[namespace, name], patch)
-        return self._stamp(self.jobs[namespace, name])
+    async def delete_job(self, namespace: str, name: str, uid: str) -> None:
+        """Foreground: the Job stays, marked deleted, until the test removes it (as the garbage collector would)."""
+        self.calls.append(("delete_job", namespace, name))
+        job = self.jobs.get((namespace, name))
+        if job is not None and job["metadata"]["uid"] == uid:
+            job["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+            self._stamp(job)
+
+    async def list_workloads(self, namespace: str, job_uid: str) -> list[dict[str, Any]] | None:
+        self.calls.append(("list_workloads", namespace, job_uid))
+        return None  # no Kueue API here
 
     async def get_training(self, namespace: str, name: str) -> dict[str, Any] | None:
         self.calls.append(("get_training", namespace, name))

@@ -9,7 +9,7 @@ from prometheus_client import generate_latest
 
 from im2txt_operator.controller.act import act, create_export, keep_tensorboard
 from im2txt_operator.controller.cache import Entry
-from im2txt_operator.decisions import CreateJob, Decision, Problem, SetJobSuspend
+from im2txt_operator.decisions import CreateJob, Decision, DeleteJob, Problem
 from im2txt_operator.kube import ApiException
 from im2txt_operator.pods import Owner
 from im2txt_operator.spec import parse_spec
@@ -64,14 +64,18 @@ async def test_a_refused_job_is_a_spec_problem() -> None:
     assert writes(ctx, "job") == 0
 
 
-async def test_suspending_patches_the_stage_job() -> None:
+async def test_suspending_deletes_that_stage_job_only() -> None:
     kube = FakeKube()
     ctx, _ = context(kube)
     entry = Entry()
     await act(ctx, entry, OWNER, parse_spec(SPEC), Decision({}, (CreateJob(1),)))
-    assert await act(ctx, entry, OWNER, parse_spec(SPEC), Decision({}, (SetJobSuspend(1, True),))) is False
-    assert kube.writes()[-1] == ("patch_job", "ml", "coco-stage1")
-    assert entry.jobs["stage1"]["spec"]["suspend"] is True and entry.is_own(entry.jobs["stage1"])
+    uid = entry.jobs["stage1"]["metadata"]["uid"]
+    assert await act(ctx, entry, OWNER, parse_spec(SPEC), Decision({}, (DeleteJob(1, "another-uid"),))) is False
+    assert "deletionTimestamp" not in kube.jobs["ml", "coco-stage1"]["metadata"]  # not the Job it was decided on
+    assert await act(ctx, entry, OWNER, parse_spec(SPEC), Decision({}, (DeleteJob(1, uid),))) is False
+    assert kube.writes()[-1] == ("delete_job", "ml", "coco-stage1")
+    assert kube.jobs["ml", "coco-stage1"]["metadata"]["deletionTimestamp"]
+    assert writes(ctx, "job") == 3
 
 
 async def test_the_export_job_is_created_once_and_never_taken_from_another_owner() -> None:

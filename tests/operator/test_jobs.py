@@ -88,7 +88,39 @@ def test_every_storage_container_has_bounded_resources() -> None:
         pod = _job(example, 1)["spec"]["template"]["spec"]
         for container in pod["initContainers"]:
             assert container["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"},
-                                              "limits": {"memory": "1Gi"}}, (example, container["name"])
+                                              "limits": {"cpu": "1", "memory": "1Gi"}}, (example, container["name"])
+
+
+@pytest.mark.parametrize(("gpus", "resources", "expected"), [
+    (1, None, {"requests": {"cpu": "4", "memory": "8Gi"}, "limits": {"nvidia.com/gpu": "1"}}),
+    (2, None, {"requests": {"cpu": "8", "memory": "16Gi"}, "limits": {"nvidia.com/gpu": "2"}}),
+    (0, None, {"requests": {"cpu": "4", "memory": "8Gi"}}),  # a CPU-only training is charged as one GPU's share
+    # What the user names is theirs: a request, or a limit alone (the API then defaults the request to it).
+    (1, {"requests": {"cpu": "2"}}, {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"nvidia.com/gpu": "1"}}),
+    (1, {"limits": {"memory": "4Gi"}},
+     {"requests": {"cpu": "4"}, "limits": {"memory": "4Gi", "nvidia.com/gpu": "1"}}),
+    (1, {"requests": {"cpu": 6, "memory": "24Gi"}},
+     {"requests": {"cpu": "6", "memory": "24Gi"}, "limits": {"nvidia.com/gpu": "1"}}),
+])
+def test_trainer_requests_default_per_gpu_and_yield_to_the_spec(gpus: int, resources: dict[str, Any] | None,
+                                                                expected: dict[str, Any]) -> None:
+    spec = load("training-pvc.yaml")["spec"] | {"gpus": gpus}
+    if resources is not None:
+        spec["resources"] = resources
+    else:
+        spec.pop("resources", None)
+    trainer = build_job(Owner("t", "ml", UID), parse_spec(spec), 1)["spec"]["template"]["spec"]["containers"][0]
+    assert trainer["resources"] == expected
+
+
+@pytest.mark.parametrize(("queue", "suspend"), [("gpu-queue", True), (None, False)])
+def test_a_queued_job_is_created_suspended(queue: str | None, suspend: bool) -> None:
+    """Kueue unsuspends it on admission; the operator never writes spec.suspend after the create."""
+    spec = load("training-pvc.yaml")["spec"]
+    spec = {k: v for k, v in spec.items() if k != "queueName"} | ({"queueName": queue} if queue else {})
+    job = build_job(Owner("t", "ml", UID), parse_spec(spec), 1)
+    assert job["spec"]["suspend"] is suspend
+    assert (job["metadata"]["labels"].get("kueue.x-k8s.io/queue-name"), job["spec"]["suspend"]) == (queue, suspend)
 
 
 def test_mixed_paths_fetch_only_the_ufile_side() -> None:

@@ -62,7 +62,7 @@ async def test_writes_carry_the_field_manager_and_reads_do_not(server: tuple[Rec
     kube = _kube(host)
     try:
         await kube.create_lease("ml", {"metadata": {"name": "im2txt-operator"}})
-        await kube.patch_job("ml", "coco-stage1", {"spec": {"suspend": True}})
+        await kube.merge_patch("/apis/batch/v1", "jobs", "ml", "coco-stage1", {"spec": {"completions": 2}})
         await kube.patch_training_status("ml", "coco", {"phase": "Running"})
         await kube.get_training("ml", "coco")
     finally:
@@ -93,7 +93,7 @@ async def test_a_refusal_keeps_the_servers_reason_message_and_causes(server: tup
     kube = _kube(host)
     try:
         with pytest.raises(ApiException) as invalid:
-            await kube.patch_job("ml", "x", {"spec": {}})
+            await kube.merge_patch("/apis/batch/v1", "jobs", "ml", "x", {"spec": {}})
         with pytest.raises(ApiException) as proxy:
             await kube.get_training("ml", "x")
     finally:

@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 
 from im2txt_operator import conditions as cond
-from im2txt_operator.decisions import CreateJob, Event, Problem, SetJobSuspend, status_patch
+from im2txt_operator.decisions import CreateJob, DeleteJob, Event, Problem, status_patch
 from im2txt_operator.job_state import JobState
 from im2txt_operator.lifecycle import decide
 from im2txt_operator.pod_reports import ContainerFailure
 from im2txt_operator.spec import parse_spec
+from im2txt_operator.workloads import Hold
 
 NOW = "2026-11-25T12:00:00Z"
 BASE = {"dataPath": "pvc://data/", "outputPath": "pvc://out/", "numberOfSteps": 100, "stage2NumberOfSteps": 300}
@@ -20,7 +21,8 @@ SECRET = Problem("spec.credentialsSecret", "SecretNotFound", "spec.credentialsSe
 
 
 def running(stage: int, **kw: Any) -> JobState:
-    return JobState(stage=stage, name=f"t-stage{stage}", active=1, target=100 if stage == 1 else 300, **kw)
+    return JobState(stage=stage, name=f"t-stage{stage}", active=1, target=100 if stage == 1 else 300,
+                    uid=f"uid{stage}", **kw)
 
 
 def succeeded(stage: int) -> JobState:
@@ -35,6 +37,17 @@ def status_with(*complete: int, phase: str = "Running", stage: int = 1) -> dict[
     conds = [cond.condition(None, f"Stage{s}Complete", True, "JobSucceeded", "", 1, NOW) for s in complete]
     conds.append(cond.condition(None, "Ready", True, "SpecValid", "", 1, NOW))
     return {"phase": phase, "stage": stage, "conditions": conds}
+
+
+def had_job(status: dict[str, Any], stage: int = 1) -> dict[str, Any]:
+    """A status whose stage had a Job before (status.stages lists it)."""
+    return {**status, "stages": [{"stage": stage, "jobName": f"t-stage{stage}", "target": 100, "outcome": "Running"}]}
+
+
+QUEUE = {"queueName": "gpu-queue"}
+PENDING = Hold("gpu-queue", "Pending", "couldn't assign flavors to pod set main: insufficient unused quota for "
+               "nvidia.com/gpu in flavor default-flavor, 1 more needed")
+DEACTIVATED = Hold("gpu-queue", "Deactivated", "The workload is deactivated", evicted=True)
 
 
 # id, spec changes, problem, previous status, jobs, expected (phase, stage, actions, event reason, true conditions)
@@ -62,12 +75,32 @@ TABLE: list[tuple[str, dict[str, Any], Problem | None, dict[str, Any] | None, di
     ("stage 2 deadline exceeded", {}, None, status_with(1, stage=2),
      {1: succeeded(1), 2: failed(2, "DeadlineExceeded")},
      ("Failed", 2, (), "Failed", {"Stage1Complete", "Failed", "Stalled"})),
+    # Suspend deletes the stage's Job (that uid); resume creates it again once the old one is gone.
     ("suspend a running stage", {"suspend": True}, None, status_with(), {1: running(1)},
-     ("Suspended", 1, (SetJobSuspend(1, True),), "Suspended", {"Ready", "Suspended"})),
-    ("suspended Job stays suspended", {"suspend": True}, None, status_with(phase="Suspended"),
-     {1: running(1, suspended=True)}, ("Suspended", 1, (), None, {"Ready", "Suspended"})),
-    ("resume a suspended stage", {}, None, status_with(phase="Suspended"), {1: running(1, suspended=True)},
-     ("Running", 1, (SetJobSuspend(1, False),), "Resumed", {"Ready", "Reconciling"})),
+     ("Suspended", 1, (DeleteJob(1, "uid1"),), "Suspended", {"Ready", "Suspended"})),
+    ("suspended: its Job being deleted is not deleted again", {"suspend": True}, None,
+     status_with(phase="Suspended"), {1: running(1, deleting=True)},
+     ("Suspended", 1, (), None, {"Ready", "Suspended"})),
+    ("resumed before the old Job is gone: wait for it", {}, None, had_job(status_with(phase="Suspended")),
+     {1: running(1, deleting=True)}, ("Suspended", 1, (), None, {"Ready", "Suspended"})),
+    ("resume a suspended stage: its Job again", {}, None, had_job(status_with(phase="Suspended")), {},
+     ("Running", 1, (CreateJob(1),), "Resumed", {"Ready", "Reconciling"})),
+    ("a Job someone else suspended is never resumed by the operator", {}, None, status_with(),
+     {1: running(1, suspended=True)}, ("Queued", 1, (), None, {"Ready", "Queued"})),
+    # Kueue: the Job is created suspended, Kueue alone unsuspends it; status says why it waits.
+    ("queued training creates its Job, suspended", QUEUE, None, None, {},
+     ("Queued", 1, (CreateJob(1),), "Stage1Started", {"Ready", "Queued"})),
+    ("waiting for quota: Kueue's reason, one Event", QUEUE, None, status_with(phase="Queued"),
+     {1: running(1, suspended=True, queue="gpu-queue", held=PENDING)},
+     ("Queued", 1, (), "Queued", {"Ready", "Queued"})),
+    ("evicted mid-stage: held, not resumed", QUEUE, None, status_with(),
+     {1: running(1, suspended=True, queue="gpu-queue", held=DEACTIVATED)},
+     ("Queued", 1, (), "Evicted", {"Ready", "Queued"})),
+    ("admitted: running", QUEUE, None, status_with(phase="Queued"), {1: running(1, queue="gpu-queue")},
+     ("Running", 1, (), "Admitted", {"Ready", "Reconciling"})),
+    ("suspend a queued stage: its Job and Workload go", QUEUE | {"suspend": True}, None, status_with(phase="Queued"),
+     {1: running(1, suspended=True, queue="gpu-queue", held=PENDING)},
+     ("Suspended", 1, (DeleteJob(1, "uid1"),), "Suspended", {"Ready", "Suspended"})),
     ("suspended before any Job: create none", {"suspend": True}, None, None, {},
      ("Suspended", 1, (), "Suspended", {"Ready", "Suspended"})),
     ("missing Secret: no Job, condition names the field", {}, SECRET, None, {},
@@ -222,3 +255,52 @@ def test_stage_entries_record_times() -> None:
          "completionTime": "2026-11-25T11:00:00Z", "outcome": "Succeeded"},
         {"stage": 2, "jobName": "t-stage2", "target": 300, "outcome": "Running"},
     ]
+
+
+def test_a_queued_stage_says_why_with_kueues_words_and_posts_once_per_reason() -> None:
+    settings = parse_spec({**BASE, **QUEUE})
+    created = decide("t", settings, None, 3, None, {}, NOW)
+    assert created.status["message"] == "stage 1 waits for Kueue admission in LocalQueue gpu-queue"
+    job = {1: running(1, suspended=True, queue="gpu-queue", held=PENDING)}
+    waiting = decide("t", settings, None, 3, created.status, job, NOW)
+    assert waiting.status["message"] == (
+        "stage 1 waits for Kueue admission in LocalQueue gpu-queue: couldn't assign flavors to pod set main: "
+        "insufficient unused quota for nvidia.com/gpu in flavor default-flavor, 1 more needed")
+    queued = cond.find(waiting.status["conditions"], "Queued")
+    assert queued is not None and (queued["status"], queued["reason"]) == ("True", "Pending")
+    assert cond.find(waiting.status["conditions"], "Ready")["message"] == waiting.status["message"]  # -o wide
+    assert waiting.event == Event("Normal", "Queued", waiting.status["message"])
+    assert waiting.status["eta"] is None
+    # Kueue's count changes, its reason does not: no second Event.
+    more = {1: running(1, suspended=True, queue="gpu-queue",
+                       held=dataclasses.replace(PENDING, message=PENDING.message.replace("1 more", "2 more")))}
+    again = decide("t", settings, None, 3, waiting.status, more, NOW)
+    assert again.event is None and "2 more needed" in again.status["message"]
+    # Admitted: Running; Queued turns False (kept: the training waited once).
+    admitted = decide("t", settings, None, 3, again.status, {1: running(1, queue="gpu-queue")}, NOW)
+    queued = cond.find(admitted.status["conditions"], "Queued")
+    assert queued is not None and (queued["status"], queued["reason"]) == ("False", "Admitted")
+
+
+def test_an_evicted_stage_says_so_with_kueues_reason() -> None:
+    d = decide("t", parse_spec({**BASE, **QUEUE}), None, 3, status_with(),
+               {1: running(1, suspended=True, queue="gpu-queue", held=DEACTIVATED)}, NOW)
+    assert d.status["message"] == ("stage 1 was evicted by Kueue (Deactivated: The workload is deactivated); it "
+                                   "resumes from its last checkpoint when admitted again")
+    assert d.event is not None and (d.event.type, d.event.reason) == ("Warning", "Evicted")
+    assert d.actions == ()  # never unsuspended by the operator
+
+
+@pytest.mark.parametrize("suspended_by_kueue", [True, False])
+def test_the_operator_never_unsuspends_a_job_in_any_path(suspended_by_kueue: bool) -> None:
+    """Create, resume, retry, advance, restart: no decision ever asks to write a Job's spec.suspend."""
+    held = PENDING if suspended_by_kueue else None
+    stage1 = {1: running(1, suspended=True, held=held)}
+    stage2 = {1: succeeded(1), 2: running(2, suspended=True, held=held)}
+    cases = [(None, stage1), (status_with(), stage1), (had_job(status_with(phase="Suspended")), stage1),
+             (status_with(phase="Queued"), stage1), (None, stage2), (status_with(1, stage=2), stage2),
+             (had_job(status_with(1, phase="Suspended", stage=2), 2), stage2)]
+    for spec in ({}, QUEUE, {"suspend": False}, {"autoAdvance": False}):
+        for status, jobs in cases:
+            d = decide("t", parse_spec({**BASE, **spec}), None, 3, status, jobs, NOW)
+            assert d.actions == () and d.status["phase"] == "Queued", (spec, status, jobs)

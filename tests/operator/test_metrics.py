@@ -12,7 +12,7 @@ from im2txt_operator.metrics import CONTROLLER, Metrics
 
 
 def test_metrics_from_events_and_cache() -> None:
-    statuses = [{"phase": "Running"}, {"phase": "Running"}, {"phase": "Failed"}, {}]
+    statuses = [{"phase": "Running"}, {"phase": "Running"}, {"phase": "Failed"}, {}, {"phase": "Queued"}]
     m = Metrics(lambda: statuses)
     stage1 = {"stage": 1, "startTime": "2026-11-25T10:00:00Z", "completionTime": "2026-11-25T11:00:00Z"}
     m.record_event("Stage1Started", {"stage": 1})
@@ -21,6 +21,7 @@ def test_metrics_from_events_and_cache() -> None:
     text = generate_latest(m.registry).decode()
     assert 'im2txt_trainings{phase="Running"} 2.0' in text
     assert 'im2txt_trainings{phase="Pending"} 1.0' in text and 'im2txt_trainings{phase="Failed"} 1.0' in text
+    assert 'im2txt_trainings{phase="Queued"} 1.0' in text  # waiting for Kueue
     assert 'im2txt_stage_transitions_total{outcome="started",stage="1"} 1.0' in text
     assert 'im2txt_stage_transitions_total{outcome="failed",stage="2"} 1.0' in text
     assert 'im2txt_stage_duration_seconds_sum{stage="1"} 3600.0' in text

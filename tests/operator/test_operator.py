@@ -113,14 +113,16 @@ async def test_job_failure_fails_the_training(tmp_path: Path) -> None:
 async def test_suspend_and_resume(tmp_path: Path) -> None:
     async with emulator(tmp_path) as api, operator(api, tmp_path):
         new_training(api, "s")
-        await wait_for(lambda: job(api, "s-stage1"), what="Job")
+        first = await wait_for(lambda: job(api, "s-stage1"), what="Job")
         api.patch_object(TRAININGS, "default", "s", {"spec": {"suspend": True}})
-        await wait_for(lambda: job(api, "s-stage1")["spec"]["suspend"] is True, what="Job suspended")  # type: ignore[index]
+        # The stage's Job is deleted (with its pods, and a Kueue Workload's quota); resume makes it again.
+        await wait_for(lambda: job(api, "s-stage1") is None, what="Job deleted")
         await wait_for(lambda: status(api, "s").get("phase") == "Suspended", what="Suspended")
         assert condition(api, "s", "Suspended")["status"] == "True"
         assert status(api, "s")["observedGeneration"] == 2
         api.patch_object(TRAININGS, "default", "s", {"spec": {"suspend": False}})
-        await wait_for(lambda: job(api, "s-stage1")["spec"]["suspend"] is False, what="Job resumed")  # type: ignore[index]
+        again = await wait_for(lambda: job(api, "s-stage1"), what="Job created again")
+        assert again["metadata"]["uid"] != first["metadata"]["uid"] and again["spec"]["suspend"] is False
         await wait_for(lambda: status(api, "s").get("phase") == "Running", what="Running")
         await wait_for(lambda: event_reasons(api, "s")[-2:] == ["Suspended", "Resumed"], what="events")
         assert jobs(api) == ["s-stage1"]

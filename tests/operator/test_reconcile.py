@@ -129,3 +129,21 @@ async def test_a_failed_write_is_retried_with_backoff() -> None:
     assert entry.failures == 0 and kube.trainings[KEY]["status"]["jobName"] == "coco-stage1"
     assert kube.writes().count(("create", "jobs", "coco-stage1")) == 1  # the Job was adopted, not made twice
     assert events == []  # the Event came after the status write that failed: the retry adopts, it starts nothing
+
+
+async def test_a_job_kueue_suspends_is_never_written_and_reads_queued_without_its_eta_sample() -> None:
+    ctx, kube, events = setup(training(spec={**SPEC, "queueName": "gpu-queue"}))
+    await reconcile(ctx, KEY)
+    assert kube.jobs["ml", "coco-stage1"]["spec"]["suspend"] is True  # created held: Kueue admits it
+    entry = ctx.cache.get(KEY)
+    entry.sample = (50, 1.0)  # a rate sample from before an eviction: queue time must not count as training
+    writes = len(kube.writes())
+    for _ in range(3):  # Kueue keeps it suspended: reconciles read, they never write the Job
+        await reconcile(ctx, KEY)
+    assert [w for w in kube.writes()[writes:] if w[1] == "jobs"] == []
+    assert ("list_workloads", "ml", "uid-coco-stage1") in kube.calls  # why it waits: its Workload (none here)
+    status = kube.trainings[KEY]["status"]
+    assert (status["phase"], status["message"]) == ("Queued", "stage 1 waits for Kueue admission in LocalQueue "
+                                                              "gpu-queue")
+    assert entry.sample is None and status.get("eta") is None
+    assert [e[2] for e in events] == ["Stage1Started"]

@@ -44,10 +44,15 @@ when it serves all namespaces, a Role's in each namespace it serves. */}}
 - apiGroups: ["im2txt.dev"]
   resources: ["im2txttrainings/status"]
   verbs: ["patch"]
-# One Job per stage, owned by the training: create, follow, suspend/resume (patch). No delete: garbage collection.
+# One Job per stage, owned by the training: create, follow, delete while suspended (resume creates it again).
+# Never patch: spec.suspend belongs to Kueue where it queues the Job.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+# Read-only: why Kueue holds a stage's Job (its Workload's conditions), for status.
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["list"]
 # TensorBoard per training (spec.tensorboard.enabled): a Deployment and a Service owned by the training.
 - apiGroups: ["apps"]
   resources: ["deployments"]

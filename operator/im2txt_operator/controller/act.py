@@ -16,7 +16,7 @@ from im2txt_operator import children, logs, names, tensorboard
 from im2txt_operator.controller import owned
 from im2txt_operator.controller.cache import Entry, newer
 from im2txt_operator.controller.context import Context
-from im2txt_operator.decisions import CreateJob, Decision, Problem, SetJobSuspend
+from im2txt_operator.decisions import CreateJob, Decision, DeleteJob, Problem
 from im2txt_operator.kube import ApiException
 from im2txt_operator.pods import Owner
 from im2txt_operator.rejections import is_refusal, not_owned, rejected, write_failed
@@ -69,16 +69,14 @@ async def act(ctx: Context, entry: Entry, owner: Owner, settings: Settings | Non
                 return True
             writes.labels(kind="job").inc()
             entry.remember(created)
-        elif isinstance(action, SetJobSuspend):
-            role = names.stage_role(action.stage)
+        elif isinstance(action, DeleteJob):
+            # The watch brings the Job marked deleted, then gone; the decision waits for that before a re-create.
             job = names.stage_job(owner.name, action.stage)
             try:
-                patched = await kube.patch_job(owner.namespace, job, {"spec": {"suspend": action.suspend}})
+                await kube.delete_job(owner.namespace, job, action.uid)
             except ApiException as e:
                 return write_failed({"kind": "Job", "metadata": {"name": job}}, "spec.suspend", e)
             writes.labels(kind="job").inc()
-            entry.remember(patched)
-            entry.jobs[role] = newer(entry.jobs.get(role), patched)
     return False
 
 

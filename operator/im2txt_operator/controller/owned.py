@@ -51,8 +51,8 @@ def controlled_by_a_training(obj: Mapping[str, Any]) -> bool:
 
 async def ensure(kube: Kube, body: dict[str, Any], uid: str, *, update: bool = True) -> tuple[dict[str, Any], bool]:
     """(the object, whether it was created now). An existing object of this training is patched to ``body``'s labels
-    and spec when ``update`` (a Job's spec is immutable: it is adopted as it is); one of anybody else raises
-    NotOwned. API errors are raised as they come."""
+    and spec when ``update`` (a Job, ADOPTED, is taken as it is); one of anybody else raises NotOwned. API errors
+    are raised as they come."""
     api, plural = APIS[body["kind"]]
     meta = body["metadata"]
     try:
@@ -66,14 +66,17 @@ async def ensure(kube: Kube, body: dict[str, Any], uid: str, *, update: bool = T
     existing.setdefault("kind", body["kind"])
     if not controlled_by(existing, uid):
         raise NotOwned(existing)
-    if not update:
+    if not update or body["kind"] in ADOPTED:
         return existing, False
     patch = {"metadata": {"uid": existing["metadata"]["uid"], "labels": meta.get("labels") or {}},
              "spec": body["spec"]}
     return await kube.merge_patch(api, plural, meta["namespace"], meta["name"], patch), False
 
 
-# The only kinds the operator ever deletes (a disabled TensorBoard or evaluation): its RBAC grants delete on these
+# Kinds taken as they are when they exist already, never patched: a Job's pod template is immutable, and its
+# spec.suspend is Kueue's where it queues the Job (RBAC: no patch on Jobs).
+ADOPTED = ("Job",)
+# The only kinds the operator ever deletes through here (a disabled TensorBoard or evaluation): its RBAC grants delete on these
 # alone (tests/manifests/test_manifests_rbac_used.py). Jobs and NetworkPolicies go with their training (GC).
 REMOVABLE = ("Deployment", "Service")
 

@@ -27,11 +27,12 @@ CONCURRENCY = 8  # trainings looked at together in one round
 
 
 def wants_a_look(entry: Entry) -> bool:
-    """Whether a round has something to read for this training: a running stage's progress, a pod that could not
+    """Whether a round has something to read for this training: a running stage's progress, a queued stage's
+    Kueue reason, a pod that could not
     start, a spec problem to check again, or an evaluation still to record (a Succeeded training whose last
     checkpoint is being evaluated; otherwise a Succeeded or Failed training costs nothing)."""
     status = (entry.body or {}).get("status") or {}
-    return entry.pod_problem is not None or status.get("phase") == "Running" or (
+    return entry.pod_problem is not None or status.get("phase") in ("Running", "Queued") or (
         status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready")) or wanted(
         entry.body or {})
 
@@ -81,6 +82,8 @@ async def look(ctx: Context, key: Key, entry: Entry) -> None:
         await reconcile(ctx, key)
     elif status.get("phase") == "Running":
         await refresh_progress(ctx, key, entry)
+    elif status.get("phase") == "Queued":
+        await reconcile(ctx, key)  # Kueue's reason may change (no watch on its Workloads)
 
 
 async def prune(ctx: Context) -> None:

@@ -29,6 +29,7 @@ from im2txt_operator.pods import Owner
 from im2txt_operator.shared_outputs import output_in_use
 from im2txt_operator.side_problems import flag
 from im2txt_operator.spec import Settings, SpecError, parse_spec
+from im2txt_operator.workloads import Hold, hold_of
 
 
 async def reconcile(ctx: Context, key: Key) -> None:
@@ -53,6 +54,7 @@ class _Read:
     settings: Settings | None
     problem: Problem | None
     failures: dict[int, Any] = field(default_factory=dict)  # stage -> why its last pod failed (read at its end)
+    holds: dict[int, Hold] = field(default_factory=dict)  # stage -> why Kueue holds its suspended Job
 
     @property
     def generation(self) -> int | None:
@@ -95,8 +97,23 @@ async def _read(ctx: Context, key: Key, entry: Entry, body: dict[str, Any]) -> _
 
 def _observe(entry: Entry, read: _Read) -> dict[int, JobState]:
     # Jobs of another object with this name (an earlier training) are not ours to drive.
-    return {s: replace(job_state(j, s), failure=read.failures.get(s)) for role, j in entry.jobs.items()
-            if (s := names.stage_number(role)) is not None and owned_by(j, read.body)}
+    return {s: replace(job_state(j, s), failure=read.failures.get(s), held=read.holds.get(s))
+            for role, j in entry.jobs.items() if (s := names.stage_number(role)) is not None and owned_by(j, read.body)}
+
+
+async def _holds(kube: Kube, namespace: str, settings: Settings | None,
+                 jobs: Mapping[int, JobState]) -> dict[int, Hold]:
+    """Why each suspended stage Job waits, from its Kueue Workload (one list per such Job). A Job with no queue
+    label where Kueue's API is absent or unreadable has no hold: someone else suspended it."""
+    if settings is None or settings.suspend:
+        return {}
+    out = {}
+    for s, job in jobs.items():
+        if job.suspended and not (job.deleting or job.succeeded or job.failed):
+            found = await kube.list_workloads(namespace, job.uid)
+            if found is not None or job.queue:
+                out[s] = hold_of(found or (), job.queue)
+    return out
 
 
 async def _stage_ends(kube: Kube, namespace: str, settings: Settings | None, status: Mapping[str, Any],
@@ -120,6 +137,7 @@ async def _reconcile_locked(ctx: Context, key: Key, entry: Entry) -> None:
     for s, reads in (await _stage_ends(ctx.kube, key[0], settings, status, jobs)).items():
         read.failures[s] = reads.failure
         observed |= observed_fields(reads, final=True)
+    read.holds = await _holds(ctx.kube, key[0], settings, _observe(entry, read))
     jobs = _observe(entry, read)
     status_in = {**status, "step": observed["step"]} if "step" in observed else status
 
@@ -149,6 +167,8 @@ async def _reconcile_locked(ctx: Context, key: Key, entry: Entry) -> None:
         if read.problem is not None:
             break
 
+    if decision.status.get("phase") != "Running":
+        entry.sample = None  # the ETA's rate is of training time only: not of time queued or suspended
     export_status, export_event, side = await _export(ctx, entry, read, decision)
     url = evaluation_written = None
     if settings is not None:
