@@ -3,10 +3,10 @@
 "Used" is collected from the code, not written down a second time: every public method of the API client
 (`im2txt_operator.kube.Kube`) is called against a recording HTTP server and its request read as the API server's
 RequestInfo reads it (group, resource, verb); the generic child writes run for every kind `controller/owned.py`
-writes (create, read; patch unless `owned.ADOPTED`) and deletes (`owned.REMOVABLE`); kopf's watches come from the handlers the operator
-registers (list and watch each), and kopf itself posts core Events and discovers the CRD. The ClusterRole of
-manifests/base must grant exactly that set: a verb the code needs and lacks is refused in production, a verb
-granted and never used is a right a stolen token has for nothing.
+writes (create, read; patch unless `owned.ADOPTED`) and deletes (`owned.REMOVABLE`); kopf's watches come from
+the handlers the operator registers (list and watch each), and kopf itself posts core Events and discovers the
+CRD. The ClusterRole of manifests/base must grant exactly that set: a verb the code needs and lacks is refused in
+production, a verb granted and never used is a right a stolen token has for nothing.
 """
 
 from __future__ import annotations

@@ -76,8 +76,9 @@ async def ensure(kube: Kube, body: dict[str, Any], uid: str, *, update: bool = T
 # Kinds taken as they are when they exist already, never patched: a Job's pod template is immutable, and its
 # spec.suspend is Kueue's where it queues the Job (RBAC: no patch on Jobs).
 ADOPTED = ("Job",)
-# The only kinds the operator ever deletes through here (a disabled TensorBoard or evaluation): its RBAC grants delete on these
-# alone (tests/manifests/test_manifests_rbac_used.py). Jobs and NetworkPolicies go with their training (GC).
+# The only kinds deleted through here (a disabled TensorBoard or evaluation); a suspended stage's Job is deleted by
+# Kube.delete_job, NetworkPolicies go with their training (GC). tests/manifests/test_manifests_rbac_used.py holds
+# the RBAC to exactly this.
 REMOVABLE = ("Deployment", "Service")
 
 
