@@ -112,7 +112,7 @@ def test_a_child_the_api_server_refuses_is_in_status_then_made(admin: Api, ns: s
     assert ready["status"] == "False" and ready["observedGeneration"] == 1
     assert ready["message"].startswith(f"{field}: the API server did not take "), ready["message"]
     assert "HTTP 403 Forbidden" in ready["message"] and "exceeded quota: no-more" in ready["message"]
-    assert reason in admin.event_reasons(ns, "coco")
+    wait_for(lambda: reason in admin.event_reasons(ns, "coco"), what=f"a {reason} Event")  # posted after status
     admin.delete(quota)
     plural, name = child
     path = {"deployments": DEPLOYMENTS.format(ns=ns) + f"/{name}", "jobs": admin.jobs(ns, name),
