@@ -3,13 +3,14 @@ yardsticks").
 
 A raw watch on trainings that creates stage 1's Job when one appears, and a raw watch on our Jobs that
 creates stage 2's Job when stage 1's completes. No status, no events, no restart safety. Run as
-``python bench/operator_reactor.py URL``.
+``python bench/operator_reactor.py SERVER KUBECONFIG NAMESPACE`` (the kubeconfig's token and CA).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import sys
 from typing import Any
 
@@ -18,24 +19,35 @@ import aiohttp
 from im2txt_operator.jobs import Owner, build_job
 from im2txt_operator.spec import parse_spec
 
-TRAININGS = "/apis/im2txt.dev/v1alpha1/im2txttrainings"
-JOBS = "/apis/batch/v1/jobs"
 
-
-async def main(url: str) -> None:
+async def main(url: str, kubeconfig: str, namespace: str) -> None:
+    with open(kubeconfig, encoding="utf-8") as f:
+        config = json.load(f)
+    token = config["users"][0]["user"]["token"]
+    context = ssl.create_default_context(cafile=config["clusters"][0]["cluster"]["certificate-authority"])
+    trainings = f"/apis/im2txt.dev/v1alpha1/namespaces/{namespace}/im2txttrainings"
+    jobs = f"/apis/batch/v1/namespaces/{namespace}/jobs"
     specs: dict[tuple[str, str], dict[str, Any]] = {}
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context),
+                                     headers={"Authorization": f"Bearer {token}"}) as session:
         async def create(ns: str, name: str, uid: str, stage: int) -> None:
             job = build_job(Owner(name, ns, uid), parse_spec(specs[(ns, name)]), stage)
             async with session.post(f"{url}/apis/batch/v1/namespaces/{ns}/jobs", json=job) as r:
                 await r.read()
 
         async def watch(path: str, params: dict[str, str], handle: Any) -> None:
-            async with session.get(url + path, params={"watch": "true", **params}, timeout=None) as r:
-                print("watching", path, flush=True)
-                async for line in r.content:
-                    event = json.loads(line)
-                    asyncio.get_running_loop().create_task(handle(event))
+            rv = ""  # resumed from the last event; after an ERROR (410) from now, with the existing objects again
+            while True:
+                query = {"watch": "true", **params, **({"resourceVersion": rv} if rv else {})}
+                async with session.get(url + path, params=query, timeout=aiohttp.ClientTimeout(total=None)) as r:
+                    async for line in r.content:
+                        event = json.loads(line)
+                        if event["type"] == "ERROR":
+                            print("watch", path, event["object"].get("message"), file=sys.stderr, flush=True)
+                            rv = ""
+                            break
+                        rv = event["object"]["metadata"]["resourceVersion"]
+                        asyncio.get_running_loop().create_task(handle(event))
 
         async def on_training(event: dict[str, Any]) -> None:
             obj = event["object"]
@@ -53,9 +65,9 @@ async def main(url: str) -> None:
                 ref = obj["metadata"]["ownerReferences"][0]
                 await create(obj["metadata"]["namespace"], ref["name"], ref["uid"], 2)
 
-        await asyncio.gather(watch(TRAININGS, {}, on_training),
-                             watch(JOBS, {"labelSelector": "app.kubernetes.io/managed-by=im2txt-operator"}, on_job))
+        await asyncio.gather(watch(trainings, {}, on_training),
+                             watch(jobs, {"labelSelector": "app.kubernetes.io/managed-by=im2txt-operator"}, on_job))
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))

@@ -13,7 +13,7 @@ render: $(STAMP)  ## print the Jobs an Im2txtTraining makes (RENDER_EXAMPLE=file
 from-uai: $(STAMP)  ## print the Im2txtTraining for UAI Train job(s): UAI="job.json" or UAI='--cmd "/data/train.py ..." ...'
 	@$(OPERATOR_ENV) $(PY) -m im2txt_operator from-uai $(UAI)
 
-bench-operator: $(STAMP)  ## operator vs a raw-watch reactor: N=50/200 trainings, latency, writes, RSS
-	$(OPERATOR_ENV) $(PY) bench/operator.py
+bench-operator: $(STAMP)  ## operator vs a raw-watch reactor on the real API server: N=100/1000 (BENCH_OPERATOR_ARGS="--n 5000")
+	assets="$$(tools/envtest/build.sh $(VENV))" && KUBEBUILDER_ASSETS="$$assets" $(PY) bench/operator.py $(BENCH_OPERATOR_ARGS)
 
 BENCH_TARGETS += bench-operator

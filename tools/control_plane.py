@@ -104,6 +104,7 @@ class ControlPlane:
     args: dict[str, list[str]] = field(default_factory=dict)
     host: str = "127.0.0.1"  # where kube-apiserver listens (tools/node: the `kubernetes` Service IP)
     apiserver_args: list[str] = field(default_factory=list)  # more flags (tools/node: the kubelet client cert)
+    controller_manager_args: list[str] = field(default_factory=list)  # more flags (bench: its API QPS)
 
     @property
     def server(self) -> str:
@@ -187,7 +188,7 @@ class ControlPlane:
             f"--kubeconfig={self.kubeconfig_path}", "--leader-elect=false",
             f"--service-account-private-key-file={self.pki / 'sa.key'}",
             "--use-service-account-credentials=false", f"--root-ca-file={self.pki / 'ca.crt'}",
-            "--secure-port=0", "--v=1"])
+            "--secure-port=0", "--v=1", *self.controller_manager_args])
         # The service-account controller makes every namespace's "default" account: the controller manager works.
         self._wait("kube-controller-manager",
                    lambda: self._get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200, timeout)

@@ -36,7 +36,13 @@ CONTAINER = "evaluator"
 EVAL_DIR = "/data/eval"  # a ufile:// output's eval/ folder (uploaded); a pvc:// output has it at OUTPUT_DIR/eval
 CHECKPOINT_GLOB = "model.ckpt-*"
 CHECKPOINT_CACHE = "16Gi"  # five checkpoints of stage 2 (about 200 MB each) and room to spare
-MIRROR_INTERVAL = 60
+LOOK_SECONDS = 60  # at most this long between two looks for a new checkpoint (mirror passes, eval_loop polls)
+
+
+def look_interval(settings: Settings) -> int:
+    """How often to look for a new checkpoint: as often as one is saved, at most LOOK_SECONDS apart (the trainer
+    keeps its newest five, so a stage's last checkpoint stays for five save intervals of the next stage)."""
+    return min(LOOK_SECONDS, settings.checkpoint_interval_seconds)
 
 
 def eval_dir(settings: Settings) -> str:
@@ -60,6 +66,7 @@ def evaluator_args(settings: Settings) -> list[str]:
             f"--input_file_pattern={DATA_DIR}/{ev.file_pattern}",
             f"--final_steps={','.join(map(str, final_steps(settings)))}",
             f"--eval_interval_secs={ev.interval_seconds}", f"--num_eval_examples={ev.num_examples}",
+            f"--poll_secs={look_interval(settings)}",
             "--min_global_step=0"]  # the operator's checkpoints come every checkpointIntervalSeconds: all count
     if settings.image_size is not None:
         args.append(f"--image_size={settings.image_size}")
@@ -96,9 +103,9 @@ def _storage(settings: Settings) -> list[dict[str, Any]]:
         # Download-only: the checkpoints the stages' sync sidecars publish; pruned as the trainer prunes them.
         init.append(pods.storage(settings, "checkpoints", "mirror", [
             f"--output-url={output.url}", f"--output-dir={OUTPUT_DIR}", f"--include={CHECKPOINT_GLOB}",
-            f"--interval={MIRROR_INTERVAL}"], [{"name": "output", "mountPath": OUTPUT_DIR}], sidecar=True))
+            f"--interval={look_interval(settings)}"], [{"name": "output", "mountPath": OUTPUT_DIR}], sidecar=True))
         init.append(pods.storage(settings, "sync", "sync", [
-            f"--output-url={eval_url(settings)}", f"--output-dir={EVAL_DIR}", f"--interval={MIRROR_INTERVAL}",
+            f"--output-url={eval_url(settings)}", f"--output-dir={EVAL_DIR}", f"--interval={LOOK_SECONDS}",
             f"--final-deadline-seconds={pods.FINAL_UPLOAD_DEADLINE_SECONDS}"],
             [{"name": "eval", "mountPath": EVAL_DIR}], sidecar=True))
     return init

@@ -79,11 +79,12 @@ def row(training: dict[str, Any]) -> list[str]:
     return [training["metadata"]["name"], str(status.get("stage", "")), status.get("phase", ""),
             str(status.get("step", "")), str(status.get("loss", "")),
             f"{progress:.0f}%" if isinstance(progress, int | float) else "",
-            status.get("eta", "") or "", status.get("message", "") or ""]
+            status.get("eta", "") or "", str((status.get("evaluation") or {}).get("perplexity", "")),
+            status.get("message", "") or ""]
 
 
-HEAD = ["NAME", "STAGE", "PHASE", "STEP", "LOSS", "PROGRESS", "ETA", "MESSAGE"]
-WIDTHS = [8, 5, 10, 6, 7, 8, 9, 0]
+HEAD = ["NAME", "STAGE", "PHASE", "STEP", "LOSS", "PROGRESS", "ETA", "PPL", "MESSAGE"]
+WIDTHS = [8, 5, 10, 6, 7, 8, 9, 8, 0]
 
 
 def line(cells: list[str]) -> str:
@@ -148,6 +149,8 @@ def run(work: Path, timeout: float) -> int:
                 phase = watch_table(custom, training["metadata"]["name"], t0 + timeout)
                 exported = watch_export(custom, training["metadata"]["name"], t0 + timeout) \
                     if phase == "Succeeded" else ""
+                evaluated = watch_evaluation(custom, training["metadata"]["name"], t0 + timeout) \
+                    if phase == "Succeeded" else []
         finally:
             operator.terminate()
             operator.wait(timeout=30)
@@ -159,6 +162,10 @@ def run(work: Path, timeout: float) -> int:
 
         if exported != "Succeeded":
             say(f"\nThe export ended {exported or 'without finishing in time'}; see {work}/node/pods/*/*/logs/")
+            return 1
+        if len(evaluated) < 2:
+            say(f"\nThe evaluation gave no perplexity for {2 - len(evaluated)} stage(s) in time; see "
+                f"{work}/node/pods/*/demo-evaluation-*/logs/")
             return 1
         keys = ufile.store.keys("demo-bucket", "uai/im2txt/output/")
         checkpoints = [k for k in keys if "/export/" not in k]
@@ -199,6 +206,22 @@ def watch_table(custom: Any, name: str, deadline: float) -> str:
             return phase
         time.sleep(1)
     return ""
+
+
+def watch_evaluation(custom: Any, name: str, deadline: float) -> list[dict[str, Any]]:
+    """Each stage's last checkpoint is evaluated beside training, stage 2's after it ended: wait for both figures
+    (status.evaluation), then say them as `kubectl get -o jsonpath='{.status.evaluation}'` would show them."""
+    finals: list[dict[str, Any]] = []
+    while time.time() < deadline:
+        training = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+        stages = ((training.get("status") or {}).get("evaluation") or {}).get("stages") or []
+        finals = [s for s in stages if "finalPerplexity" in s]
+        if len(finals) == 2:
+            break
+        time.sleep(1)
+    say("evaluation (validation perplexity, the reference formula): " + "; ".join(
+        f"stage {s['stage']}: perplexity {s['finalPerplexity']} at step {s['finalStep']}" for s in finals))
+    return finals
 
 
 def watch_export(custom: Any, name: str, deadline: float) -> str:

@@ -37,6 +37,7 @@ log = logging.getLogger("im2txt.standin.kubelet")
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_WORKDIR = "/data"
+RESTART_SECONDS = 10  # a Deployment's pod that ended is started again after this long (a kubelet's back-off)
 
 
 def now_iso() -> str:
@@ -92,10 +93,12 @@ class RunningPod:
     outcome: str | None = None  # "Succeeded" | "Failed" once the pod ends
     reason: str = ""
     waiting: str = ""  # why it is still Pending
+    ended: float = 0.0  # time.time() when it ended
 
 
 class LocalKubelet:
-    """Runs the Jobs it finds in the API as local processes until `stop()` is called."""
+    """Runs the Jobs it finds in the API as local processes until `stop()` is called, and each Deployment's one pod
+    (the evaluation, TensorBoard), started again after it ends as `restartPolicy: Always` would."""
 
     def __init__(
         self,
@@ -108,6 +111,7 @@ class LocalKubelet:
     ) -> None:
         self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
         self.workdir = workdir
         self.extra_env = dict(extra_env or {})
         self.poll_seconds = poll_seconds
@@ -177,6 +181,9 @@ class LocalKubelet:
                 for job in jobs:
                     seen.add(job.metadata.uid)
                     self._reconcile(job)
+                for deployment in self.apps.list_deployment_for_all_namespaces().items:
+                    seen.add(deployment.metadata.uid)
+                    self._keep_running(deployment)
                 for uid in [u for u in self.pods if u not in seen]:  # Job deleted: so are its pods
                     self._terminate(self.pods.pop(uid), grace=5)
                 self._publish_logs()
@@ -247,17 +254,30 @@ class LocalKubelet:
     def _patch_job(self, job: client.V1Job, status: dict[str, Any]) -> None:
         self.batch.patch_namespaced_job_status(job.metadata.name, job.metadata.namespace, {"status": status})
 
+    # -- the Deployment and ReplicaSet controllers' part: one pod, restarted -----------------------------------
+    def _keep_running(self, deployment: client.V1Deployment) -> None:
+        uid = deployment.metadata.uid
+        pod = self.pods.get(uid)
+        if pod is not None and (pod.outcome is None or time.time() - pod.ended < RESTART_SECONDS):
+            return
+        if pod is not None:
+            self._terminate(self.pods.pop(uid), grace=5)
+        self.pods[uid] = self._start_pod(deployment, kind="Deployment")
+
     # -- the kubelet's part ------------------------------------------------------------------------------
-    def _start_pod(self, job: client.V1Job) -> RunningPod:
+    def _start_pod(self, job: client.V1Job | client.V1Deployment, kind: str = "Job") -> RunningPod:
         ns, job_name = job.metadata.namespace, job.metadata.name
         name = f"{job_name}-{secrets.token_hex(3)[:5]}"
         template = client.ApiClient().sanitize_for_serialization(job.spec.template)
-        labels = {**(template.get("metadata", {}).get("labels") or {}),
-                  "job-name": job_name, "batch.kubernetes.io/job-name": job_name,
-                  "controller-uid": job.metadata.uid, "batch.kubernetes.io/controller-uid": job.metadata.uid}
+        labels = dict(template.get("metadata", {}).get("labels") or {})
+        if kind == "Job":
+            labels |= {"job-name": job_name, "batch.kubernetes.io/job-name": job_name,
+                       "controller-uid": job.metadata.uid, "batch.kubernetes.io/controller-uid": job.metadata.uid}
         body = {"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": name, "namespace": ns, "labels": labels,
-                             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name,
+                             "creationTimestamp": now_iso(),
+                             "ownerReferences": [{"apiVersion": "batch/v1" if kind == "Job" else "apps/v1",
+                                                  "kind": kind, "name": job_name,
                                                   "uid": job.metadata.uid, "controller": True,
                                                   "blockOwnerDeletion": True}]},
                 "spec": template["spec"], "status": {"phase": "Pending"}}
@@ -302,11 +322,13 @@ class LocalKubelet:
                     proc.wait(timeout=grace)
                 except subprocess.TimeoutExpired:
                     _signal(proc, signal.SIGKILL)
+            pod.ended = time.time()
             pod.outcome = "Succeeded" if ok else "Failed"
             self._set_pod_phase(pod, pod.outcome)
         except Exception as exc:
             log.exception("pod %s", pod.name)
             pod.reason = str(exc)
+            pod.ended = time.time()
             pod.outcome = "Failed"
 
     def _volumes(self, pod: RunningPod, spec: dict[str, Any]) -> dict[str, PathMap]:

@@ -188,6 +188,7 @@ class Watch:
         self.updates: Counter[str] = Counter()
         self.flips: dict[str, list[bool]] = {}
         self.pods: Counter[str] = Counter()
+        self.started: list[str] = []  # Jobs in the order they were unsuspended (admitted)
         self.errors: list[dict[str, Any]] = []  # ERROR events of the watches (each one watched again)
         self._listed: list[str] = []
         self._closed = False
@@ -246,6 +247,8 @@ class Watch:
             self.updates[name] += 1
         if kind != "DELETED" and (not flips or flips[-1] != suspend):  # a Job made again under the name continues
             flips.append(suspend)
+            if not suspend:
+                self.started.append(name)
 
     def _pod(self, kind: str, pod: dict[str, Any]) -> None:
         if kind == "ADDED":

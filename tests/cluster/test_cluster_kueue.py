@@ -138,6 +138,8 @@ def test_a_queued_training_waits_suspended_and_both_succeed(admin: Api, ns: str,
         wait_for(step, timeout=180, what="both trainings Succeeded")
         jobs = [f"{t}-stage{s}" for t in ("first", "second") for s in (1, 2)]
         report("to the end", watch, *jobs)
+        # StrictFIFO: each stage 2 is a new Workload at the back of the queue, behind the other training's stage.
+        assert watch.started == ["first-stage1", "second-stage1", "first-stage2", "second-stage2"], watch.started
         for job in jobs:  # admitted once each: created suspended, unsuspended once by Kueue, one pod
             updates, pods, flips = watch.counts(job)
             assert (pods, flips) == (1, [True, False]), (job, pods, flips)

@@ -50,6 +50,18 @@ def test_demo_runs_both_stages_and_captions(tmp_path: Path) -> None:
     caption = out.split("through the exported SavedModel", 1)[1]
     assert re.search(r"^\s+0\) a red circle \(p=", caption, re.M), out[-1500:]
 
+    # The evaluation beside training gave each stage's last checkpoint a validation perplexity (the PPL column and
+    # status.evaluation), stage 2's after the training ended; the eval summaries went to the output's eval/ folder.
+    finals = re.search(r"^evaluation \(validation perplexity, the reference formula\): stage 1: perplexity "
+                       r"([\d.]+) at step 200; stage 2: perplexity ([\d.]+) at step 300$", out, re.M)
+    assert finals, out[-3000:]
+    assert all(1.0 < float(p) < 20 for p in finals.groups())  # learnt captions: far below the vocabulary's size
+    header = next(ln for ln in out.splitlines() if ln.startswith("NAME") and "PPL" in ln)
+    ppl = [ln[header.index("PPL"):header.index("MESSAGE")].strip() for ln in out.splitlines() if ROW.match(ln)]
+    assert any(re.fullmatch(r"\d+\.\d+", cell) for cell in ppl), out  # the PPL column while it trains
+    assert "uai/im2txt/output/eval/events.out.tfevents." in out
+    assert "uai/im2txt/output/export/300/evaluation.json" in out  # the exported checkpoint's figures beside it
+
     # Stage 2 ran without the Inception file, from stage 1's last checkpoint (its target, global step 200),
     # which it fetched from the output path.
     stage2_logs = list((tmp_path / "demo" / "node" / "pods" / "default").glob("demo-stage2-*/logs/trainer.log"))

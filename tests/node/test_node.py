@@ -58,11 +58,23 @@ def _training(name: str) -> dict[str, Any]:
                      "image": TRAINER, "inputFilePattern": "train-?????-of-00002", "numberOfSteps": 100,
                      "stage2NumberOfSteps": 200, "gpus": 0, "checkpointIntervalSeconds": 10,
                      "extraArgs": ["--image_size=75", "--batch_size=8", "--save_interval_secs=5"],
-                     "tensorboard": {"enabled": name == "coco", "intervalSeconds": 10}}}
+                     "tensorboard": {"enabled": name == "coco", "intervalSeconds": 10},
+                     # The evaluation beside training (its own pod, CPU only) for the main scenario only; a small
+                     # CPU request, so that it fits this 2-core node beside both replicas, a stage and TensorBoard.
+                     "evaluation": {"enabled": name == "coco", "filePattern": "val-?????-of-00001",
+                                    "numExamples": 32, "resources": {"requests": {"cpu": "200m", "memory": "1Gi"},
+                                                                     "limits": {"memory": "3Gi"}}}}}
 
 
 def _status(name: str) -> dict[str, Any]:
     return get("-n", NS, "im2txttraining", name).get("status") or {}
+
+
+def _finals(name: str) -> list[dict[str, Any]]:
+    """status.evaluation's two stages once both have their last checkpoint's figure, else []."""
+    stages = (_status(name).get("evaluation") or {}).get("stages") or ()
+    done = [s for s in stages if "finalPerplexity" in s]
+    return done if len(done) == 2 else []
 
 
 def _running_pod(job: str) -> str:
@@ -153,14 +165,29 @@ def test_two_stages_and_the_export_run_in_containers_under_restricted(deployed: 
     assert row[:4] == ["coco", "2", "Succeeded", "200"], row
     assert float(row[4]) > 0, row
 
+    # The evaluation: its own pod, admitted under restricted, no GPU; each stage's last checkpoint gets a validation
+    # perplexity (stage 2's after the training ended), shown in the PPL column of kubectl get -o wide.
+    evaluation = get("-n", NS, "pods", "-l", "app.kubernetes.io/component=evaluation")["items"]
+    assert evaluation and evaluation[0]["spec"]["containers"][0]["name"] == "evaluator", evaluation
+    finals = wait_until(lambda: _finals("coco"), 900, "both stages' final perplexity")
+    assert [(s["stage"], s["finalStep"]) for s in finals] == [(1, 100), (2, 200)], finals
+    print("node: " + "; ".join(f"stage {s['stage']}: perplexity {s['finalPerplexity']} at step {s['finalStep']}"
+                               for s in finals))
+    wide = kubectl("-n", NS, "get", "im2txttrainings", "coco", "-o", "wide").stdout.splitlines()
+    at = wide[0].index("PPL")
+    assert float(wide[1][at:].split()[0]) == _status("coco")["evaluation"]["perplexity"], wide
+    assert not any(c["type"] == "EvaluationFailed" and c["status"] == "True"
+                   for c in _status("coco").get("conditions") or ()), _status("coco")
+
     # TensorBoard: its pod is Ready and answers with the training's scalars (through its Service's endpoint).
     service = get("-n", NS, "service", "coco-tensorboard")
     selector = ",".join(f"{k}={v}" for k, v in service["spec"]["selector"].items())
     board = wait_until(lambda: [p for p in get("-n", NS, "pods", "-l", selector)["items"] if _ready(p)], 300,
                        "the TensorBoard pod Ready")[0]
     url = f"http://{board['status']['podIP']}:6006/data/plugin/scalars/tags"
-    tags = wait_until(lambda: _scalar_tags(url), 180, f"scalars from {url}", every=2)
-    assert "losses/total_loss" in tags, tags
+    tags = wait_until(lambda: (t := _scalar_tags(url)) and "Perplexity" in t and t, 300,
+                      f"the training's and the evaluation's scalars from {url}", every=2)
+    assert "losses/total_loss" in tags and "Perplexity" in tags, tags  # the eval run beside the training's
 
     # The export Job wrote the SavedModel (its version is the final step).
     export = wait_until(lambda: (e := _status("coco").get("export") or {}).get("phase") in ("Succeeded", "Failed")

@@ -39,10 +39,11 @@ def test_defaults_follow_the_reference_evaluate_py() -> None:
     assert evaluator_args(parse_spec(PVC)) == [
         "--checkpoint_dir=/data/output", "--eval_dir=/data/output/eval",
         "--input_file_pattern=/data/data/val-?????-of-00004", "--final_steps=1000,3000",
-        "--eval_interval_secs=600", "--num_eval_examples=10132", "--min_global_step=0"]
+        "--eval_interval_secs=600", "--num_eval_examples=10132", "--poll_secs=60", "--min_global_step=0"]
     # Only the stages the training runs have a final step; the trainer's image size is the evaluator's too.
-    one = parse_spec({**PVC, "autoAdvance": False, "extraArgs": ["--image_size=75"]})
+    one = parse_spec({**PVC, "autoAdvance": False, "extraArgs": ["--image_size=75"], "checkpointIntervalSeconds": 10})
     assert "--final_steps=1000" in evaluator_args(one) and "--image_size=75" in evaluator_args(one)
+    assert "--poll_secs=10" in evaluator_args(one)  # checkpoints come every 10 s: looked for as often
 
 
 def test_pvc_pod_mounts_the_output_to_write_eval_and_the_data_read_only() -> None:

@@ -91,24 +91,27 @@ def _scalars(eval_dir: Path) -> dict[str, dict[int, float]]:
 
 
 @pytest.mark.slow
-def test_loop_evaluates_the_stage_end_first_and_matches_the_reference_formula(synthetic, tmp_path):
+def test_loop_evaluates_each_stage_end_at_once_and_matches_the_reference_formula(synthetic, tmp_path):
     out, _ = synthetic
     td, eval_dir = tmp_path / "train", tmp_path / "train" / "eval"
     flags = [f"--input_file_pattern={out}/train-*", f"--train_dir={td}", *TINY]
     assert train.main([*flags, f"--inception_checkpoint_file={out}/inception_v3.ckpt", "--number_of_steps=2"]) == 0
     assert train.main([*flags, "--number_of_steps=4"]) == 0  # checkpoints 2 (stage 1's end) and 4 on disk
     val = sorted(str(p) for p in out.glob("val-*"))
+    # An hour between two evaluations, as far as other checkpoints go; the stages' ends (2 and 6) come at once.
     proc = subprocess.Popen(
         [sys.executable, "-m", "im2txt_trainer.eval_loop", f"--checkpoint_dir={td}", f"--eval_dir={eval_dir}",
-         f"--input_file_pattern={out}/val-*", "--final_steps=2,9", "--min_global_step=0", "--image_size=75",
-         "--batch_size=3", "--eval_interval_secs=0.1", "--poll_secs=0.2"],
+         f"--input_file_pattern={out}/val-*", "--final_steps=2,6", "--min_global_step=0", "--image_size=75",
+         "--batch_size=3", "--eval_interval_secs=3600", "--poll_secs=0.2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     results = []
     try:
         for line in proc.stdout:
             if line.startswith(eval_loop.RESULT_PREFIX):
                 results.append(json.loads(line[len(eval_loop.RESULT_PREFIX):]))
-            if len(results) == 2:
+            if len(results) == 2:  # stage 2 ends while the interval runs: its last checkpoint is not kept waiting
+                assert train.main([*flags, "--train_inception=True", "--number_of_steps=6"]) == 0
+            if len(results) == 3:
                 proc.send_signal(signal.SIGTERM)
                 break
         _, err = proc.communicate(timeout=120)
@@ -116,15 +119,15 @@ def test_loop_evaluates_the_stage_end_first_and_matches_the_reference_formula(sy
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
-    assert [(r["global_step"], r["final"]) for r in results] == [(2, True), (4, False)]
+    assert [(r["global_step"], r["final"]) for r in results] == [(2, True), (4, False), (6, True)]
     scalars = _scalars(eval_dir)
-    assert set(scalars["Perplexity"]) == {2, 4}  # the reference's tag, at each checkpoint's global step
+    assert set(scalars["Perplexity"]) == {2, 4, 6}  # the reference's tag, at each checkpoint's global step
     for r in results:
         expected = reference_perplexity(str(td / f"model.ckpt-{r['global_step']}"), val, 75)
         assert r["perplexity"] == pytest.approx(expected, rel=1e-4)
         assert scalars["Perplexity"][r["global_step"]] == pytest.approx(expected, rel=1e-4)
         assert r["words"] > r["examples"] > 0
-    assert results[0]["perplexity"] != results[1]["perplexity"]  # two different checkpoints were read
+    assert len({r["perplexity"] for r in results}) == 3  # three different checkpoints were read
 
 
 def test_missing_validation_records_are_named(tmp_path, capsys, termination_log):

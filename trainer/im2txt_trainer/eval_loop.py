@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Collection, Sequence
 
 from . import checkpoints
@@ -86,14 +87,16 @@ def run(a: argparse.Namespace, stop: threading.Event) -> int:
     writer = tf.summary.create_file_writer(a.eval_dir)
     finals = {int(s) for s in a.final_steps.split(",") if s.strip()}
     done: set[int] = set()
+    not_before = 0.0  # monotonic time before which no other checkpoint than a stage's last is evaluated
     while not stop.is_set():
         found = on_disk(a.checkpoint_dir)
         step = pick(found, done, finals, a.min_global_step)
-        if step is None:
-            if a.once:
+        if step is None or (step not in finals and time.monotonic() < not_before):
+            if a.once and step is None:
                 return 0
-            stop.wait(a.poll_secs)
+            stop.wait(a.poll_secs)  # a stage's last checkpoint is looked for, and taken, during the interval too
             continue
+        started = time.monotonic()
         try:
             result = evaluate_checkpoint(found[step], a, files, vocab)
         except (tf.errors.NotFoundError, checkpoints.CheckpointError, inference.InferenceError) as e:
@@ -108,8 +111,8 @@ def run(a: argparse.Namespace, stop: threading.Event) -> int:
         done.add(step)
         if a.once:
             return 0
-        if step not in finals:  # a stage's end is evaluated at once; other checkpoints at most every interval
-            stop.wait(a.eval_interval_secs)
+        if step not in finals:  # as the reference: at most one evaluation per interval, from the start of the last
+            not_before = started + a.eval_interval_secs
     return 0
 
 
