@@ -93,10 +93,15 @@ def _quota(admin: Api, ns: str, hard: dict[str, str]) -> str:
 @pytest.mark.parametrize(("hard", "spec", "reason", "field", "child"), [
     ({"count/jobs.batch": "0"}, PVC, "JobForbidden", "spec", ("jobs", "coco-stage1")),
     ({"services": "0"}, PVC | {"numNodes": 2}, "ServiceForbidden", "spec.numNodes", ("services", "coco-stage1")),
+    ({"count/networkpolicies.networking.k8s.io": "0"}, PVC | {"numNodes": 2}, "NetworkPolicyForbidden",
+     "spec.numNodes", ("networkpolicies", "coco-stage1")),
     ({"count/deployments.apps": "0"}, TENSORBOARD, "DeploymentForbidden", "spec.tensorboard",
      ("deployments", "coco-tensorboard")),
     ({"services": "0"}, TENSORBOARD, "ServiceForbidden", "spec.tensorboard", ("services", "coco-tensorboard")),
-], ids=["stage-job", "workers-service", "tensorboard-deployment", "tensorboard-service"])
+    ({"count/deployments.apps": "0"}, PVC, "DeploymentForbidden", "spec.evaluation",
+     ("deployments", "coco-evaluation")),
+], ids=["stage-job", "workers-service", "workers-network-policy", "tensorboard-deployment", "tensorboard-service",
+        "evaluation-deployment"])
 def test_a_child_the_api_server_refuses_is_in_status_then_made(admin: Api, ns: str, operator: OperatorProcess,
                                                               hard: dict[str, str], spec: dict[str, Any],
                                                               reason: str, field: str, child: tuple[str, str]) -> None:
@@ -107,13 +112,17 @@ def test_a_child_the_api_server_refuses_is_in_status_then_made(admin: Api, ns: s
     assert ready["status"] == "False" and ready["observedGeneration"] == 1
     assert ready["message"].startswith(f"{field}: the API server did not take "), ready["message"]
     assert "HTTP 403 Forbidden" in ready["message"] and "exceeded quota: no-more" in ready["message"]
-    assert reason in admin.event_reasons(ns, "coco")
+    wait_for(lambda: reason in admin.event_reasons(ns, "coco"), what=f"a {reason} Event")  # posted after status
     admin.delete(quota)
     plural, name = child
-    path = (DEPLOYMENTS.format(ns=ns) + f"/{name}") if plural == "deployments" else (
-        admin.jobs(ns, name) if plural == "jobs" else admin.core(ns, plural, name))
-    wait_for(lambda: admin.get(path), timeout=90, what=f"{plural}/{name} once the quota is gone")
-    wait_for(lambda: admin.condition(ns, "coco", "Ready").get("status") == "True", what="Ready again")
+    path = {"deployments": DEPLOYMENTS.format(ns=ns) + f"/{name}", "jobs": admin.jobs(ns, name),
+            "networkpolicies": f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}"}.get(
+        plural, admin.core(ns, plural, name))
+    # Retried with backoff (at most 60 s apart), the write goes through by itself.
+    wait_for(lambda: admin.get(path), timeout=150, what=f"{plural}/{name} once the quota is gone",
+             on_timeout=lambda: str(admin.status(ns, "coco")) + operator.log[-2000:])
+    wait_for(lambda: admin.condition(ns, "coco", "Ready").get("status") == "True", what="Ready again",
+             on_timeout=lambda: str(admin.status(ns, "coco")) + operator.log[-2000:])
     assert admin.status(ns, "coco")["phase"] == "Running"
 
 

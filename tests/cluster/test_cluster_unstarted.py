@@ -46,7 +46,7 @@ def test_a_pod_no_node_fits_is_in_status_in_the_schedulers_words(admin: Api, ns:
     assert ready["message"] == f"spec.gpus: no node can run pod {pod['metadata']['name']}; the scheduler says: " \
                                f"{SCHEDULER}"
     assert admin.status(ns, "coco")["phase"] == "Pending"
-    assert "Unschedulable" in admin.event_reasons(ns, "coco")
+    wait_for(lambda: "Unschedulable" in admin.event_reasons(ns, "coco"), what="the Event")  # posted after status
     # A node frees up (or the autoscaler adds one): the scheduler binds the pod, and the training runs again.
     _scheduled(admin, ns, pod["metadata"]["name"], "True", "", "")
     wait_for(lambda: admin.condition(ns, "coco", "Ready").get("status") == "True", what="Ready again")

@@ -43,7 +43,7 @@ when it serves all namespaces, a Role's in each namespace it serves. */}}
 # Progress (phase, stage, step, conditions) is reported only through the status subresource.
 - apiGroups: ["im2txt.dev"]
   resources: ["im2txttrainings/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 # One Job per stage, owned by the training: create, follow, delete while suspended (resume creates it again).
 # Never patch: spec.suspend belongs to Kueue where it queues the Job.
 - apiGroups: ["batch"]
@@ -75,13 +75,10 @@ when it serves all namespaces, a Role's in each namespace it serves. */}}
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["get"]
-# Events on the trainings (kopf posts core events; newer clients post events.k8s.io events).
+# Events on the trainings (kopf posts core v1 Events); list: a stage Job's FailedCreate Events.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["list", "create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["list", "create"]
 {{- end }}
 
 {{/* Settings that cannot work together fail the render, naming the value. */}}

@@ -51,8 +51,8 @@ def controlled_by_a_training(obj: Mapping[str, Any]) -> bool:
 
 async def ensure(kube: Kube, body: dict[str, Any], uid: str, *, update: bool = True) -> tuple[dict[str, Any], bool]:
     """(the object, whether it was created now). An existing object of this training is patched to ``body``'s labels
-    and spec when ``update`` (a Job's spec is immutable: it is adopted as it is); one of anybody else raises
-    NotOwned. API errors are raised as they come."""
+    and spec when ``update`` (a Job, ADOPTED, is taken as it is); one of anybody else raises NotOwned. API errors
+    are raised as they come."""
     api, plural = APIS[body["kind"]]
     meta = body["metadata"]
     try:
@@ -66,15 +66,26 @@ async def ensure(kube: Kube, body: dict[str, Any], uid: str, *, update: bool = T
     existing.setdefault("kind", body["kind"])
     if not controlled_by(existing, uid):
         raise NotOwned(existing)
-    if not update:
+    if not update or body["kind"] in ADOPTED:
         return existing, False
     patch = {"metadata": {"uid": existing["metadata"]["uid"], "labels": meta.get("labels") or {}},
              "spec": body["spec"]}
     return await kube.merge_patch(api, plural, meta["namespace"], meta["name"], patch), False
 
 
+# Kinds taken as they are when they exist already, never patched: a Job's pod template is immutable, and its
+# spec.suspend is Kueue's where it queues the Job (RBAC: no patch on Jobs).
+ADOPTED = ("Job",)
+# The only kinds deleted through here (a disabled TensorBoard or evaluation); a suspended stage's Job is deleted by
+# Kube.delete_job, NetworkPolicies go with their training (GC). tests/manifests/test_manifests_rbac_used.py holds
+# the RBAC to exactly this.
+REMOVABLE = ("Deployment", "Service")
+
+
 async def remove(kube: Kube, kind: str, namespace: str, name: str, uid: str) -> bool:
     """Delete this training's child of that name; False when there is none. Anybody else's raises NotOwned."""
+    if kind not in REMOVABLE:
+        raise ValueError(f"the operator never deletes a {kind}")
     api, plural = APIS[kind]
     existing = await kube.read(api, plural, namespace, name)
     if existing is None:
