@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import ssl
 from collections.abc import Callable
 from typing import Any
 from urllib import parse
@@ -22,6 +20,7 @@ import aiohttp
 import kubernetes
 
 from im2txt_operator.api_budget import RETRIES_ON_429, TokenBucket, retry_after
+from im2txt_operator.kube_config import load_configuration, ssl_context
 from im2txt_operator.spec import GROUP, PLURAL, VERSION
 from im2txt_operator.workloads import JOB_UID_LABEL
 
@@ -51,17 +50,6 @@ class ApiException(Exception):
         self.details = details or {}
 
 
-def load_configuration() -> kubernetes.client.Configuration:
-    """In-cluster config when running in a pod, else $KUBECONFIG (read now, not at import time)."""
-    config = kubernetes.client.Configuration()
-    try:
-        kubernetes.config.load_incluster_config(client_configuration=config)
-    except kubernetes.config.ConfigException:
-        path = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-        kubernetes.config.load_kube_config(config_file=path.split(os.pathsep)[0], client_configuration=config)
-    return config
-
-
 def _api_exception(status: int, http_reason: str, payload: bytes) -> ApiException:
     """The API's Status answer as an exception (a proxy's HTML page: its first 200 bytes as the message)."""
     details = None
@@ -72,18 +60,6 @@ def _api_exception(status: int, http_reason: str, payload: bytes) -> ApiExceptio
     except (ValueError, AttributeError):
         reason, message = http_reason, payload[:200].decode(errors="replace")
     return ApiException(status, str(reason), message, details)
-
-
-def _ssl_context(config: kubernetes.client.Configuration) -> ssl.SSLContext | bool:
-    if not config.host.startswith("https"):
-        return False
-    context = ssl.create_default_context(cafile=config.ssl_ca_cert)
-    if config.cert_file:
-        context.load_cert_chain(config.cert_file, config.key_file)
-    if not config.verify_ssl:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class Fenced(Exception):
@@ -102,7 +78,7 @@ class Kube:
         self.limit = limit
         self.config = config or load_configuration()
         self.base = self.config.host.rstrip("/")
-        self._ssl = _ssl_context(self.config)
+        self._ssl = ssl_context(self.config)
         self._session: aiohttp.ClientSession | None = None
 
     def _headers(self, content_type: str | None = None, accept: str = "application/json") -> dict[str, str]:
