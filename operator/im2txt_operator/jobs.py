@@ -95,6 +95,7 @@ def _trainer_resources(settings: Settings) -> dict[str, Any]:
 
 
 WORKER_PORT = 2222  # MultiWorkerMirroredStrategy's gRPC port between the pods of a multi-node stage
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
 def worker_hosts(owner: Owner, stage: int, num_nodes: int) -> str:
@@ -104,14 +105,24 @@ def worker_hosts(owner: Owner, stage: int, num_nodes: int) -> str:
     return ",".join(f"{job}-{i}.{job}:{WORKER_PORT}" for i in range(num_nodes))
 
 
+def workers(job: str) -> dict[str, str]:
+    """The labels that select a stage's pods (set by the Job controller on every pod of the Job)."""
+    return {JOB_NAME_LABEL: job}
+
+
+def stage_metadata(owner: Owner, stage: int) -> dict[str, Any]:
+    """The metadata of a child named after a stage's Job (its headless Service, its NetworkPolicy)."""
+    return pods.metadata(owner, names.stage_job(owner.name, stage),
+                         pods.labels(owner, names.stage_role(stage), str(stage)))
+
+
 def build_worker_service(owner: Owner, stage: int) -> dict[str, Any]:
     """The headless Service that gives a multi-node stage's pods their stable names (owned by the training)."""
-    job = names.stage_job(owner.name, stage)
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": pods.metadata(owner, job, pods.labels(owner, names.stage_role(stage), str(stage))),
-        "spec": {"clusterIP": "None", "selector": {"batch.kubernetes.io/job-name": job},
+        "metadata": stage_metadata(owner, stage),
+        "spec": {"clusterIP": "None", "selector": workers(names.stage_job(owner.name, stage)),
                  # Workers look each other up before they are ready: their names must resolve at once.
                  "publishNotReadyAddresses": True,
                  "ports": [{"name": "worker", "port": WORKER_PORT, "targetPort": WORKER_PORT, "protocol": "TCP"}]},

@@ -10,16 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from im2txt_operator import names, pods
-from im2txt_operator.jobs import WORKER_PORT
+from im2txt_operator import names
+from im2txt_operator.jobs import WORKER_PORT, stage_metadata, workers
 from im2txt_operator.pods import Owner
-
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
-
-
-def workers(job: str) -> dict[str, str]:
-    """The labels that select a stage's pods (set by the Job controller on every pod of the Job)."""
-    return {JOB_NAME_LABEL: job}
 
 
 def build_worker_policy(owner: Owner, stage: int) -> dict[str, Any]:
@@ -28,7 +21,7 @@ def build_worker_policy(owner: Owner, stage: int) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": pods.metadata(owner, job, pods.labels(owner, names.stage_role(stage), str(stage))),
+        "metadata": stage_metadata(owner, stage),
         "spec": {"podSelector": {"matchLabels": workers(job)}, "policyTypes": ["Ingress"],
                  "ingress": [{"from": [{"podSelector": {"matchLabels": workers(job)}}],
                               "ports": [{"port": WORKER_PORT, "protocol": "TCP"}]}]},
