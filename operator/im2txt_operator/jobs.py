@@ -69,13 +69,16 @@ def _init_containers(settings: Settings) -> list[dict[str, Any]]:
 # and the scheduler places by them; no default limit kills or throttles a training.
 TRAINER_CPU_PER_GPU = 4
 TRAINER_MEMORY_GI_PER_GPU = 8
+# A CPU-only training (gpus: 0: a try-out, a test, the demo) asks for what fits beside the rest on a small node: a
+# 2-core node could never schedule one GPU's share (the real-node tier's trainer stayed Pending, Insufficient cpu).
+TRAINER_CPU_ONLY = {"cpu": "1", "memory": "2Gi"}
 
 
 def trainer_requests(settings: Settings) -> dict[str, str]:
     """The default cpu and memory requests of the trainer container that spec.resources leaves open."""
     named = {n for v in settings.resources.values() for n in v}
-    per = max(1, settings.gpus)
-    defaults = {"cpu": str(TRAINER_CPU_PER_GPU * per), "memory": f"{TRAINER_MEMORY_GI_PER_GPU * per}Gi"}
+    defaults = TRAINER_CPU_ONLY if settings.gpus == 0 else {
+        "cpu": str(TRAINER_CPU_PER_GPU * settings.gpus), "memory": f"{TRAINER_MEMORY_GI_PER_GPU * settings.gpus}Gi"}
     return {n: q for n, q in defaults.items() if n not in named}
 
 

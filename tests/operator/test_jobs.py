@@ -94,7 +94,7 @@ def test_every_storage_container_has_bounded_resources() -> None:
 @pytest.mark.parametrize(("gpus", "resources", "expected"), [
     (1, None, {"requests": {"cpu": "4", "memory": "8Gi"}, "limits": {"nvidia.com/gpu": "1"}}),
     (2, None, {"requests": {"cpu": "8", "memory": "16Gi"}, "limits": {"nvidia.com/gpu": "2"}}),
-    (0, None, {"requests": {"cpu": "4", "memory": "8Gi"}}),  # a CPU-only training is charged as one GPU's share
+    (0, None, {"requests": {"cpu": "1", "memory": "2Gi"}}),  # a CPU-only training fits a small node
     # What the user names is theirs: a request, or a limit alone (the API then defaults the request to it).
     (1, {"requests": {"cpu": "2"}}, {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"nvidia.com/gpu": "1"}}),
     (1, {"limits": {"memory": "4Gi"}},
