@@ -216,7 +216,8 @@ async def test_a_ufile_host_the_admin_did_not_allow_gets_no_job(tmp_path: Path) 
             await still(lambda: jobs(api) == [], 1.0)
         async with operator(api, tmp_path, args=("--all-namespaces", "--ufile-domains=.89.0.1")):
             await wait_for(lambda: job(api, "u-stage1"), what="the Job, once the admin allows the host")
-            assert condition(api, "u", "Ready")["status"] == "True"
+            # The Job is written before the status patch of the same reconcile: Ready follows a moment later.
+            await wait_for(lambda: condition(api, "u", "Ready").get("status") == "True", what="Ready again")
 
 
 async def test_missing_claim_then_created(tmp_path: Path) -> None:
