@@ -311,3 +311,9 @@ def reserved_pool_denied(admin: Api, ns: str, name: str, reason: str = "Invalid"
     finally:
         admin.request("DELETE", f"{bindings}/{name}")
         admin.request("DELETE", f"{policies}/{name}")
+
+
+def operator_kubeconfig_of(plane: ControlPlane) -> Path:
+    """A kubeconfig with a token of the operator's own ServiceAccount on ``plane``: exactly its RBAC."""
+    token = plane.kubectl("create", "token", OPERATOR_SA, "-n", OPERATOR_NS, "--duration=6h").stdout.strip()
+    return plane.write_kubeconfig(plane.workdir / "operator.kubeconfig", token, OPERATOR_SA)

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_support import CRD_NAME, OPERATOR_NS, OPERATOR_SA, Api, OperatorProcess, apply_base, wait_for
+from cluster_support import (
+    CRD_NAME,
+    Api,
+    OperatorProcess,
+    apply_base,
+    operator_kubeconfig_of,
+    wait_for,
+)
 from control_plane import ControlPlane, find_assets
 
 _names = itertools.count(1)
@@ -51,8 +58,7 @@ def admin(installed: ControlPlane) -> Api:
 @pytest.fixture(scope="session")
 def operator_kubeconfig(installed: ControlPlane) -> Path:
     """A kubeconfig with a token of the operator's own ServiceAccount: exactly manifests/base/rbac.yaml."""
-    token = installed.kubectl("create", "token", OPERATOR_SA, "-n", OPERATOR_NS, "--duration=6h").stdout.strip()
-    return installed.write_kubeconfig(installed.workdir / "operator.kubeconfig", token, OPERATOR_SA)
+    return operator_kubeconfig_of(installed)
 
 
 @pytest.fixture

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_support import CRD_NAME, OPERATOR_NS, OPERATOR_SA, Api, OperatorProcess, apply_base, still, wait_for
+from cluster_support import (
+    CRD_NAME,
+    Api,
+    OperatorProcess,
+    apply_base,
+    operator_kubeconfig_of,
+    still,
+    wait_for,
+)
 from control_plane import ControlPlane, find_assets
 from kueue_support import Kueue, Watch, admitted, build, cluster_queue, queues, workload_condition, workloads
 
@@ -53,8 +61,8 @@ def admin(installed: ControlPlane) -> Api:
 
 @pytest.fixture(scope="module")
 def operator_kubeconfig(installed: ControlPlane) -> Path:
-    token = installed.kubectl("create", "token", OPERATOR_SA, "-n", OPERATOR_NS, "--duration=6h").stdout.strip()
-    return installed.write_kubeconfig(installed.workdir / "operator.kubeconfig", token, OPERATOR_SA)
+    """A kubeconfig with a token of the operator's own ServiceAccount: exactly manifests/base/rbac.yaml."""
+    return operator_kubeconfig_of(installed)
 
 
 @pytest.fixture(autouse=True)
