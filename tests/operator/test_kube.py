@@ -10,6 +10,7 @@ import kubernetes
 import pytest
 from aiohttp import web
 
+from im2txt_operator import kube as kube_module
 from im2txt_operator.kube import FIELD_MANAGER, ApiException, Fenced, Kube
 
 
@@ -193,3 +194,36 @@ async def test_writes_to_children_and_status_name_the_version_they_were_decided_
     assert recorder.seen[0]["path"] == "/api/v1/namespaces/ml/services/coco-tensorboard"
     assert recorder.seen[0]["body"] == {"propagationPolicy": "Background", "preconditions": {"uid": "uid-1"}}
     assert recorder.seen[2]["body"] == {"status": {"phase": "Running"}, "metadata": {"resourceVersion": "41"}}
+
+
+async def test_the_token_is_refreshed_every_ttl_and_after_a_401(server: tuple[Recorder, str]) -> None:
+    """The configuration's refresh hook (a rotated service-account token) runs at most every AUTH_TTL seconds, not
+    per request, and at once after the server answered 401."""
+    recorder, host = server
+    kube = _kube(host)
+    tokens = iter(["one", "two", "three"])
+    refreshed: list[str] = []
+
+    def refresh(config: kubernetes.client.Configuration) -> None:
+        refreshed.append(next(tokens))
+        config.api_key = {"authorization": refreshed[-1]}
+
+    kube.config.refresh_api_key_hook = refresh
+    clock = [1000.0]
+    kube.clock = lambda: clock[0]
+    recorder.answers += [(200, {}), (200, {}), (200, {}), (401, {"kind": "Status", "reason": "Unauthorized"}),
+                         (200, {})]
+    try:
+        await kube.get_training("ml", "a")
+        clock[0] += kube_module.AUTH_TTL / 2
+        await kube.get_training("ml", "a")  # within the TTL: the same header, no refresh
+        clock[0] += kube_module.AUTH_TTL
+        await kube.get_training("ml", "a")  # past it: asked again
+        with pytest.raises(ApiException):
+            await kube.get_training("ml", "a")  # 401: the header is dropped...
+        await kube.get_training("ml", "a")  # ...and asked again at once
+    finally:
+        await kube.close()
+    assert refreshed == ["one", "two", "three"]
+    assert [r["headers"]["Authorization"] for r in recorder.seen] == [
+        "Bearer one", "Bearer one", "Bearer two", "Bearer two", "Bearer three"]

@@ -15,6 +15,7 @@ from prometheus_client import generate_latest
 from im2txt_operator.children import desired
 from im2txt_operator.controller import wiring
 from im2txt_operator.controller.context import Context
+from im2txt_operator.controller.essence import NoEssence
 from im2txt_operator.metrics import Metrics
 from im2txt_operator.pods import Owner
 from im2txt_operator.spec import parse_spec
@@ -40,6 +41,7 @@ async def test_startup_makes_one_context_from_the_memo(tmp_path: Path, monkeypat
     assert ctx.kube.base == "http://127.0.0.1:1"
     assert settings.watching.label_selectors["batch", "jobs"] == "app.kubernetes.io/managed-by=im2txt-operator"
     assert settings.posting.level == logging.WARNING
+    assert isinstance(settings.persistence.diffbase_storage, NoEssence)  # kopf's change detection is off
     assert "im2txt_leader 1.0" in generate_latest(metrics.registry).decode()  # the cli's Metrics, now leading
     await wiring.cleanup(memo=memo)
 

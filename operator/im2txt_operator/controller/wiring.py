@@ -19,6 +19,7 @@ from im2txt_operator.api_budget import ApiBudget, TokenBucket
 from im2txt_operator.controller import context, poller
 from im2txt_operator.controller.cache import job_key, newer, slim
 from im2txt_operator.controller.context import METRICS_PORT, PROGRESS_INTERVAL, Context
+from im2txt_operator.controller.essence import NoEssence
 from im2txt_operator.controller.owned import controlled_by_a_training
 from im2txt_operator.controller.reconcile import reconcile, retry_soon
 from im2txt_operator.kube import Kube
@@ -40,6 +41,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.reporting_component = "im2txt-operator"
     settings.batching.batch_window = 0.02  # react quickly; events are level-triggered anyway
     settings.watching.server_timeout = 600
+    settings.persistence.diffbase_storage = NoEssence()  # no on.create/on.update handlers read it (essence.py)
     # Leader-elected: the client writes nothing once the Lease may have passed to another replica (its fence).
     budget = memo.get("budget") or ApiBudget()
     ctx = Context(kube=Kube(fence=memo.get("fence"), limit=TokenBucket(budget.qps, budget.burst)),
