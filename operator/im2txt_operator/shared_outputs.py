@@ -5,11 +5,16 @@ A ufile:// output is global (any namespace can name a bucket); a pvc:// output i
 trainings present in the cluster whose outputs overlap, the older one (creationTimestamp, then namespace/name)
 keeps the folder; the other waits, with no Job, until that one is deleted. A deleted training's output is free:
 a new training resumes from its checkpoints.
+
+OutputFolders indexes every training's folder, so that a check looks at the few trainings whose folders overlap
+(a lookup per level of the path, and a range of a sorted list) rather than at all of them: thousands of trainings
+would otherwise make each stage's start cost O(N).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import bisect
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from im2txt_operator.decisions import Problem
@@ -52,3 +57,50 @@ def output_in_use(body: Mapping[str, Any], others: Iterable[Mapping[str, Any]]) 
                            "outputPath, or delete that training: this one then starts by itself (and resumes "
                            "from the checkpoints there)")
     return None
+
+
+class OutputFolders:
+    """Each training's output folder (by key), with what output_in_use reads of it: kept as the watch brings it."""
+
+    def __init__(self) -> None:
+        self._of: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}  # key -> (folder, the fields read)
+        self._keys: dict[str, set[tuple[str, str]]] = {}  # folder -> keys
+        self._sorted: list[str] = []  # the folders, sorted: the ones inside a folder follow it
+
+    def put(self, key: tuple[str, str], body: Mapping[str, Any]) -> None:
+        self.drop(key)
+        folder = _folder(body)
+        if folder is None:
+            return
+        meta = body.get("metadata") or {}
+        self._of[key] = (folder, {"metadata": {k: meta.get(k) for k in (
+            "name", "namespace", "uid", "creationTimestamp", "deletionTimestamp")},
+            "spec": {"outputPath": body["spec"]["outputPath"]}})
+        if folder not in self._keys:
+            bisect.insort(self._sorted, folder)
+        self._keys.setdefault(folder, set()).add(key)
+
+    def drop(self, key: tuple[str, str]) -> None:
+        found = self._of.pop(key, None)
+        if found is None:
+            return
+        keys = self._keys[found[0]]
+        keys.discard(key)
+        if not keys:
+            del self._keys[found[0]]
+            del self._sorted[bisect.bisect_left(self._sorted, found[0])]
+
+    def overlapping(self, body: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+        """The indexed trainings whose folder is ``body``'s, around it or inside it (``body`` itself included)."""
+        mine = _folder(body)
+        if mine is None:
+            return
+        around = {mine[:i + 1] for i, c in enumerate(mine) if c == "/"}
+        inside = []
+        for folder in self._sorted[bisect.bisect_left(self._sorted, mine):]:
+            if not folder.startswith(mine):
+                break
+            inside.append(folder)
+        for folder in around | set(inside):
+            for key in self._keys.get(folder, ()):
+                yield self._of[key][1]

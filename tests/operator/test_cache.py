@@ -81,12 +81,11 @@ def test_fold_adds_only_roles_the_entry_has_not_seen() -> None:
     assert entry.jobs["stage1"] is fresher and set(entry.jobs) == {"stage1", "stage2"}
 
 
-async def test_cache_renews_forgets_and_lists_the_others() -> None:
+async def test_cache_renews_and_forgets() -> None:
     cache = Cache()
     a, b = cache.entry(("ml", "a")), cache.entry(("ml", "b"))
     assert cache.entry(("ml", "a")) is a and cache.get(("ml", "c")) is None
     a.body, b.body = {"metadata": {"uid": "ua"}, "status": {"phase": "Running"}}, {"metadata": {"uid": "ub"}}
-    assert list(cache.others(("ml", "a"))) == [b.body]
     assert cache.statuses() == [{"phase": "Running"}, {}]
     renewed = cache.renew(("ml", "a"))
     assert renewed is not a and renewed.body is None and a.uid() == "ua" and renewed.uid() is None
@@ -129,3 +128,22 @@ def test_the_cache_keeps_what_the_controller_reads_and_not_the_rest() -> None:
         "kubectl.kubernetes.io/last-applied-configuration": "{...}", "note": "kept"}}, "spec": {"x": 1}}
     assert slim(applied) == {"metadata": {"name": "coco", "annotations": {"note": "kept"}}, "spec": {"x": 1}}
     assert newer(None, served) == kept  # what enters the cache is slim
+
+
+def test_what_the_cache_saw_is_kept_fresh_and_its_output_folder_indexed() -> None:
+    cache = Cache()
+
+    def training(uid: str, rv: str, output: str) -> dict[str, Any]:
+        return {"metadata": {"name": "a", "namespace": "ml", "uid": uid, "resourceVersion": rv,
+                             "creationTimestamp": "2026-12-01T00:00:00Z"}, "spec": {"outputPath": output}}
+
+    probe = training("probe", "1", "ufile://b/run/")
+    first = cache.saw(("ml", "a"), training("u1", "5", "ufile://b/run/"))
+    assert cache.saw(("ml", "a"), training("u1", "4", "ufile://b/old/")) is first  # an older version: ignored
+    assert first.body["metadata"]["resourceVersion"] == "5"
+    assert [b["metadata"]["uid"] for b in cache.outputs.overlapping(probe)] == ["u1"]
+    again = cache.saw(("ml", "a"), training("u2", "9", "ufile://b/new/"))  # deleted and made again
+    assert again is not first and again.body["metadata"]["uid"] == "u2"
+    assert list(cache.outputs.overlapping(probe)) == []
+    cache.forget(("ml", "a"))
+    assert list(cache.outputs.overlapping(training("p", "1", "ufile://b/new/"))) == []

@@ -16,7 +16,7 @@ def setup(*bodies: dict[str, Any]) -> tuple[Any, FakeKube, list[tuple[str, str, 
     kube = FakeKube(*bodies)
     ctx, events = context(kube)
     for body in bodies:
-        ctx.cache.entry((body["metadata"]["namespace"], body["metadata"]["name"])).body = body
+        ctx.cache.saw((body["metadata"]["namespace"], body["metadata"]["name"]), body)
     return ctx, kube, events
 
 

@@ -11,6 +11,7 @@ from im2txt_operator import children
 from im2txt_operator.decisions import Problem
 from im2txt_operator.pod_problems import create_problem, pod_problem
 from im2txt_operator.pods import LABEL_TRAINING
+from im2txt_operator.shared_outputs import OutputFolders
 from im2txt_operator.spec import KIND
 
 Key = tuple[str, str]  # (namespace, training)
@@ -143,6 +144,17 @@ class Cache:
     """Every training seen, by key; the metrics read it at scrape time."""
 
     entries: dict[Key, Entry] = field(default_factory=dict)
+    outputs: OutputFolders = field(default_factory=OutputFolders)  # every training's output folder, indexed
+
+    def saw(self, key: Key, obj: dict[str, Any]) -> Entry:
+        """The training as the API just showed it (a watch event or a read): kept if fresher than the cached one,
+        in a fresh entry if it was deleted and made again under the same name."""
+        entry = self.entry(key)
+        if entry.body is not None and entry.body["metadata"].get("uid") != obj["metadata"].get("uid"):
+            entry = self.renew(key)
+        entry.body = newer(entry.body, obj)
+        self.outputs.put(key, entry.body)
+        return entry
 
     def get(self, key: Key) -> Entry | None:
         return self.entries.get(key)
@@ -153,10 +165,12 @@ class Cache:
     def renew(self, key: Key) -> Entry:
         """A fresh entry under the key (the training was deleted and made again under the same name)."""
         self.entries[key] = entry = Entry()
+        self.outputs.drop(key)
         return entry
 
     def forget(self, key: Key) -> None:
         entry = self.entries.pop(key, None)
+        self.outputs.drop(key)
         if entry is not None and entry.retry is not None:
             entry.retry.cancel()
 
@@ -170,7 +184,4 @@ class Cache:
     def statuses(self) -> list[dict[str, Any]]:
         return [body.get("status") or {} for body in self.bodies()]
 
-    def others(self, key: Key) -> Iterator[dict[str, Any]]:
-        """The other trainings' bodies (whose output folders this one must not share)."""
-        return (e.body for k, e in self.items() if k != key and e.body)
 

@@ -149,7 +149,7 @@ async def _reconcile_locked(ctx: Context, key: Key, entry: Entry) -> None:
     if read.problem is None and settings is not None and (creating or (
             status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready"))):
         read.problem = await ctx.checks.problem(ctx.kube.claim_exists, key[0], settings) or output_in_use(
-            body, ctx.cache.others(key))
+            body, ctx.cache.outputs.overlapping(body))
         if read.problem is not None or not creating:
             decision = decided()
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from im2txt_operator import logs
-from im2txt_operator.controller.cache import Entry, Key, newer
+from im2txt_operator.controller.cache import Entry, Key
 from im2txt_operator.controller.context import Context
 from im2txt_operator.kube import ApiException
 
@@ -33,7 +33,7 @@ async def write_status(ctx: Context, key: Key, entry: Entry, read: Mapping[str, 
         log.info("%s/%s: status not written: the training changed since it was read (%s)", *key,
                  "re-read" if fresh else "gone", extra=logs.about(*key))
         if fresh is not None and fresh["metadata"].get("uid") == entry.uid():
-            entry.body = newer(entry.body, fresh)
+            ctx.cache.saw(key, fresh)
         return False
     ctx.metrics.writes.labels(kind="status").inc()
     return True

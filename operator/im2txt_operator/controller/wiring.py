@@ -98,10 +98,7 @@ async def training_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any
         ctx.cache.forget(key)
         log.info("training %s/%s deleted; its Jobs go with it (ownerReferences)", *key, extra=logs.about(*key))
         return
-    entry = ctx.cache.entry(key)
-    if entry.body is not None and entry.body["metadata"].get("uid") != obj["metadata"].get("uid"):
-        entry = ctx.cache.renew(key)  # deleted and re-created under the same name
-    entry.body = newer(entry.body, obj)
+    entry = ctx.cache.saw(key, obj)
     if not entry.is_own(obj):
         await reconcile(ctx, key)
 
@@ -137,9 +134,9 @@ async def job_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any, Any
                 retry_soon(ctx, key, entry)
                 return
             if current is None or current["metadata"].get("uid") != entry.uid():
-                ctx.cache.entries.pop(key, None)
+                ctx.cache.forget(key)
                 return
-            entry.body = newer(entry.body, current)
+            ctx.cache.saw(key, current)
             await reconcile(ctx, key)
         return
     if entry is None:
