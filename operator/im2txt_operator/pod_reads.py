@@ -6,6 +6,7 @@ step, loss and uploaded checkpoint the stage ended with, and a failed stage says
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -43,6 +44,10 @@ async def tail(kube: Kube, namespace: str, pod: str, container: str, lines: int)
         raise
 
 
+async def _nothing() -> str:
+    return ""
+
+
 async def read_pods(kube: Kube, namespace: str, job_name: str, *, syncs: bool,
                     pods: Sequence[Mapping[str, Any]] | None = None) -> PodReads:
     """List the Job's pods (unless given) and read the progress pod's trainer log, and its sync log when the
@@ -53,9 +58,10 @@ async def read_pods(kube: Kube, namespace: str, job_name: str, *, syncs: bool,
     sample = uploaded = None
     if pod is not None:
         name = pod["metadata"]["name"]
-        sample = last_step(await tail(kube, namespace, name, "trainer", TRAINER_TAIL_LINES))
-        if syncs:
-            uploaded = published_step(await tail(kube, namespace, name, SYNC, SYNC_TAIL_LINES))
+        trainer, sync = await asyncio.gather(  # the two tails together: one round trip of waiting, not two
+            tail(kube, namespace, name, "trainer", TRAINER_TAIL_LINES),
+            tail(kube, namespace, name, SYNC, SYNC_TAIL_LINES) if syncs else _nothing())
+        sample, uploaded = last_step(trainer), published_step(sync) if syncs else None
     return PodReads(pods, sample, uploaded, stage_failure(pods), upload_failure(pods))
 
 

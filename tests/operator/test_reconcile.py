@@ -53,8 +53,12 @@ async def test_a_finished_stage_reads_its_pods_once_then_starts_the_next() -> No
     kube.logs["coco-stage1-a", "trainer"] = "global step 100: loss = 2.5 (0.1 sec/step)\n"
     kube.logs["coco-stage1-a", "sync"] = "published checkpoint model.ckpt-100\n"
     complete(kube, ctx, "coco-stage1", "stage1")
+    before = len(kube.calls)
     await reconcile(ctx, KEY)
     assert kube.writes()[3:] == [("create", "jobs", "coco-stage2"), ("patch_training_status", "ml", "coco")]
+    # Stage 2's Job first: its start waits for no read of stage 1's pods and logs (they feed the status patch)
+    advance = [c[0] for c in kube.calls[before:] if c[0] in ("create", "list_pods", "read_log")]
+    assert advance[0] == "create" and advance.count("list_pods") == 1 and advance.count("read_log") == 2
     assert events[-1] == ("coco", "Normal", "Stage2Started")
     status = kube.trainings[KEY]["status"]
     assert (status["stage"], status["step"], status["loss"], status["uploadedStep"]) == (2, 100, 2.5, 100)

@@ -117,12 +117,14 @@ async def _holds(kube: Kube, namespace: str, settings: Settings | None,
 
 
 async def _stage_ends(kube: Kube, namespace: str, settings: Settings | None, status: Mapping[str, Any],
-                      jobs: Mapping[int, JobState]) -> dict[int, PodReads]:
-    """The pods of each stage whose Job ended since status last recorded it (once per stage: then it is recorded)."""
+                      jobs: Mapping[int, JobState], *, failed: bool) -> dict[int, PodReads]:
+    """The pods of each stage whose Job failed (``failed``) or succeeded since status last recorded it (once per
+    stage: then it is recorded)."""
     recorded = {e.get("stage"): e.get("outcome") for e in status.get("stages") or ()}
     syncs = settings is not None and isinstance(settings.output_path, UFilePath)
     return {s: await read_pods(kube, namespace, job.name, syncs=syncs) for s, job in jobs.items()
-            if s in (1, 2) and (job.succeeded or job.failed) and recorded.get(s) not in ("Succeeded", "Failed")}
+            if s in (1, 2) and (job.failed if failed else job.succeeded)
+            and recorded.get(s) not in ("Succeeded", "Failed")}
 
 
 async def _reconcile_locked(ctx: Context, key: Key, entry: Entry) -> None:
@@ -132,9 +134,9 @@ async def _reconcile_locked(ctx: Context, key: Key, entry: Entry) -> None:
     read = await _read(ctx, key, entry, body)
     status, generation, settings = read.status, read.generation, read.settings
     jobs = _observe(entry, read)
-    # A stage that just ended: its pods once more, for why it failed and the step, loss and upload it ended with.
+    # A stage that just failed: its pods once more, for why it failed and the step, loss and upload it ended with.
     observed: dict[str, Any] = {}
-    for s, reads in (await _stage_ends(ctx.kube, key[0], settings, status, jobs)).items():
+    for s, reads in (await _stage_ends(ctx.kube, key[0], settings, status, jobs, failed=True)).items():
         read.failures[s] = reads.failure
         observed |= observed_fields(reads, final=True)
     read.holds = await _holds(ctx.kube, key[0], settings, _observe(entry, read))
@@ -166,6 +168,11 @@ async def _reconcile_locked(ctx: Context, key: Key, entry: Entry) -> None:
         decision = decided()
         if read.problem is not None:
             break
+
+    # A stage that just succeeded: the loss and upload it ended with, read after the next stage's Job is made (its
+    # start waits for no log); the step it ended at is its target (decide).
+    for reads in (await _stage_ends(ctx.kube, key[0], settings, status, jobs, failed=False)).values():
+        observed |= observed_fields(reads, final=True)
 
     if decision.status.get("phase") != "Running":
         entry.sample = None  # the ETA's rate is of training time only: not of time queued or suspended
