@@ -118,9 +118,8 @@ async def test_the_standby_serves_metrics_too_and_says_it_is_not_leading(tmp_pat
                 text = await wait_for(lambda: (t := _get(url)[1]) and 'result="success"} 0.0' not in t and t,
                                       what="a reconcile counted")
                 assert "im2txt_leader 1.0" in text
-                assert 'controller_runtime_reconcile_total{controller="im2txttraining",result="success"}' in text
-                assert 'workqueue_adds_total{name="im2txttraining"}' in text
-                for series in (*_CONTROLLER_RUNTIME, 'controller_runtime_reconcile_time_seconds_count{controller="im2txttraining"}'):
+                timed = 'controller_runtime_reconcile_time_seconds_count{controller="im2txttraining"}'
+                for series in (*_CONTROLLER_RUNTIME, timed):
                     assert f"\n{series} " in text, (series, text)
 
 
