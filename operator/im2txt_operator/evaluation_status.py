@@ -54,6 +54,12 @@ def parse_results(log: str) -> list[Result]:
     return out
 
 
+def recorded_targets(status: Mapping[str, Any]) -> dict[int, int]:
+    """Each stage's target as its Job was created with (status.stages): its last checkpoint's step."""
+    return {e["stage"]: e["target"] for e in status.get("stages") or ()
+            if isinstance(e.get("stage"), int) and isinstance(e.get("target"), int)}
+
+
 def stage_of(step: int, stages: Sequence[int], stage1_target: int) -> int:
     """The stage a checkpoint's step belongs to, among the stages the training runs."""
     if 2 in stages and (1 not in stages or step > stage1_target):

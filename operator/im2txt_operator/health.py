@@ -23,10 +23,10 @@ from typing import Any
 from im2txt_operator import conditions as cond
 
 # What a stage that moves on is doing, as the Reconciling reason.
-STARTING = "Starting"  # its Job was just created, or its pods are not ready yet (queued, pulling, initialising)
+STARTING = "Starting"  # no pod of the stage is ready yet (just created, queued, pulling, initialising)
 TRAINING = "Training"  # a pod of the stage is ready
 RETRYING = "Retrying"  # a pod failed; the Job runs another (resuming from the latest checkpoint)
-ADVANCING = "Advancing"  # stage 1 succeeded: stage 2's Job was just created
+ADVANCING = "Advancing"  # stage 1 succeeded; no pod of stage 2 is ready yet
 RESUMING = "Resuming"  # spec.suspend went back to false: the Job is being resumed
 
 
@@ -46,20 +46,21 @@ class Blocked:
     message: str
 
 
-def activity(stage: int, message: str, *, created: bool, advancing: bool, resuming: bool, ready: int,
+def activity(stage: int, message: str, *, advancing: bool, resuming: bool, ready: int,
              failed_pods: int) -> Activity:
-    """The activity of a running stage: ``message`` is status.message, e.g. "stage 1: Job x trains to ..."."""
-    if created:
-        if advancing:
-            return Activity(ADVANCING, f"{message} (stage {stage - 1} succeeded, its Job was just created)")
-        return Activity(STARTING, f"{message} (its Job was just created)")
-    if resuming:
-        return Activity(RESUMING, f"{message} (resuming: spec.suspend is false)")
+    """The activity of a running stage: ``message`` is status.message, e.g. "stage 1: Job x trains to ...".
+
+    It depends on the stage's state only, never on whether this reconcile created the Job: decided again once the
+    Job is seen with no pod ready, it says the same, so that reconcile writes nothing (level-triggered)."""
     if ready > 0:
         return Activity(TRAINING, message)
     if failed_pods > 0:
         pods = "pod" if failed_pods == 1 else "pods"
         return Activity(RETRYING, f"{message} (retrying after {failed_pods} failed {pods})")
+    if resuming:
+        return Activity(RESUMING, f"{message} (resuming: spec.suspend is false)")
+    if advancing:
+        return Activity(ADVANCING, f"{message} (stage {stage - 1} succeeded; no pod of stage {stage} is ready yet)")
     return Activity(STARTING, f"{message} (no pod is ready yet)")
 
 

@@ -139,8 +139,8 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
                 # The stage had a Job before the suspend (status.stages lists it): it resumes.
                 resuming = status.get("phase") == "Suspended" and any(
                     e.get("stage") == s for e in status.get("stages") or ())
-                moving = health.activity(s, message, created=not resuming, advancing=s == 2 and 1 in done,
-                                         resuming=resuming, ready=0, failed_pods=0)
+                moving = health.activity(s, message, advancing=s == 2 and 1 in done, resuming=resuming, ready=0,
+                                         failed_pods=0)
         elif job.failed:
             phase, failed_reason, message = "Failed", *_failure(s, job, status)
         elif settings.suspend or job.deleting:
@@ -158,8 +158,8 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
         else:
             target = job.target or targets[s]
             phase, message = "Running", f"stage {s}: Job {job.name} trains to global step {target}"
-            moving = health.activity(s, message, created=False, advancing=False, resuming=False,
-                                     ready=job.ready, failed_pods=job.failed_pods)
+            moving = health.activity(s, message, advancing=s == 2 and 1 in done, resuming=False, ready=job.ready,
+                                     failed_pods=job.failed_pods)
         break
 
     job = jobs.get(current)

@@ -1,6 +1,7 @@
 """The periodic loop: progress of running stages, re-checks of spec problems, and pruning of the cache.
 
-One loop for all trainings (a kopf timer would put a finalizer on every training; this loop needs none). Each round
+It reads; reconcile computes the status from what it read (whole_status) and writes it. One loop for all
+trainings (a kopf timer would put a finalizer on every training; this loop needs none). Each round
 spends at most the progress budget (api_budget), so the API load stays flat however many trainings run.
 """
 
@@ -15,11 +16,10 @@ from im2txt_operator import logs, names
 from im2txt_operator.api_budget import due
 from im2txt_operator.controller.cache import Entry, Key
 from im2txt_operator.controller.context import Context
-from im2txt_operator.controller.evaluating import refresh_evaluation, wanted
+from im2txt_operator.controller.evaluating import read_evaluation, wanted
 from im2txt_operator.controller.reconcile import reconcile
-from im2txt_operator.controller.status_write import write_status
 from im2txt_operator.pod_reads import read_pods
-from im2txt_operator.running_status import running_status
+from im2txt_operator.whole_status import Look, Progress
 
 log = logging.getLogger("im2txt_operator")
 
@@ -62,28 +62,27 @@ async def one_round(ctx: Context, looked_at: dict[Key, float]) -> list[Key]:
 
     async def one(key: Key, entry: Entry) -> None:
         async with sem:
-            for what, read in (("progress", look), ("evaluation", refresh_evaluation)):
-                try:
-                    await read(ctx, key, entry)
-                except Exception as exc:  # best effort; the next round retries
-                    log.debug("%s of %s/%s: %s", what, *key, logs.short(exc), extra=logs.of(*key, entry.body))
+            try:
+                await look(ctx, key, entry)
+            except Exception as exc:  # best effort; the next round retries
+                log.debug("a look at %s/%s: %s", *key, logs.short(exc), extra=logs.of(*key, entry.body))
 
     await asyncio.gather(*(one(k, entries[k]) for k in chosen))
     return chosen
 
 
 async def look(ctx: Context, key: Key, entry: Entry) -> None:
-    """One look: the pods of a stage that could not start or runs, or a reconcile that checks a problem again."""
+    """One look: read the pods of a stage that runs or could not start, and the evaluation pod, then reconcile with
+    what they said (one status patch at most); or reconcile to check a problem, or a Kueue reason, again."""
     status = (entry.body or {}).get("status") or {}
-    if entry.pod_problem is not None:
-        await refresh_progress(ctx, key, entry)  # the pod's status says when the problem is gone
-    elif status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready") and (
-            entry.retry is None or entry.retry.done()):  # else the queue's backoff retries it
-        await reconcile(ctx, key)
-    elif status.get("phase") == "Running":
-        await refresh_progress(ctx, key, entry)
-    elif status.get("phase") == "Queued":
-        await reconcile(ctx, key)  # Kueue's reason may change (no watch on its Workloads)
+    progress = await read_progress(ctx, key, entry) if (
+        entry.pod_problem is not None or status.get("phase") == "Running") else None
+    evaluated = await read_evaluation(ctx, key, entry)
+    problem = status.get("phase") != "Failed" and not cond.is_true(status.get("conditions"), "Ready")
+    waiting = entry.retry is not None and not entry.retry.done()
+    if progress is None and evaluated is None and (not (problem or status.get("phase") == "Queued") or waiting):
+        return  # nothing read, nothing to check (or the queue's backoff checks it)
+    await reconcile(ctx, key, Look(progress, evaluated))
 
 
 async def prune(ctx: Context) -> None:
@@ -103,34 +102,30 @@ async def prune(ctx: Context) -> None:
                          extra=logs.of(*key, now.body if now is not None else None))
 
 
-async def refresh_progress(ctx: Context, key: Key, entry: Entry) -> None:
-    """Feed running_status one look at the stage's pods and write what it returns: one pod list, one or two log
-    reads, at most one patch and one Event. The same pod list tells whether the stage's pod cannot start
-    (pod_problems); a change of that reconciles."""
+async def read_progress(ctx: Context, key: Key, entry: Entry) -> Progress | None:
+    """One look at the running stage's pods: one pod list, one or two log reads (none when no pod started). The
+    same list tells whether the stage's pod cannot start (pod_problems, kept in the entry). None: no stage Job."""
     body = entry.body
     if body is None:
-        return
+        return None
     namespace = key[0]
     status = body.get("status") or {}
     job_name, target = status.get("jobName"), status.get("target")
     if not job_name or not isinstance(target, int):
-        return
+        return None
     pods = await ctx.kube.list_pods(namespace, job_name)
     job = entry.jobs.get(names.stage_role(status.get("stage") or 1)) or {}
     # No pod at all of a Job that should have some: the Job controller's Events say why (a quota, a policy).
     failed = [] if pods or (job.get("spec") or {}).get("suspend") else await ctx.kube.failed_creates(namespace,
                                                                                                       job_name)
-    if entry.read_pod_problem(job_name, pods, failed):
-        await reconcile(ctx, key)
-        return
+    entry.read_pod_problem(job_name, pods, failed)
     output = str((body.get("spec") or {}).get("outputPath") or "")
     reads = await read_pods(ctx.kube, namespace, job_name, syncs=output.startswith("ufile://"), pods=pods)
-    async with entry.lock:
-        current = entry.body or {}
-        update = running_status(current.get("status") or {}, job_name, reads, entry.sample, time.monotonic(),
-                                current.get("metadata", {}).get("generation"), ctx.now())
-        entry.sample = update.sample
-        if update.patch and not await write_status(ctx, key, entry, current, update.patch):
-            return  # the training changed since it was read: the next round reads it as it is
-        if update.event is not None:
-            ctx.post(entry.body or current, update.event, (current.get("status") or {}).get("stage"), logging.WARNING)
+    return Progress(job_name, reads, time.monotonic())
+
+
+async def refresh_progress(ctx: Context, key: Key, entry: Entry) -> None:
+    """Read the running stage's pods and reconcile with what they said (step, progress, ETA, loss, upload, a pod
+    that cannot start)."""
+    if (progress := await read_progress(ctx, key, entry)) is not None:
+        await reconcile(ctx, key, Look(progress=progress))

@@ -6,6 +6,7 @@ objects alone. A stage transition costs at most three writes: the Job, the statu
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -19,6 +20,7 @@ from im2txt_operator.controller.context import Context
 from im2txt_operator.controller.owned import Unsettled
 from im2txt_operator.controller.status_write import write_status
 from im2txt_operator.decisions import CreateJob, Decision, Event, Problem, status_patch
+from im2txt_operator.evaluation_status import recorded_targets
 from im2txt_operator.job_state import JobState, job_state
 from im2txt_operator.kube import Kube
 from im2txt_operator.lifecycle import decide
@@ -29,15 +31,18 @@ from im2txt_operator.pods import Owner
 from im2txt_operator.shared_outputs import output_in_use
 from im2txt_operator.side_problems import flag
 from im2txt_operator.spec import Settings, SpecError, parse_spec
+from im2txt_operator.whole_status import Look, whole_status
 from im2txt_operator.workloads import Hold, hold_of
 
 
-async def reconcile(ctx: Context, key: Key) -> None:
-    """Reconcile the training now (after any reconcile of it that runs), retried with backoff if it fails."""
+async def reconcile(ctx: Context, key: Key, look: Look | None = None) -> None:
+    """Reconcile the training now (after any reconcile of it that runs), retried with backoff if it fails;
+    ``look``: what the poller just read of its pods, for the status."""
     entry = ctx.cache.get(key)
     if entry is None:
         return
-    await ctx.queue.run(key, entry, lambda: _reconcile_locked(ctx, key, entry), lambda: reconcile(ctx, key))
+    await ctx.queue.run(key, entry, lambda: _reconcile_locked(ctx, key, entry, look or Look()),
+                        lambda: reconcile(ctx, key))
 
 
 def retry_soon(ctx: Context, key: Key, entry: Entry) -> None:
@@ -127,7 +132,7 @@ async def _stage_ends(kube: Kube, namespace: str, settings: Settings | None, sta
             and recorded.get(s) not in ("Succeeded", "Failed")}
 
 
-async def _reconcile_locked(ctx: Context, key: Key, entry: Entry) -> None:
+async def _reconcile_locked(ctx: Context, key: Key, entry: Entry, look: Look) -> None:
     body = entry.body
     if body is None or body["metadata"].get("deletionTimestamp"):
         return
@@ -186,23 +191,32 @@ async def _reconcile_locked(ctx: Context, key: Key, entry: Entry) -> None:
     side_event = None
     if side is not None and read.problem is None:  # the stages go on; Ready says what is wrong beside them
         decision, side_event = flag(decision, status, side, generation, ctx.now())
-    patch = status_patch(status, decision.status)
-    patch |= status_patch(status, {k: v for k, v in observed.items() if k not in decision.status})
+    children: dict[str, Any] = {}
     if export_status != status.get("export"):
-        patch["export"] = export_status
+        children["export"] = export_status
     if settings is not None and status.get("tensorboard") != url:
-        patch["tensorboard"] = url
+        children["tensorboard"] = url
     if settings is not None and (status.get("evaluation") or {}).get("generation") != evaluation_written:
-        patch["evaluation"] = {"generation": evaluation_written}
+        children["evaluation"] = {**(status.get("evaluation") or {}), "generation": evaluation_written}
+    whole = whole_status(decision.status, ended=observed, children=children, sample=entry.sample,
+                         look=look if settings is not None else Look(progress=look.progress),
+                         stages=settings.stages() if settings else (),
+                         targets=({s: settings.target(s) for s in (1, 2)} if settings else {})
+                         | recorded_targets(decision.status), generation=generation, now=ctx.now())
+    patch = status_patch(status, whole.status)
     if patch and not await write_status(ctx, key, entry, body, patch):
         retry_soon(ctx, key, entry)  # decided from an old read: decide again from the training as it is now
         return
+    entry.sample = whole.sample if whole.status.get("phase") == "Running" else None
+    stage = decision.status.get("stage")
     if decision.event is not None:
-        ctx.post(body, decision.event, decision.status.get("stage"))
+        ctx.post(body, decision.event, stage)
         ctx.metrics.record_event(decision.event.reason, decision.status)
-    for event, stage in ((export_event, "export"), (side_event, decision.status.get("stage"))):
+    for event, about in ((export_event, "export"), (side_event, stage)):
         if event is not None:
-            ctx.post(body, event, stage)
+            ctx.post(body, event, about)
+    for event in whole.events:  # a diverged loss, a failing evaluation
+        ctx.post(entry.body or body, event, stage, logging.WARNING)
     stopped = stopped or side
     if stopped is not None and stopped.reason != "JobRejected":  # a refused spec waits for a new generation
         raise Unsettled(stopped.message)
