@@ -92,7 +92,10 @@ def storage(settings: Settings, name: str, command: str, args: Sequence[str], mo
     container: dict[str, Any] = {"name": name, "image": settings.image}
     if sidecar:
         container["restartPolicy"] = "Always"
-    container |= {"command": ["python", "-m", "im2txt_storage", command], "args": list(args),
+    # Plain HTTP only by the cluster admin's choice (the operator's --ufile-insecure-http): a flag the operator
+    # writes, not an environment variable, so neither the spec nor the image's ENV can turn HTTPS off.
+    insecure = ["--insecure-http"] if settings.ufile.insecure_http else []
+    container |= {"command": ["python", "-m", "im2txt_storage", command], "args": [*args, *insecure],
                   "env": ufile_env(settings), "resources": copy.deepcopy(STORAGE_RESOURCES),
                   "volumeMounts": [dict(m) for m in mounts]}
     return container

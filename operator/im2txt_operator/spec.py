@@ -74,6 +74,7 @@ class TensorBoard:
 class UFileEndpoints:
     upload_suffix: str = UFILE_SUFFIX_DEFAULT
     download_suffix: str = UFILE_SUFFIX_DEFAULT
+    insecure_http: bool = False  # the operator's --ufile-insecure-http, never the spec's: HTTPS unless the admin says
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ def _tensorboard(spec: Mapping[str, Any]) -> TensorBoard:
     return TensorBoard(enabled=enabled, interval_seconds=interval)
 
 
-def _ufile(spec: Mapping[str, Any], domains: Sequence[str] | None) -> UFileEndpoints:
+def _ufile(spec: Mapping[str, Any], domains: Sequence[str] | None, insecure_http: bool) -> UFileEndpoints:
     """spec.ufile; the suffixes must be inside ``domains`` (None: no UFile path, so no request goes anywhere)."""
     value = sub_object(spec, "ufile", ("uploadSuffix", "downloadSuffix"))
     suffixes = {}
@@ -201,7 +202,8 @@ def _ufile(spec: Mapping[str, Any], domains: Sequence[str] | None) -> UFileEndpo
                             "training's key pair to that host; the cluster admin sets the list (the operator's "
                             "--ufile-domains)")
         suffixes[key] = s
-    return UFileEndpoints(upload_suffix=suffixes["uploadSuffix"], download_suffix=suffixes["downloadSuffix"])
+    return UFileEndpoints(upload_suffix=suffixes["uploadSuffix"], download_suffix=suffixes["downloadSuffix"],
+                          insecure_http=insecure_http)
 
 
 def folder(path: StoragePath) -> str:
@@ -209,10 +211,11 @@ def folder(path: StoragePath) -> str:
     return path.url if path.url.endswith("/") else path.url + "/"
 
 
-def parse_spec(spec: Mapping[str, Any] | None, ufile_domains: Sequence[str] = UFILE_DOMAINS) -> Settings:
+def parse_spec(spec: Mapping[str, Any] | None, ufile_domains: Sequence[str] = UFILE_DOMAINS, *,
+               insecure_http: bool = False) -> Settings:
     """Validate and default a training's ``spec``; raises SpecError naming the first bad field. ``ufile_domains``:
     the host suffixes spec.ufile may name (the operator's --ufile-domains; UCloud's public UFile domains by
-    default)."""
+    default); ``insecure_http``: the operator's --ufile-insecure-http (no spec field can ask for plain HTTP)."""
     if not isinstance(spec, Mapping):
         raise SpecError("spec", f"expected an object, got {spec!r}")
     unknown = set(spec) - SPEC_FIELDS
@@ -251,7 +254,7 @@ def parse_spec(spec: Mapping[str, Any] | None, ufile_domains: Sequence[str] = UF
         inception_checkpoint_file=_str(spec, "inceptionCheckpointFile", FILE_NAME, "a file name without '/'",
                                        max_len=255) or "",
         credentials_secret=secret,
-        ufile=_ufile(spec, ufile_domains if uses_ufile else None),
+        ufile=_ufile(spec, ufile_domains if uses_ufile else None, insecure_http),
         tensorboard=_tensorboard(spec),
         evaluation=parse_evaluation(spec),
         image=_str(spec, "image", re.compile(r"\S+"), "an image reference without spaces", max_len=512) or "",
