@@ -68,6 +68,9 @@ class TensorBoard:
 
     enabled: bool = False
     interval_seconds: int = 60  # how often a ufile:// output's event files are mirrored
+    # A Secret with a read-only UFile key pair (a token scoped to list and download) for the mirror; None: the
+    # training's own key pair (spec.credentialsSecret).
+    credentials_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,7 @@ def _path(spec: Mapping[str, Any], key: str) -> StoragePath:
 
 
 def _tensorboard(spec: Mapping[str, Any]) -> TensorBoard:
-    value = sub_object(spec, "tensorboard", ("enabled", "intervalSeconds"))
+    value = sub_object(spec, "tensorboard", ("enabled", "intervalSeconds", "credentialsSecret"))
     enabled = value.get("enabled", False)
     if not isinstance(enabled, bool):
         raise SpecError("spec.tensorboard.enabled", f"expected true or false, got {enabled!r}")
@@ -185,7 +188,11 @@ def _tensorboard(spec: Mapping[str, Any]) -> TensorBoard:
     if not isinstance(interval, int) or isinstance(interval, bool) or not 10 <= interval <= 3600:
         raise SpecError("spec.tensorboard.intervalSeconds",
                         f"expected an integer between 10 and 3600, got {interval!r}")
-    return TensorBoard(enabled=enabled, interval_seconds=interval)
+    secret = value.get("credentialsSecret")
+    if secret is not None and (not isinstance(secret, str) or len(secret) > 253 or not DNS_SUBDOMAIN.fullmatch(secret)):
+        raise SpecError("spec.tensorboard.credentialsSecret",
+                        f"expected a Secret name (DNS subdomain) with a read-only key pair, got {secret!r}")
+    return TensorBoard(enabled=enabled, interval_seconds=interval, credentials_secret=secret)
 
 
 def _ufile(spec: Mapping[str, Any], domains: Sequence[str] | None, insecure_http: bool) -> UFileEndpoints:

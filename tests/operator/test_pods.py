@@ -97,3 +97,18 @@ def test_ufile_traffic_is_https_unless_the_admin_opts_in_to_plain_http() -> None
     assert len(opted_in) == len(default) and all(c["args"][-1] == "--insecure-http" for c in opted_in)
     with pytest.raises(SpecError, match=r"spec\.ufile\.insecureHttp"):
         parse_spec(spec | {"ufile": {"insecureHttp": True}})
+
+
+def test_the_tensorboard_mirror_takes_the_read_only_key_pair_when_given() -> None:
+    """spec.tensorboard.credentialsSecret: only the mirror of TensorBoard's pod uses it; the stages' fetch and
+    sync, the export and the evaluation (which uploads its results) keep the training's key pair."""
+    def secrets_of(container: dict[str, Any]) -> set[str]:
+        return {e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e}
+
+    spec = UFILE | {"tensorboard": {"enabled": True, "credentialsSecret": "ufile-read-only"}}
+    for c in _storage_containers(parse_spec(spec)):
+        mirror_of_tensorboard = c["name"] == "mirror"
+        assert secrets_of(c) == {"ufile-read-only" if mirror_of_tensorboard else "keys"}, c["name"]
+    assert {c["name"] for c in _storage_containers(parse_spec(spec))} >= {"mirror", "fetch", "sync"}
+    without = UFILE | {"tensorboard": {"enabled": True}}
+    assert all(secrets_of(c) == {"keys"} for c in _storage_containers(parse_spec(without)))
