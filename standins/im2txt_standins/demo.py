@@ -169,6 +169,8 @@ def run(work: Path, timeout: float) -> int:
             return 1
         keys = ufile.store.keys("demo-bucket", "uai/im2txt/output/")
         checkpoints = [k for k in keys if "/export/" not in k]
+        over_tls = sum(rec.tls for rec in ufile.requests_log)
+        say(f"\n   UFile: {len(ufile.requests_log)} requests from the pods, {over_tls} of them over HTTPS")
         say(f"\n6. Checkpoints in ufile://demo-bucket/uai/im2txt/output/ ({len(checkpoints)} files), and the "
             "exported SavedModel:")
         for key in keys:
