@@ -75,9 +75,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-storage-"))
     try:
         with UFileServer({creds.public_key: creds.private_key}) as server:
-            os.environ["HTTP_PROXY"] = os.environ["http_proxy"] = server.proxy_url
-            for name in ("NO_PROXY", "no_proxy"):
+            for name in ("NO_PROXY", "no_proxy", "http_proxy", "https_proxy"):
                 os.environ.pop(name, None)
+            # HTTPS through the stand-in, both sides of the comparison (the SDK's open_ssl is process-wide).
+            os.environ.update(server.client_env())
             sizes = dataset(args.scale)
             src = work / "src"
             src.mkdir()
