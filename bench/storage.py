@@ -116,7 +116,7 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"\nstorage benchmark: {len(sizes)} files, {total / 2**20:.1f} MiB, {args.latency_ms:g} ms per request, "
-          f"parallel {args.parallel} (stand-in over loopback HTTP, real ufile SDK)")
+          f"parallel {args.parallel} (stand-in over loopback HTTPS, real ufile SDK)")
     print(f"| {'operation':<34} | {'sequential SDK loop':>19} | {'im2txt_storage':>14} | {'speed-up':>8} |")
     print(f"|{'-' * 36}|{'-' * 21}|{'-' * 16}|{'-' * 10}|")
     ok = True
