@@ -111,6 +111,24 @@ def test_a_ufile_host_the_admin_did_not_allow_gets_no_job(admin: Api, ns: str,
     wait_for(lambda: admin.condition(ns, "coco", "Ready").get("status") == "True", what="Ready again")
 
 
+def test_plain_http_to_ufile_is_the_operators_flag_alone(admin: Api, ns: str,
+                                                         scoped: Callable[..., OperatorProcess]) -> None:
+    """The storage containers speak HTTPS; the admin's --ufile-insecure-http gives them --insecure-http."""
+
+    def storage_args(name: str) -> list[list[str]]:
+        pod = (wait_for(lambda: admin.job(ns, name), what=f"the Job {name}") or {})["spec"]["template"]["spec"]
+        return [c["args"] for c in pod["initContainers"] if c["command"][:3] == ["python", "-m", "im2txt_storage"]]
+
+    scoped()
+    admin.new_training(ns, "https", UFILE)
+    assert len(storage_args("https-stage1")) == 2  # fetch and sync
+    assert all("--insecure-http" not in args for args in storage_args("https-stage1"))
+    scoped("--ufile-insecure-http")
+    admin.new_training(ns, "plain", {**UFILE, "outputPath": "ufile://im2txt-out/plain/"})
+    assert len(storage_args("plain-stage1")) == 2
+    assert all(args[-1] == "--insecure-http" for args in storage_args("plain-stage1"))
+
+
 @pytest.fixture
 def allowed_images(installed: ControlPlane, admin: Api, ns: str) -> Iterator[None]:
     """manifests/policies/allowed-images as a cluster admin applies it, with its example registries."""
