@@ -254,6 +254,19 @@ class OperatorProcess:
                 return float(line.split()[-1])
         return None
 
+    def samples(self, name: str) -> dict[str, float]:
+        """Every sample of one series of the operator's /metrics, by its labels, e.g. samples("im2txt_api_writes_total")
+        == {'kind="job"': 2.0}."""
+        text = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        return {line.split()[0][len(name):].strip("{}"): float(line.split()[-1]) for line in text.splitlines()
+                if line.startswith((name + " ", name + "{"))}
+
+    def reconciled(self, count: int) -> None:
+        """Wait for a positive signal that this process acted: ``count`` reconciles done since it started (each of
+        the test's trainings, where it serves the test's namespace alone). A check that nothing happens proves
+        nothing before that."""
+        wait_for(lambda: (self.metric("im2txt_reconciles_total") or 0) >= count, what=f"{count} reconciles")
+
     @property
     def log(self) -> str:
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
