@@ -41,7 +41,7 @@ async def reconcile(ctx: Context, key: Key, look: Look | None = None) -> None:
     entry = ctx.cache.get(key)
     if entry is None:
         return
-    await ctx.queue.run(key, entry, lambda: _reconcile_locked(ctx, key, entry, look or Look()),
+    await ctx.queue.run(key, entry, lambda: _reconcile_locked(ctx, key, entry, look),
                         lambda: reconcile(ctx, key))
 
 
@@ -132,7 +132,8 @@ async def _stage_ends(kube: Kube, namespace: str, settings: Settings | None, sta
             and recorded.get(s) not in ("Succeeded", "Failed")}
 
 
-async def _reconcile_locked(ctx: Context, key: Key, entry: Entry, look: Look) -> None:
+async def _reconcile_locked(ctx: Context, key: Key, entry: Entry, look: Look | None = None) -> None:
+    look = look or Look()
     body = entry.body
     if body is None or body["metadata"].get("deletionTimestamp"):
         return
