@@ -7,6 +7,7 @@ healthCheckExprs, Argo CD's Lua sandbox with the shipped script). Expected (docs
 | state                                   | kstatus    | Flux (shipped exprs) | Argo CD     |
 |-----------------------------------------|------------|----------------------|-------------|
 | starting, training, retrying, advancing | InProgress | Current              | Progressing |
+| queued for Kueue (test_cluster_kueue.py) | InProgress | Current              | Progressing |
 | spec edited, not yet observed           | InProgress | InProgress           | Progressing |
 | Succeeded                               | Current    | Current              | Healthy     |
 | Suspended                               | Current    | Current              | Suspended   |
