@@ -220,6 +220,27 @@ async def test_a_ufile_host_the_admin_did_not_allow_gets_no_job(tmp_path: Path) 
             await wait_for(lambda: condition(api, "u", "Ready").get("status") == "True", what="Ready again")
 
 
+async def test_plain_http_to_ufile_is_the_operators_flag_alone(tmp_path: Path) -> None:
+    """The storage containers speak HTTPS; the admin's --ufile-insecure-http gives them --insecure-http."""
+    spec = {"dataPath": "ufile://im2txt-data/coco/", "outputPath": "ufile://im2txt-out/run/",
+            "credentialsSecret": "ufile-keys"}
+
+    def storage_args(name: str) -> list[list[str]]:
+        pod = job(api, name)["spec"]["template"]["spec"]
+        return [c["args"] for c in pod["initContainers"] if c["command"][:3] == ["python", "-m", "im2txt_storage"]]
+
+    async with emulator(tmp_path) as api:
+        async with operator(api, tmp_path):
+            new_training(api, "https", spec)
+            await wait_for(lambda: job(api, "https-stage1"), what="the Job")
+            assert len(storage_args("https-stage1")) == 2
+            assert all("--insecure-http" not in args for args in storage_args("https-stage1"))
+        async with operator(api, tmp_path, args=("--all-namespaces", "--ufile-insecure-http")):
+            new_training(api, "plain", spec | {"outputPath": "ufile://im2txt-out/plain/"})
+            await wait_for(lambda: job(api, "plain-stage1"), what="the Job")
+            assert all(args[-1] == "--insecure-http" for args in storage_args("plain-stage1"))
+
+
 async def test_missing_claim_then_created(tmp_path: Path) -> None:
     from harness import add_claim
 
