@@ -230,7 +230,7 @@ class OperatorProcess:
                  interval: float = 1.0, started: tuple[str, ...] = ("Initial authentication has finished",),
                  liveness: str = "") -> None:
         self.kubeconfig, self.logfile, self.args, self.interval = kubeconfig, logfile, args, interval
-        self.liveness = liveness  # the health endpoint's URL (--liveness); off by default
+        self.liveness = liveness  # the health endpoint's URL (the pod's probes), "" for none
         self.started = started  # any of these in the log: up (a standby of leader election never starts kopf)
         self.metrics_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
