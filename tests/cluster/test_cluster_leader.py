@@ -1,15 +1,20 @@
 """What a leader-elected operator process says and answers on a real API server: a restarted leader says it took its
-own Lease back and its probes log nothing; a standby serves /metrics too and says it is not leading."""
+own Lease back and its probes log nothing; a standby serves /metrics too and says it is not leading; and the client
+of a leader whose time is up sends no write at all."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
+import kubernetes
 import pytest
 import requests
 from cluster_support import OPERATOR_NS, Api, Replicas, wait_for
+from control_plane import ControlPlane
 
-from im2txt_operator.leader import claimed, micro_time
+from im2txt_operator.kube import Fenced, Kube
+from im2txt_operator.leader import claimed, holder, micro_time
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -76,3 +81,27 @@ def test_the_standby_serves_metrics_too_and_says_it_is_not_leading(admin: Api, n
     for series in (*CONTROLLER_RUNTIME, timed):
         assert f"\n{series} " in text, (series, text)
     assert "im2txt_leader 0.0" in requests.get(f"http://127.0.0.1:{standby.metrics_port}/metrics", timeout=5).text
+
+
+def test_a_fenced_client_sends_no_write_once_the_time_is_up(installed: ControlPlane, admin: Api, ns: str) -> None:
+    """Every write of the operator's client is fenced by the time left on its Lease: at zero it is refused before it
+    is sent, and the server keeps what it had; reads still work."""
+    config = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(str(installed.kubeconfig_path), client_configuration=config)
+    left = [5.0]
+
+    async def run() -> str:
+        kube = Kube(config, fence=lambda: left[0])
+        try:
+            created = await kube.create_lease(ns, claimed(None, "l", "pod-a", 8.0, micro_time()))
+            left[0] = 0.0
+            # A replace that the server would take (on the version it has), were it sent.
+            with pytest.raises(Fenced, match=r"PUT \S+ not sent"):
+                await kube.replace_lease(ns, claimed(await kube.get_lease(ns, "l"), "l", "pod-b", 8.0, micro_time()))
+            return str(created["metadata"]["resourceVersion"])
+        finally:
+            await kube.close()
+
+    version = asyncio.run(run())
+    lease = admin.get(f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/l") or {}
+    assert (holder(lease), lease["metadata"]["resourceVersion"]) == ("pod-a", version)  # nothing was written
