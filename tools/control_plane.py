@@ -229,6 +229,13 @@ class ControlPlane:
                 check: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.assets / "kubectl"), f"--kubeconfig={kubeconfig or self.kubeconfig_path}", *args]
         done = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=120, check=False)
+        for _ in range(20):
+            # `kubectl wait --for=condition=...` fails at once on an object whose status has no conditions yet (a CRD
+            # the API server has not looked at): "accessor error: <nil> is of the type <nil>". Ask again.
+            if args[:1] != ("wait",) or done.returncode == 0 or "accessor error" not in done.stderr:
+                break
+            time.sleep(0.5)
+            done = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=120, check=False)
         if check and done.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
         return done
