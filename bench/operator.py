@@ -166,11 +166,12 @@ async def paced(items: list[Any], rate: float, work: Callable[[Any], Awaitable[N
     await asyncio.gather(*tasks)
 
 
-async def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+async def wait_until(check: Callable[[], bool], timeout: float, what: str,
+                     where: Callable[[], str] = lambda: "") -> None:
     end = time.monotonic() + timeout
     while not check():
         if time.monotonic() > end:
-            raise TimeoutError(f"timed out waiting for {what}")
+            raise TimeoutError(f"timed out waiting for {what} {where()}".rstrip())
         await asyncio.sleep(0.05)
 
 
@@ -271,8 +272,8 @@ async def run_one(plane: ControlPlane, api: Api, audit: Audit, kind: str, n: int
         to_job = [jobs_seen[f"{ns}/{m}-stage1"] - created[m] for m in names]
         pods: list[dict[str, Any]] = []
 
-        async def listed() -> bool:
-            pods[:] = await pods_of_stage(api, ns, 1)
+        async def listed() -> bool:  # every training's stage-1 pod (the warm-up's aside)
+            pods[:] = [p for p in await pods_of_stage(api, ns, 1) if not p["metadata"]["name"].startswith("warmup")]
             return len(pods) >= n
 
         end = time.monotonic() + 120 + n / 10
@@ -280,10 +281,10 @@ async def run_one(plane: ControlPlane, api: Api, audit: Audit, kind: str, n: int
             if time.monotonic() > end:
                 raise TimeoutError("stage-1 pods")
             await asyncio.sleep(1)
-        pods = [p for p in pods if not p["metadata"]["name"].startswith("warmup")]
         t0 = time.time()
         await paced(pods, rate, lambda pod: finish_pod(api, ns, pod))
-        await wait_until(lambda: all(f"{ns}/{m}-stage2" in jobs_seen for m in names), 120 + n / 10, "stage-2 Jobs")
+        await wait_until(lambda: all(f"{ns}/{m}-stage2" in jobs_seen for m in names), 120 + n / 10,
+                         "stage-2 Jobs", lambda: f"{sum(f'{ns}/{m}-stage2' in jobs_seen for m in names)} of {n} made")
         to_next = [jobs_seen[f"{ns}/{m}-stage2"] - completed[f"{ns}/{m}-stage1"] for m in names
                    if f"{ns}/{m}-stage1" in completed]
         await asyncio.sleep(5)  # the last status patches and Events of the transitions
