@@ -287,7 +287,12 @@ async def run_one(plane: ControlPlane, api: Api, audit: Audit, kind: str, n: int
                          "stage-2 Jobs", lambda: f"{sum(f'{ns}/{m}-stage2' in jobs_seen for m in names)} of {n} made")
         to_next = [jobs_seen[f"{ns}/{m}-stage2"] - completed[f"{ns}/{m}-stage1"] for m in names
                    if f"{ns}/{m}-stage1" in completed]
-        await asyncio.sleep(5)  # the last status patches and Events of the transitions
+        # The transitions' last writes (a loaded operator works through its backlog, e.g. the status patch each Job
+        # controller's startTime brings) belong to them: done when nothing was written for 5 s (120 s at most).
+        await asyncio.sleep(5)
+        quiet_by = time.time() + 120
+        while time.time() < quiet_by and audit.count(kind, time.time() - 5, time.time(), writes=True):
+            await asyncio.sleep(1)
         per_transition = audit.count(kind, t0, time.time()) / n
         writes_per_transition = audit.count(kind, t0, time.time(), writes=True) / n
         print(f"{kind} N={n}: requests during the transitions: {audit.breakdown(kind, t0, time.time())}", flush=True)
