@@ -74,8 +74,13 @@ def describe(pod: Mapping[str, Any]) -> str:
         what = next(iter(state), "unknown")
         reason = (state.get(what) or {}).get("reason") or ""
         states.append(f"{c.get('name')}={what}{'/' + reason if reason else ''} restarts={c.get('restartCount', 0)}")
+    # Why a pod is stuck before any container starts: the scheduler's words (e.g. a disk-pressure taint on a full
+    # node), which "no container started" alone does not tell.
+    stuck = [f"{c.get('type')}={c.get('status')} {c.get('reason') or ''}: {c['message']}"
+             for c in status.get("conditions") or ()
+             if c.get("status") == "False" and c.get("message") and c.get("type") not in ("Ready", "ContainersReady")]
     return (f"{pod['metadata']['name']}: {status.get('phase', '?')}, {'Ready' if _ready(pod) else 'not Ready'}; "
-            + (", ".join(states) or "no container started"))
+            + (", ".join(states) or "no container started") + "".join(f"; {why}" for why in stuck))
 
 
 def decide(deployment: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], lease: Mapping[str, Any] | None,

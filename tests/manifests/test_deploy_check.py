@@ -71,3 +71,10 @@ def test_waits_for_the_rollout_and_for_a_holder_among_its_pods() -> None:
 def test_a_timeout_says_where_each_pod_stands() -> None:
     assert describe(pod("op-a", ready=False, restarts=1, waiting="ContainerCreating")) == (
         "op-a: ?, not Ready; operator=waiting/ContainerCreating restarts=1")
+    pending = {"metadata": {"name": "op-b"}, "status": {"phase": "Pending", "conditions": [
+        {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "message": "said by 'not Ready'"},
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "message": "0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/disk-pressure: }."}]}}
+    assert describe(pending) == ("op-b: Pending, not Ready; no container started; PodScheduled=False Unschedulable: "
+                                 "0/1 nodes are available: 1 node(s) had untolerated taint "
+                                 "{node.kubernetes.io/disk-pressure: }.")
