@@ -18,6 +18,7 @@ import yaml
 from cluster_support import CRD_NAME, Api, ApiError, OperatorProcess, wait_for
 from control_plane import ControlPlane, find_assets
 from helm_support import CHART, RELEASE, helm, values_file
+from test_cluster_operator_limits import JOB, refusal
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -244,3 +245,34 @@ def test_helm_allowed_images_policy_refuses_other_registries(helm_plane: Control
                  what=f"{doc['kind']} {doc['metadata']['name']} deleted")
     wait_for(lambda: create("later", "evil.example.org/miner:1") == 201, timeout=60, what="the policy gone")
     assert api.training(ns, "good")["spec"]["image"] == "registry.example.com/ml/im2txt-trainer:0.1.0"
+
+
+def test_helm_operator_limits_bind_this_releases_service_account(helm_plane: ControlPlane, tmp_path: Path) -> None:
+    """policies.operatorLimits: the API server refuses the release's own ServiceAccount a Job no training controls
+    or one with a hostPath volume, admits a training's Job, and leaves everyone else alone; uninstall removes it."""
+    home = tmp_path / "helm"
+    home.mkdir()
+    release = Release(helm_plane, home, name="limited", ns="limited-system")
+    api = release.api
+    api.needs_admission_policies()
+    rendered = release.run("install", {"replicas": 1, "leaderElection": {"enabled": False},
+                                       "policies": {"operatorLimits": {"enabled": True}}})
+    release.check_stored(rendered)
+    assert {d["metadata"]["name"] for d in rendered if d["kind"] == "ValidatingAdmissionPolicy"} == {
+        "limited-im2txt-operator-pods", "limited-im2txt-operator-owned"}
+    token = helm_plane.kubectl("create", "token", "limited-im2txt-operator", "-n", release.ns,
+                               "--duration=1h").stdout.strip()
+    as_operator, ns = Api(helm_plane, token), api.namespace("limits")
+    hostpath = {**JOB, "spec": {"template": {"spec": {**JOB["spec"]["template"]["spec"],
+                                                      "volumes": [{"name": "root", "hostPath": {"path": "/"}}]}}}}
+    message = wait_for(lambda: refusal(as_operator, api.jobs(ns), hostpath), timeout=60, what="the policy enforced")
+    assert "limited-im2txt-operator-pods" in message and "may not create pods with a hostPath volume" in message
+    unowned = {**JOB, "metadata": {"name": "probe"}}
+    assert "may only create Jobs and Deployments that an Im2txtTraining controls" in (
+        refusal(as_operator, api.jobs(ns), unowned) or "")
+    assert refusal(as_operator, api.jobs(ns), JOB) is None  # what a training's Job looks like passes
+    assert refusal(api, api.jobs(ns), hostpath) is None  # the admin is not the operator
+    release.helm("uninstall", release.name, "--namespace", release.ns)
+    for doc in rendered:
+        wait_for(lambda doc=doc: api.get(path(doc)) is None, timeout=60,
+                 what=f"{doc['kind']} {doc['metadata']['name']} deleted")

@@ -34,7 +34,7 @@ def as_operator(installed: ControlPlane) -> Api:
     return Api(installed, token)
 
 
-def _refusal(api: Api, path: str, body: dict[str, Any]) -> str | None:
+def refusal(api: Api, path: str, body: dict[str, Any]) -> str | None:
     """The API server's message when it refuses ``body`` (a dry run: nothing is stored); None when it admits it."""
     try:
         api.request("POST", path, body, params={"dryRun": "All"})
@@ -52,11 +52,11 @@ def limits(installed: ControlPlane, admin: Api, as_operator: Api, ns: str) -> It
     hostpath = copy.deepcopy(JOB)
     hostpath["spec"]["template"]["spec"]["volumes"] = [{"name": "root", "hostPath": {"path": "/"}}]
     try:
-        wait_for(lambda: _refusal(as_operator, as_operator.jobs(ns), hostpath), what="the policies enforced")
+        wait_for(lambda: refusal(as_operator, as_operator.jobs(ns), hostpath), what="the policies enforced")
         yield
     finally:
         installed.kubectl("delete", "-k", str(FOLDER), "--wait=true")
-        wait_for(lambda: _refusal(as_operator, as_operator.jobs(ns), hostpath) is None,
+        wait_for(lambda: refusal(as_operator, as_operator.jobs(ns), hostpath) is None,
                  what="the policies no longer enforced")
 
 
@@ -82,18 +82,18 @@ def test_a_stolen_operator_token_cannot_start_a_pod_that_takes_a_node(admin: Api
         "no owner": {**JOB, "metadata": {"name": "probe"}},
     }
     for what, body in refused.items():
-        message = _refusal(as_operator, jobs, body)
+        message = refusal(as_operator, jobs, body)
         assert message is not None and "the im2txt operator may " in message, (what, message)
-    assert _refusal(as_operator, jobs, JOB) is None  # what a training's Job looks like passes
+    assert refusal(as_operator, jobs, JOB) is None  # what a training's Job looks like passes
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "probe"},
                "spec": {"ports": [{"port": 80}]}}
-    assert "may only create Services" in (_refusal(as_operator, as_operator.core(ns, "services"), service) or "")
+    assert "may only create Services" in (refusal(as_operator, as_operator.core(ns, "services"), service) or "")
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "probe"},
                   "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {
                       "metadata": {"labels": {"a": "b"}}, "spec": {"containers": [container]}}}}
-    assert _refusal(as_operator, f"/apis/apps/v1/namespaces/{ns}/deployments", deployment) is not None
+    assert refusal(as_operator, f"/apis/apps/v1/namespaces/{ns}/deployments", deployment) is not None
     # Only the operator's ServiceAccount is bound by them: an admin's hostPath Job is the admin's business.
-    assert _refusal(admin, admin.jobs(ns), refused["hostPath"]) is None
+    assert refusal(admin, admin.jobs(ns), refused["hostPath"]) is None
 
 
 def test_the_operator_still_makes_every_child_under_the_policies(admin: Api, ns: str, limits: None,

@@ -61,8 +61,7 @@ async def act(ctx: Context, entry: Entry, owner: Owner, settings: Settings | Non
                 # The API refused what the spec made: a spec problem, not asked again until the spec changes.
                 log.warning("%s/%s: Job %s refused: %s", owner.namespace, owner.name,
                             manifest["metadata"]["name"], e.message[:500],
-                            extra=logs.about(owner.namespace, owner.name, action.stage,
-                                             (entry.body or {}).get("metadata", {}).get("generation")))
+                            extra={**logs.of(owner.namespace, owner.name, entry.body), "stage": action.stage})
                 return rejected(manifest, e.message, e.details)
             entry.jobs[role] = newer(entry.jobs.get(role), created)
             if not new:  # already there (a restart, or the watch had not shown it yet): adopted, decide again
@@ -88,7 +87,7 @@ async def create_export(ctx: Context, entry: Entry, owner: Owner, settings: Sett
     done = await write(ctx, owner, manifest, "spec.export", update=False)
     if isinstance(done, Problem):
         log.warning("%s/%s: no export: %s", owner.namespace, owner.name, done.message,
-                    extra=logs.about(owner.namespace, owner.name, "export"))
+                    extra={**logs.of(owner.namespace, owner.name, entry.body), "stage": "export"})
         return done
     created, new = done
     if new:
@@ -124,7 +123,7 @@ async def _keep(ctx: Context, owner: Owner, settings: Settings, role: str, field
             await owned.remove(ctx.kube, kind, owner.namespace, name, owner.uid)
         except owned.NotOwned as e:  # someone else's object of that name: ours is gone, theirs stays
             log.info("%s/%s: %s; not deleted", owner.namespace, owner.name, e,
-                     extra=logs.about(owner.namespace, owner.name))
+                     extra=logs.about(owner.namespace, owner.name, role, generation))
             continue
         except ApiException as e:
             return written, write_failed({"kind": kind, "metadata": {"name": name}}, field, e)

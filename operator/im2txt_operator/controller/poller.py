@@ -66,7 +66,7 @@ async def one_round(ctx: Context, looked_at: dict[Key, float]) -> list[Key]:
                 try:
                     await read(ctx, key, entry)
                 except Exception as exc:  # best effort; the next round retries
-                    log.debug("%s of %s/%s: %s", what, *key, logs.short(exc))
+                    log.debug("%s of %s/%s: %s", what, *key, logs.short(exc), extra=logs.of(*key, entry.body))
 
     await asyncio.gather(*(one(k, entries[k]) for k in chosen))
     return chosen
@@ -99,7 +99,8 @@ async def prune(ctx: Context) -> None:
             now = ctx.cache.get(key)
             if (now.uid() if now is not None else None) == uid:  # unchanged since the snapshot (no newer event)
                 ctx.cache.forget(key)
-                log.info("training %s/%s is gone from the API; forgotten", *key, extra=logs.about(*key))
+                log.info("training %s/%s is gone from the API; forgotten", *key,
+                         extra=logs.of(*key, now.body if now is not None else None))
 
 
 async def refresh_progress(ctx: Context, key: Key, entry: Entry) -> None:

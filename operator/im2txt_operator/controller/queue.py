@@ -44,7 +44,7 @@ class Queue:
             now = self.clock()
             self.metrics.reconciled(now - (started if started is not None else now), ok=False)
             log.warning("reconcile of %s/%s failed (%s); retrying in %ss", *key, logs.short(e), delay,
-                        extra=logs.about(*key))
+                        extra=logs.of(*key, entry.body))
             self.retry(entry, delay, again)
         finally:
             if started is None:  # never got the lock (an error or a cancel while waiting)

@@ -31,7 +31,7 @@ async def write_status(ctx: Context, key: Key, entry: Entry, read: Mapping[str, 
             raise
         fresh = await ctx.kube.get_training(*key)
         log.info("%s/%s: status not written: the training changed since it was read (%s)", *key,
-                 "re-read" if fresh else "gone", extra=logs.about(*key))
+                 "re-read" if fresh else "gone", extra=logs.of(*key, entry.body))
         if fresh is not None and fresh["metadata"].get("uid") == entry.uid():
             entry.body = newer(entry.body, fresh)
         return False

@@ -94,7 +94,7 @@ async def training_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any
     if event.get("type") == "DELETED":
         # The Jobs are owned by the training: the garbage collector deletes them. The data stays.
         ctx.cache.forget(key)
-        log.info("training %s/%s deleted; its Jobs go with it (ownerReferences)", *key, extra=logs.about(*key))
+        log.info("training %s/%s deleted; its Jobs go with it (ownerReferences)", *key, extra=logs.of(*key, obj))
         return
     entry = ctx.cache.entry(key)
     if entry.body is not None and entry.body["metadata"].get("uid") != obj["metadata"].get("uid"):
@@ -131,7 +131,8 @@ async def job_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any, Any
             try:
                 current = await ctx.kube.get_training(*key)
             except Exception as e:  # the API is unreachable: decide later, with the backoff of reconcile
-                log.warning("reading training %s/%s failed (%s); retrying", *key, logs.short(e), extra=logs.about(*key))
+                log.warning("reading training %s/%s failed (%s); retrying", *key, logs.short(e),
+                            extra=logs.of(*key, entry.body))
                 retry_soon(ctx, key, entry)
                 return
             if current is None or current["metadata"].get("uid") != entry.uid():
