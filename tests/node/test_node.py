@@ -111,10 +111,11 @@ def test_two_stages_and_the_export_run_in_containers_under_restricted(deployed: 
     done = [p["metadata"]["name"] for p in get("-n", NS, "pods", "-l", "job-name=coco-stage2")["items"]
             if p["status"].get("phase") == "Succeeded"]
     logged = re.findall(r"global step (\d+): loss = ([-+.\deE]+) ", trainer_log(done[0]))
-    row = kubectl("-n", NS, "get", "im2txttrainings", "coco", "--no-headers").stdout.split()
-    assert row[:4] == ["coco", "2", "Succeeded", "200"], row
-    print(f"node: the last loss logged: {logged[-1]}; status.loss {status.get('loss')}, LOSS column {row[4]}")
-    assert status["loss"] == float(f"{float(logged[-1][1]):.4g}") == float(row[4]), (logged[-3:], status)
+    header, line = kubectl("-n", NS, "get", "im2txttrainings", "coco").stdout.splitlines()
+    row = {k: line[header.index(k):].split()[0] for k in ("NAME", "STAGE", "PHASE", "STEP", "LOSS")}  # aligned
+    assert [row[k] for k in ("NAME", "STAGE", "PHASE", "STEP")] == ["coco", "2", "Succeeded", "200"], row
+    print(f"node: the last loss logged: {logged[-1]}; status.loss {status.get('loss')}, LOSS column {row['LOSS']}")
+    assert status["loss"] == float(f"{float(logged[-1][1]):.4g}") == float(row["LOSS"]), (logged[-3:], status)
 
     # The evaluation: its own pod, admitted under restricted, no GPU; each stage's last checkpoint gets a validation
     # perplexity (stage 2's after the training ended), shown in the PPL column of kubectl get -o wide.
@@ -225,12 +226,12 @@ def test_a_pvc_output_on_hostpath_is_refused_with_the_reason(deployed: str, ufil
         raise AssertionError(f"{e}\n" + "\n".join(seen)) from e
     failed = next(c for c in status["conditions"] if c["type"] == "Failed")
     assert (status["phase"], failed["reason"]) == ("Failed", "OutputNotWritable"), status
-    assert failed["message"].startswith("stage 1 failed: output-check: spec.outputPath 'pvc://node-out/run/' is not "
+    assert failed["message"].startswith("stage 1 failed: output-check: spec.outputPath 'pvc://node-out/run' is not "
                                         "writable by uid 1000 gid 1000 (/data/output is owned by 0:0"), failed
     assert "chown 1000:1000 on the volume" in failed["message"], failed  # the fix
     assert len(get("-n", NS, "pods", "-l", "job-name=onpvc-stage1")["items"]) == 1  # no retry burnt
     wide = kubectl("-n", NS, "get", "im2txttrainings", "onpvc", "-o", "wide").stdout
-    assert "spec.outputPath 'pvc://node-out/run/' is not writable" in wide, wide
+    assert "spec.outputPath 'pvc://node-out/run' is not writable" in wide, wide
     assert "chown 1000:1000" in kubectl("-n", NS, "describe", "im2txttraining", "onpvc").stdout
 
     # The fix the message names works: the directory made the trainer's, the failed Job deleted; the operator

@@ -261,7 +261,8 @@ async def test_the_final_step_and_loss_are_read_when_a_stage_ends(tmp_path: Path
         new_training(api, "one", {"autoAdvance": False})
         await wait_for(lambda: status(api, "one").get("phase") == "Running", what="Running")
         start_pod(api, "one-stage1", "global step 74: loss = 3.1 (0.50 sec/step)\n"
-                                     "global step 100: loss = 1.2345678 (0.50 sec/step)\n")
+                                     "global step 100: loss = 1.2345678 (0.50 sec/step)\n"
+                                     "reached global step 100\n")  # the trainer's last line (driver.py)
         # The start's Event is posted after its status patch (kopf queues Events): count from after both.
         await wait_for(lambda: "Stage1Started" in event_reasons(api, "one"), what="the Stage1Started Event")
         before = dict(api.writes)
