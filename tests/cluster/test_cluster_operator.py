@@ -113,9 +113,12 @@ def test_kubectl_describe_reads_like_the_trainings_story(installed: ControlPlane
     assert len(re.findall(r"^\s+Reason:\s+\w+$", text, re.M)) >= len(conditions), text  # each with its reason
     events = text.split("\nEvents:", 1)[1]
     reasons = re.findall(r"^\s+Normal\s+(\w+)\s", events, re.M)
-    # kubectl orders Events by lastTimestamp, whole seconds: those of one second may come in any order.
-    assert sorted(reasons) == sorted(["Stage1Started", "Stage2Started", "Stage2Complete", "ExportStarted",
-                                      "Exported"]), events
+    story = ["Stage1Started", "Stage2Started", "Stage2Complete", "ExportStarted", "Exported"]
+    assert admin.event_reasons(ns, "coco") == story  # posted in the story's order
+    assert sorted(reasons) == sorted(story), events
+    # kubectl orders Events by lastTimestamp, whole seconds: in the story's order, those of one second in any order.
+    stamp = {e["reason"]: e["lastTimestamp"] for e in admin.events(ns, "coco")}
+    assert [stamp[r] for r in reasons] == sorted(stamp[r] for r in reasons), (events, stamp)
 
 
 def test_failure_reports_the_jobs_reason(admin: Api, ns: str, operator: OperatorProcess) -> None:

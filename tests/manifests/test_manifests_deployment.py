@@ -105,6 +105,9 @@ def test_podmonitor_scrapes_the_metrics_port(base_docs: list[dict[str, Any]], co
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [deployment["metadata"]["namespace"]]}
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     assert endpoint["path"] == "/metrics"
+    # The loss series' own namespace label (the training's) wins over the target's (the operator's), so the
+    # dashboard's loss legend names the training's namespace, not im2txt-system for every training.
+    assert endpoint["honorLabels"] is True
     assert endpoint["port"] in {p["name"] for p in container["ports"] if p["containerPort"] == 9090}
 
 

@@ -1,20 +1,17 @@
-"""evaluation: the evaluation Deployment (pvc:// and ufile:// outputs), spec.evaluation, keeping it, and the poller's
-look at it (status.evaluation, EvaluationFailed) on an in-memory Kube."""
+"""evaluation: the evaluation Deployment (pvc:// and ufile:// outputs) and keeping it, on an in-memory Kube."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytest
-from fake_kube import SPEC, FakeKube, context, training
+from fake_kube import SPEC, FakeKube, context
 
 from im2txt_operator.controller.act import ABSENT, keep_evaluation
 from im2txt_operator.controller.cache import Entry
-from im2txt_operator.controller.evaluating import refresh_evaluation, wanted
 from im2txt_operator.evaluation import build_deployment, evaluator_args
 from im2txt_operator.jobs import build_job
 from im2txt_operator.pods import Owner
-from im2txt_operator.spec import SpecError, parse_spec
+from im2txt_operator.spec import parse_spec
 
 OWNER = Owner("coco", "ml", "uid-coco")
 PVC = {"dataPath": "pvc://data/coco/", "outputPath": "pvc://runs/coco/run1", "numberOfSteps": 1000,
@@ -33,9 +30,6 @@ def _containers(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_defaults_follow_the_reference_evaluate_py() -> None:
-    ev = parse_spec(PVC).evaluation
-    assert (ev.enabled, ev.file_pattern, ev.interval_seconds, ev.num_examples, ev.bleu) == (
-        True, "val-?????-of-00004", 600, 10132, False)
     assert evaluator_args(parse_spec(PVC)) == [
         "--checkpoint_dir=/data/output", "--eval_dir=/data/output/eval",
         "--input_file_pattern=/data/data/val-?????-of-00004", "--final_steps=1000,3000",
@@ -110,24 +104,6 @@ def test_the_deployment_is_one_pod_owned_by_the_training_under_restricted() -> N
         assert c["securityContext"]["allowPrivilegeEscalation"] is False
 
 
-@pytest.mark.parametrize("evaluation, field", [
-    ("yes", "spec.evaluation"),
-    ({"enable": True}, "spec.evaluation.enable"),
-    ({"enabled": "true"}, "spec.evaluation.enabled"),
-    ({"filePattern": "val/x-*"}, "spec.evaluation.filePattern"),
-    ({"intervalSeconds": 10}, "spec.evaluation.intervalSeconds"),
-    ({"numExamples": 0}, "spec.evaluation.numExamples"),
-    ({"bleuImages": True}, "spec.evaluation.bleuImages"),
-    ({"resources": {"requests": {"cpu": "lots"}}}, "spec.evaluation.resources.requests.cpu"),
-    ({"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}, "spec.evaluation.resources.requests.cpu"),
-    ({"resources": {"gpus": 1}}, "spec.evaluation.resources.gpus"),
-])
-def test_bad_evaluation_fields_are_named(evaluation: Any, field: str) -> None:
-    with pytest.raises(SpecError) as e:
-        parse_spec({**PVC, "evaluation": evaluation})
-    assert e.value.field == field
-
-
 async def test_written_once_per_generation_not_again_after_a_restart_and_deleted_once_when_disabled() -> None:
     kube = FakeKube()
     ctx, _ = context(kube)
@@ -161,56 +137,3 @@ async def test_a_foreign_object_with_its_name_is_a_problem_and_left_alone() -> N
     assert written is None and problem is not None and "coco-evaluation" in problem.message
     assert kube.objects["deployments", "ml", "coco-evaluation"]["spec"] == {"replicas": 3}
     assert [c[0] for c in kube.writes()] == ["create"]  # refused with 409; nothing patched
-
-
-SELECTOR = "im2txt.dev/training=coco,im2txt.dev/role=evaluation,app.kubernetes.io/managed-by=im2txt-operator"
-RESULT = 'evaluation: {"global_step": %d, "perplexity": %s, "final": false}\n'
-
-
-
-
-def _eval_pod(waiting: str | None = None) -> dict[str, Any]:
-    state: dict[str, Any] = {"waiting": {"reason": waiting}} if waiting else {"running": {}}
-    status: dict[str, Any] = {"name": "evaluator", "state": state}
-    if waiting:
-        status["lastState"] = {"terminated": {"exitCode": 1, "message": "trainer: --input_file_pattern: no files "
-                                              "match '/data/data/val-?????-of-00004'"}}
-    return {"metadata": {"name": "coco-evaluation-x", "creationTimestamp": "2026-12-06T20:00:00Z"},
-            "status": {"phase": "Running", "containerStatuses": [status]}}
-
-
-async def test_the_poller_records_figures_and_names_a_failing_evaluation() -> None:
-    body = training(status={"phase": "Running", "stage": 1})
-    kube = FakeKube(body)
-    ctx, events = context(kube)
-    entry = ctx.cache.entry(("ml", "coco"))
-    entry.body = body
-    kube.pods[SELECTOR] = [_eval_pod("CrashLoopBackOff")]
-    await refresh_evaluation(ctx, ("ml", "coco"), entry)
-    status = kube.trainings["ml", "coco"]["status"]
-    failed = next(c for c in status["conditions"] if c["type"] == "EvaluationFailed")
-    assert failed["status"] == "True" and "no files match '/data/data/val-?????-of-00004'" in failed["message"]
-    assert events == [("coco", "Warning", "EvaluationFailed")] and status["phase"] == "Running"
-    await refresh_evaluation(ctx, ("ml", "coco"), entry)  # still failing: no second Event, no write
-    assert len(events) == 1 and len(kube.writes()) == 1
-    kube.pods[SELECTOR] = [_eval_pod()]
-    kube.logs["coco-evaluation-x", "evaluator"] = RESULT % (50, "40.5")
-    await refresh_evaluation(ctx, ("ml", "coco"), entry)
-    status = kube.trainings["ml", "coco"]["status"]
-    assert status["evaluation"] == {"step": 50, "perplexity": 40.5,
-                                    "stages": [{"stage": 1, "step": 50, "perplexity": 40.5}]}
-    assert next(c for c in status["conditions"] if c["type"] == "EvaluationFailed")["status"] == "False"
-
-
-def test_looked_at_while_running_and_after_success_until_every_final_figure() -> None:
-    stages = [{"stage": 1, "target": 100}, {"stage": 2, "target": 300}]
-    finals = [{"stage": 1, "finalStep": 100}, {"stage": 2, "finalStep": 300}]
-
-    def body(spec: dict[str, Any] = SPEC, **status: Any) -> dict[str, Any]:
-        return {"spec": spec, "status": status}
-
-    assert wanted(body(phase="Running")) and not wanted(body(phase="Pending"))
-    assert wanted(body(phase="Succeeded", stages=stages, evaluation={"stages": finals[:1]}))
-    assert not wanted(body(phase="Succeeded", stages=stages, evaluation={"stages": finals}))
-    assert not wanted(body(phase="Failed", stages=stages))
-    assert not wanted(body({**SPEC, "evaluation": {"enabled": False}}, phase="Running"))

@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import json
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from operator_support import ROOT
 
 from im2txt_operator import cli
 from im2txt_operator.from_uai import FromUAIError, convert, parse_command
@@ -55,6 +57,34 @@ def test_the_guides_two_commands_render_as_the_same_two_jobs(tmp_path: Path, cap
                                 "credentialsSecret": "ufile-keys", "stage": 1, "numberOfSteps": 1000000,
                                 "stage2NumberOfSteps": 3000000}
     assert _trainer_commands(training, tmp_path) == [shlex.split(GUIDE_STAGE1), shlex.split(GUIDE_STAGE2)]
+
+
+def _make_from_uai(uai: str) -> subprocess.CompletedProcess[str]:
+    """`make -s from-uai UAI=...` as the README shows it (the real command line, another process)."""
+    return subprocess.run(["make", "-s", "--no-print-directory", "from-uai", f"UAI={uai}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_make_from_uai_reads_yaml_jobs_and_the_guides_command_line(tmp_path: Path) -> None:
+    """The README's two ways through make: the stage-1 and stage-2 CreateUAITrainJob requests as YAML documents,
+    and the guide's commands as --cmd; both print the training whose render runs the guide's two commands."""
+    jobs = [{"TrainJobName": "im2txt-train", "DataUfilePath": DATA, "OutputUfilePath": OUTPUT, "DockerCmd": cmd,
+             "MaxExecuteTime": 48, "NodeType": "1-P40"} for cmd in (GUIDE_STAGE1, GUIDE_STAGE2)]
+    path = tmp_path / "uai-jobs.yaml"
+    path.write_text(yaml.safe_dump_all(jobs))
+    from_yaml = _make_from_uai(str(path))
+    assert from_yaml.returncode == 0, from_yaml.stderr
+    training = yaml.safe_load(from_yaml.stdout)
+    assert (training["metadata"]["name"], training["spec"]["gpus"], training["spec"]["maxRunSeconds"]) == (
+        "im2txt-train", 1, 48 * 3600)
+    assert _trainer_commands(training, tmp_path) == [shlex.split(GUIDE_STAGE1), shlex.split(GUIDE_STAGE2)]
+    from_cmd = _make_from_uai(f"--name im2txt-train --data-path {DATA} --output-path {OUTPUT} "
+                              f"--cmd '{GUIDE_STAGE1}' --cmd '{GUIDE_STAGE2}'")
+    assert from_cmd.returncode == 0, from_cmd.stderr
+    assert _trainer_commands(yaml.safe_load(from_cmd.stdout), tmp_path) == [shlex.split(GUIDE_STAGE1),
+                                                                          shlex.split(GUIDE_STAGE2)]
+    refused = _make_from_uai(f"--data-path {DATA} --output-path {OUTPUT} --cmd 'bash run.sh'")
+    assert refused.returncode != 0 and "from-uai: DockerCmd: expected the guide's command" in refused.stderr
 
 
 def test_a_create_uai_train_job_request_maps_every_field_and_never_copies_the_keys(

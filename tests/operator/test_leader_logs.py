@@ -87,6 +87,14 @@ async def test_a_restarted_leader_says_it_took_its_lease_back_and_its_probes_log
             assert not [x for x in op.lines if "/healthz" in x or "aiohttp.access" in x], op.log
 
 
+# controller-runtime's series with their labels, as a dashboard made for Go controllers queries them.
+_CONTROLLER_RUNTIME = ('controller_runtime_reconcile_total{controller="im2txttraining",result="success"}',
+                       'controller_runtime_reconcile_total{controller="im2txttraining",result="error"}',
+                       'controller_runtime_reconcile_errors_total{controller="im2txttraining"}',
+                       'workqueue_depth{name="im2txttraining"}', 'workqueue_adds_total{name="im2txttraining"}',
+                       'workqueue_retries_total{name="im2txttraining"}')
+
+
 async def test_the_standby_serves_metrics_too_and_says_it_is_not_leading(tmp_path: Path) -> None:
     """A PodMonitor scrapes every replica: the standby answers /metrics (im2txt_leader 0), the leader says 1 and
     counts its reconciles under controller-runtime's names."""
@@ -101,6 +109,8 @@ async def test_the_standby_serves_metrics_too_and_says_it_is_not_leading(tmp_pat
                                            for x in standby.lines), timeout=30, what="the standby's line")
                 _status, text = await _until_answered(f"http://127.0.0.1:{ports[1]}/metrics", 200)
                 assert "im2txt_leader 0.0" in text, text
+                for series in _CONTROLLER_RUNTIME:  # a dashboard shows the standby at 0, not "no data"
+                    assert f"{series} 0.0" in text, (series, text)
                 api.create_object(("im2txt.dev", "v1alpha1", "im2txttrainings"), {
                     "apiVersion": "im2txt.dev/v1alpha1", "kind": "Im2txtTraining", "metadata": {"name": "coco"},
                     "spec": {"dataPath": "pvc://d/", "outputPath": "pvc://o/"}}, "default")
@@ -108,8 +118,9 @@ async def test_the_standby_serves_metrics_too_and_says_it_is_not_leading(tmp_pat
                 text = await wait_for(lambda: (t := _get(url)[1]) and 'result="success"} 0.0' not in t and t,
                                       what="a reconcile counted")
                 assert "im2txt_leader 1.0" in text
-                assert 'controller_runtime_reconcile_total{controller="im2txttraining",result="success"}' in text
-                assert 'workqueue_adds_total{name="im2txttraining"}' in text
+                timed = 'controller_runtime_reconcile_time_seconds_count{controller="im2txttraining"}'
+                for series in (*_CONTROLLER_RUNTIME, timed):
+                    assert f"\n{series} " in text, (series, text)
 
 
 @pytest.mark.timeout(120)

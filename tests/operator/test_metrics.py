@@ -78,15 +78,21 @@ def test_every_query_of_the_dashboard_names_a_series_the_operator_exports() -> N
     queries = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     queries.append(dashboard["templating"]["list"][1]["query"]["query"])
     assert len(queries) >= 10
+    used: set[str] = set()
     for query in queries:
         no_labels = re.sub(r"\{[^}]*\}|\"[^\"]*\"|\[[^\]]*\]|\b(by|without)\s*\([^)]*\)", " ", query)
         names = {w for w in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", no_labels)
                  if w not in _PROMQL and not w.startswith("label_values")} - {"namespace"}
         assert names, query
         assert names <= exported, (query, names - exported)
+        used |= names
         # The controller and queue labels name what the operator exports.
         for label, value in re.findall(r'(controller|name)="([^"]+)"', query):
             assert value == CONTROLLER, (query, label)
+    # The dashboard charts each controller-runtime series (a histogram through its buckets).
+    assert {"controller_runtime_reconcile_total", "controller_runtime_reconcile_errors_total",
+            "controller_runtime_reconcile_time_seconds_bucket", "workqueue_depth", "workqueue_adds_total",
+            "workqueue_retries_total", "im2txt_trainings", "im2txt_leader"} <= used, used
 
 
 def test_metrics_made_before_the_cache_follow_it_once_handed_over() -> None:

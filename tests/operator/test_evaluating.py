@@ -1,0 +1,107 @@
+"""controller.evaluating: when the poller looks at a training's evaluation pod, and what it writes from it
+(status.evaluation, EvaluationFailed and its one Warning Event), on an in-memory Kube."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fake_kube import SPEC, FakeKube, context, training
+
+from im2txt_operator.controller.evaluating import refresh_evaluation, wanted
+
+KEY = ("ml", "coco")
+SELECTOR = "im2txt.dev/training=coco,im2txt.dev/role=evaluation,app.kubernetes.io/managed-by=im2txt-operator"
+RESULT = 'evaluation: {"global_step": %d, "perplexity": %s, "final": false}\n'
+STAGES = [{"stage": 1, "target": 100}, {"stage": 2, "target": 300}]
+
+
+def _eval_pod(waiting: str | None = None) -> dict[str, Any]:
+    state: dict[str, Any] = {"waiting": {"reason": waiting}} if waiting else {"running": {}}
+    status: dict[str, Any] = {"name": "evaluator", "state": state}
+    if waiting:
+        status["lastState"] = {"terminated": {"exitCode": 1, "message": "trainer: --input_file_pattern: no files "
+                                              "match '/data/data/val-?????-of-00004'"}}
+    return {"metadata": {"name": "coco-evaluation-x", "creationTimestamp": "2026-12-06T20:00:00Z"},
+            "status": {"phase": "Running", "containerStatuses": [status]}}
+
+
+def _setup(body: dict[str, Any]) -> tuple[FakeKube, Any, list[tuple[str, str, str]], Any]:
+    kube = FakeKube(body)
+    ctx, events = context(kube)
+    entry = ctx.cache.entry(KEY)
+    entry.body = body
+    return kube, ctx, events, entry
+
+
+async def test_the_poller_records_figures_and_names_a_failing_evaluation() -> None:
+    kube, ctx, events, entry = _setup(training(status={"phase": "Running", "stage": 1}))
+    kube.pods[SELECTOR] = [_eval_pod("CrashLoopBackOff")]
+    await refresh_evaluation(ctx, KEY, entry)
+    status = kube.trainings[KEY]["status"]
+    failed = next(c for c in status["conditions"] if c["type"] == "EvaluationFailed")
+    assert failed["status"] == "True" and "no files match '/data/data/val-?????-of-00004'" in failed["message"]
+    assert events == [("coco", "Warning", "EvaluationFailed")] and status["phase"] == "Running"
+    await refresh_evaluation(ctx, KEY, entry)  # still failing: no second Event, no write
+    assert len(events) == 1 and len(kube.writes()) == 1
+    kube.pods[SELECTOR] = [_eval_pod()]
+    kube.logs["coco-evaluation-x", "evaluator"] = RESULT % (50, "40.5")
+    await refresh_evaluation(ctx, KEY, entry)
+    status = kube.trainings[KEY]["status"]
+    assert status["evaluation"] == {"step": 50, "perplexity": 40.5,
+                                    "stages": [{"stage": 1, "step": 50, "perplexity": 40.5}]}
+    assert next(c for c in status["conditions"] if c["type"] == "EvaluationFailed")["status"] == "False"
+    assert len(events) == 1  # back to False: no Event
+    assert entry.body["status"]["evaluation"]["step"] == 50  # the cache holds what was written
+
+
+def test_looked_at_while_running_and_after_success_until_every_final_figure() -> None:
+    finals = [{"stage": 1, "finalStep": 100}, {"stage": 2, "finalStep": 300}]
+
+    def body(spec: dict[str, Any] = SPEC, **status: Any) -> dict[str, Any]:
+        return {"spec": spec, "status": status}
+
+    assert wanted(body(phase="Running")) and not wanted(body(phase="Pending"))
+    assert wanted(body(phase="Succeeded", stages=STAGES, evaluation={"stages": finals[:1]}))
+    assert not wanted(body(phase="Succeeded", stages=STAGES, evaluation={"stages": finals}))
+    assert not wanted(body(phase="Failed", stages=STAGES))
+    assert not wanted(body({**SPEC, "evaluation": {"enabled": False}}, phase="Running"))
+
+
+async def test_nothing_is_read_for_a_training_with_nothing_to_learn() -> None:
+    for body in (training(status={"phase": "Pending"}),
+                 training(spec={**SPEC, "evaluation": {"enabled": False}}, status={"phase": "Running"}),
+                 training(spec={**SPEC, "numberOfSteps": "many"}, status={"phase": "Running"})):  # reconcile's
+        kube, ctx, events, entry = _setup(body)
+        kube.pods[SELECTOR] = [_eval_pod("CrashLoopBackOff")]
+        await refresh_evaluation(ctx, KEY, entry)
+        assert kube.calls == [] and events == []
+    kube, ctx, _, entry = _setup(training(status={"phase": "Running"}))
+    entry.body = None  # deleted since the round began
+    await refresh_evaluation(ctx, KEY, entry)
+    assert kube.calls == []
+
+
+async def test_a_pod_with_no_result_yet_costs_one_list_and_one_log_read_and_no_write() -> None:
+    kube, ctx, events, entry = _setup(training(status={"phase": "Running", "stage": 1}))
+    kube.pods[SELECTOR] = [_eval_pod()]  # started; its log cannot be read yet (the fake answers 400)
+    await refresh_evaluation(ctx, KEY, entry)
+    assert kube.calls == [("list_pods_labelled", "ml", SELECTOR), ("read_log", "coco-evaluation-x", "evaluator")]
+    assert kube.trainings[KEY]["status"] == {"phase": "Running", "stage": 1} and events == []
+
+
+async def test_after_success_the_final_figure_is_at_the_target_the_stage_ran_to() -> None:
+    """The spec's steps were edited after stage 2 ran to 300 (status.stages): 300 is still stage 2's final step."""
+    recorded = {"stages": [{"stage": 1, "step": 100, "perplexity": 20.0, "finalStep": 100,
+                            "finalPerplexity": 20.0}]}
+    body = training(spec={**SPEC, "stage2NumberOfSteps": 500},
+                    status={"phase": "Succeeded", "stage": 2, "stages": STAGES, "evaluation": recorded})
+    kube, ctx, events, entry = _setup(body)
+    kube.pods[SELECTOR] = [_eval_pod()]
+    kube.logs["coco-evaluation-x", "evaluator"] = RESULT % (250, "12.0") + RESULT % (300, "11.5")
+    await refresh_evaluation(ctx, KEY, entry)
+    stage2 = kube.trainings[KEY]["status"]["evaluation"]["stages"][1]
+    assert stage2 == {"stage": 2, "step": 300, "perplexity": 11.5, "finalStep": 300, "finalPerplexity": 11.5}
+    assert events == [] and not wanted(entry.body)  # every final figure is in: not looked at again
+    calls = len(kube.calls)
+    await refresh_evaluation(ctx, KEY, entry)
+    assert len(kube.calls) == calls
