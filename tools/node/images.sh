@@ -30,7 +30,9 @@ for name in operator trainer; do
   rm -f "$archive.part"
   "${BUILDAH[@]}" push -q "$registry/im2txt-$name:$tag" "oci-archive:$archive.part:$registry/im2txt-$name:$tag" >&2
   mv "$archive.part" "$archive"; echo "$key" >"$cache/$name.key"
-  "${BUILDAH[@]}" rmi --prune >/dev/null  # the image this tag named before, and its build stage
+  # Then the image this tag named before and its build stage go, with the working containers that interrupted
+  # builds left (they pin their images). Builds here run one at a time (make cluster-images); best effort.
+  { "${BUILDAH[@]}" rm --all && "${BUILDAH[@]}" rmi --prune; } >/dev/null || echo "images: could not prune" >&2
   echo "images: $name built in $((SECONDS - start)) s" >&2
   echo "$archive"
 done
