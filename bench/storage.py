@@ -75,9 +75,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-storage-"))
     try:
         with UFileServer({creds.public_key: creds.private_key}) as server:
-            os.environ["HTTP_PROXY"] = os.environ["http_proxy"] = server.proxy_url
-            for name in ("NO_PROXY", "no_proxy"):
+            for name in ("NO_PROXY", "no_proxy", "http_proxy", "https_proxy"):
                 os.environ.pop(name, None)
+            # HTTPS through the stand-in, both sides of the comparison (the SDK's open_ssl is process-wide).
+            os.environ.update(server.client_env())
             sizes = dataset(args.scale)
             src = work / "src"
             src.mkdir()
@@ -115,7 +116,7 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"\nstorage benchmark: {len(sizes)} files, {total / 2**20:.1f} MiB, {args.latency_ms:g} ms per request, "
-          f"parallel {args.parallel} (stand-in over loopback HTTP, real ufile SDK)")
+          f"parallel {args.parallel} (stand-in over loopback HTTPS, real ufile SDK)")
     print(f"| {'operation':<34} | {'sequential SDK loop':>19} | {'im2txt_storage':>14} | {'speed-up':>8} |")
     print(f"|{'-' * 36}|{'-' * 21}|{'-' * 16}|{'-' * 10}|")
     ok = True

@@ -51,7 +51,7 @@ manifests: helm-crds  ## refresh generated manifests/docs and render manifests/b
 
 deploy:  ## install CRD, RBAC and the operator in the current kubeconfig's cluster (server-side apply)
 	$(need_kubectl)
-	UFILE_DOMAINS=$(UFILE_DOMAINS) tools/deploy_overlay.sh $(DEPLOY_BUILD) $(OPERATOR_IMAGE)
+	UFILE_DOMAINS=$(UFILE_DOMAINS) UFILE_INSECURE_HTTP=$(UFILE_INSECURE_HTTP) tools/deploy_overlay.sh $(DEPLOY_BUILD) $(OPERATOR_IMAGE)
 	@# Server-side apply: the CRD is too large for client-side apply's last-applied annotation.
 	$(KUBECTL) apply --server-side --field-manager=im2txt-deploy -k $(DEPLOY_BUILD)
 	@# Not `rollout status` alone: a standby stays Ready while a crash-looping leader does nothing.

@@ -114,8 +114,12 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("maxRunSeconds zero", _with({"maxRunSeconds": 0}), "spec.maxRunSeconds"),
     ("autoAdvance string", _with({"autoAdvance": "yes"}), "spec.autoAdvance"),
     ("secret name invalid", _with({"credentialsSecret": "Keys_1"}), "spec.credentialsSecret"),
+    ("tensorboard secret name invalid", _with({"tensorboard": {"enabled": True, "credentialsSecret": "RO_keys"}}),
+     "spec.tensorboard.credentialsSecret"),
     ("pattern with a slash", _with({"inputFilePattern": "a/train-*"}), "spec.inputFilePattern"),
     ("suffix without dot", _with({"ufile": {"uploadSuffix": "cn-bj.ufileos.com"}}), "spec.ufile.uploadSuffix"),
+    # Plain HTTP to UFile is the cluster admin's choice (the operator's --ufile-insecure-http), never the spec's.
+    ("ufile plain http asked by the spec", _with({"ufile": {"insecureHttp": True}}), "spec.ufile.insecureHttp"),
     ("queue name with space", _with({"queueName": "gpu queue"}), "spec.queueName"),
     ("cache size not a quantity", _with({"dataCacheSize": "big"}), "spec.dataCacheSize"),
     ("cache size with suffix K (only k, Ki)", _with({"dataCacheSize": "100K"}), "spec.dataCacheSize"),
@@ -219,6 +223,8 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
 # (id, resource): the API server accepts each, and so does the operator.
 GOOD_CASES: list[tuple[str, dict[str, Any]]] = [
     ("minimal ufile", _with()),
+    ("tensorboard with a read-only key pair", _with({"tensorboard": {"enabled": True,
+                                                                     "credentialsSecret": "ufile-read-only"}})),
     ("pvc paths need no secret", _pvc()),
     ("another uid and gid", _with({"runAsUser": 65532, "runAsGroup": 2000})),
     ("pvc claim roots", _pvc(dataPath="pvc://data", outputPath="pvc://out/")),

@@ -2,7 +2,8 @@
 # Writes a throw-away kustomize overlay over manifests/base that pins the operator image, and optionally
 # leaves the CRD out (so `make undeploy` never deletes the CRD, which would delete every training).
 # With UFILE_DOMAINS set (make deploy UFILE_DOMAINS=.a.example,.b.example), the operator gets
-# --ufile-domains: the UFile hosts trainings may name, instead of UCloud's own domains.
+# --ufile-domains: the UFile hosts trainings may name, instead of UCloud's own domains. With
+# UFILE_INSECURE_HTTP=1 it gets --ufile-insecure-http: UFile traffic over plain HTTP (a stand-in without TLS).
 # Usage: tools/deploy_overlay.sh OUT_DIR IMAGE [--without-crd]
 # kustomize refuses absolute paths to bases, so OUT_DIR's path to manifests/base is made relative.
 set -euo pipefail
@@ -28,7 +29,7 @@ fi
   echo "  - name: im2txt-operator"
   echo "    newName: $name"
   echo "    newTag: \"$tag\""
-  if [[ "$without_crd" == "--without-crd" || -n "${UFILE_DOMAINS:-}" ]]; then
+  if [[ "$without_crd" == "--without-crd" || -n "${UFILE_DOMAINS:-}" || "${UFILE_INSECURE_HTTP:-}" == 1 ]]; then
     echo "patches:"
   fi
   if [[ -n "${UFILE_DOMAINS:-}" ]]; then
@@ -37,6 +38,13 @@ fi
     echo "      - op: add"
     echo "        path: /spec/template/spec/containers/0/args/-"
     echo "        value: --ufile-domains=${UFILE_DOMAINS}"
+  fi
+  if [[ "${UFILE_INSECURE_HTTP:-}" == 1 ]]; then
+    echo "  - target: {kind: Deployment, name: im2txt-operator}"
+    echo "    patch: |-"
+    echo "      - op: add"
+    echo "        path: /spec/template/spec/containers/0/args/-"
+    echo "        value: --ufile-insecure-http"
   fi
   if [[ "$without_crd" == "--without-crd" ]]; then
     echo "  - patch: |-"

@@ -81,7 +81,7 @@ def own_identity() -> str:
 
 def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, verbose: bool,
         metrics_port: int = 9090, election: Election | None = None, log_format: str = "text",
-        ufile_domains: Sequence[str] | None = None, budget: Any = None) -> int:
+        ufile_domains: Sequence[str] | None = None, budget: Any = None, ufile_insecure_http: bool = False) -> int:
     import kopf
 
     import im2txt_operator.controller.wiring  # noqa: F401 - registers the kopf handlers
@@ -99,19 +99,21 @@ def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, v
     if election is None:
         kopf.run(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
                  liveness_endpoint=liveness or None, identity=own_identity(),
-                 memo=_memo(metrics_port, Metrics(), ufile_domains, budget=budget))
+                 memo=_memo(metrics_port, Metrics(), ufile_domains, budget=budget,
+                            ufile_insecure_http=ufile_insecure_http))
         return 0
     return asyncio.run(_run_as_leader(election, all_namespaces, namespaces, liveness or None, metrics_port,
-                                      ufile_domains, budget))
+                                      ufile_domains, budget, ufile_insecure_http))
 
 
 def _memo(metrics_port: int, metrics: Any, ufile_domains: Sequence[str] | None = None,
-          fence: Callable[[], float] | None = None, budget: Any = None) -> Any:
+          fence: Callable[[], float] | None = None, budget: Any = None, ufile_insecure_http: bool = False) -> Any:
     """What the operator's startup handler makes its context of, through kopf's memo: the metrics (made here, so a
     standby serves them before it leads), their port (0: none, or served already), the progress interval (the
     environment is read here, once, for tests and the demo), the UFile domains trainings may name, and ``fence``:
     the leader's time left on its Lease, which bounds every write (None: not leader-elected), and the API budget
-    (api_budget.ApiBudget: the client's rate limit and the poller's share)."""
+    (api_budget.ApiBudget: the client's rate limit and the poller's share), and whether the admin lets UFile
+    traffic go over plain HTTP (run --ufile-insecure-http)."""
     import kopf
 
     from im2txt_operator.controller.context import PROGRESS_INTERVAL
@@ -119,12 +121,14 @@ def _memo(metrics_port: int, metrics: Any, ufile_domains: Sequence[str] | None =
 
     interval = float(os.environ.get("IM2TXT_PROGRESS_INTERVAL") or PROGRESS_INTERVAL)
     return kopf.Memo(metrics_port=metrics_port, metrics=metrics, progress_interval=interval,
-                     ufile_domains=tuple(ufile_domains or UFILE_DOMAINS), fence=fence, budget=budget)
+                     ufile_domains=tuple(ufile_domains or UFILE_DOMAINS), fence=fence, budget=budget,
+                     ufile_insecure_http=ufile_insecure_http)
 
 
 async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: Sequence[str],
                          liveness: str | None, metrics_port: int = 9090,
-                         ufile_domains: Sequence[str] | None = None, budget: Any = None) -> int:
+                         ufile_domains: Sequence[str] | None = None, budget: Any = None,
+                         ufile_insecure_http: bool = False) -> int:
     """Wait for the Lease, then run the operator while renewing it. Losing it ends the process at once (the
     Deployment restarts it as a standby): a leader that may no longer act must not finish what it started."""
     import kopf
@@ -168,7 +172,8 @@ async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: S
     # In this task, not a new one: kopf would wait for a task that waits for it.
     await kopf.operator(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
                         liveness_endpoint=liveness, identity=election.identity,
-                        memo=_memo(0, metrics, ufile_domains, elector.time_left, budget))  # /metrics: above
+                        memo=_memo(0, metrics, ufile_domains, elector.time_left, budget,
+                                   ufile_insecure_http))  # /metrics: above
     holding.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await holding  # no renewal may land after the release
@@ -203,6 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="the host suffixes a training's spec.ufile may name (its storage containers send "
                             "requests signed with its key pair there); default UCloud's: "
                             ".ufileos.com,.ufile.ucloud.cn,.ufile.ucloud.com.cn")
+    p_run.add_argument("--ufile-insecure-http", action="store_true",
+                       help="let the storage containers send UFile requests over plain HTTP (they get "
+                            "--insecure-http); default HTTPS. Only for an endpoint without TLS (a local "
+                            "stand-in): signatures and data can then be read and replayed on the way")
     p_run.add_argument("--kube-qps", type=float, default=ApiBudget.qps,
                        help=f"requests per second to the API server, on average (default {ApiBudget.qps:g})")
     p_run.add_argument("--kube-burst", type=int, default=ApiBudget.burst,
@@ -246,4 +255,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("run: --kube-qps and --progress-budget must be > 0, --kube-burst >= 1")
     budget = ApiBudget(args.kube_qps, args.kube_burst, args.progress_budget)
     return run(args.namespace, args.all_namespaces, args.liveness, args.verbose, args.metrics_port, election,
-               args.log_format, args.ufile_domains, budget)
+               args.log_format, args.ufile_domains, budget, args.ufile_insecure_http)

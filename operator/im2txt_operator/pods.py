@@ -67,9 +67,11 @@ def metadata(owner: Owner, name: str, child_labels: Mapping[str, str],
     return meta
 
 
-def ufile_env(settings: Settings) -> list[dict[str, Any]]:
+def ufile_env(settings: Settings, secret: str | None = None) -> list[dict[str, Any]]:
+    """The UFile key pair (from ``secret``, default the training's spec.credentialsSecret) and endpoints."""
     def key(env: str, key: str) -> dict[str, Any]:
-        return {"name": env, "valueFrom": {"secretKeyRef": {"name": settings.credentials_secret, "key": key}}}
+        name = secret or settings.credentials_secret
+        return {"name": env, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
 
     return [
         key("UFILE_PUBLIC_KEY", "publicKey"),
@@ -87,13 +89,17 @@ STORAGE_RESOURCES: dict[str, Any] = {"requests": {"cpu": "100m", "memory": "128M
 
 
 def storage(settings: Settings, name: str, command: str, args: Sequence[str], mounts: Sequence[Mapping[str, Any]],
-            *, sidecar: bool = False) -> dict[str, Any]:
-    """A storage container (`python -m im2txt_storage <command>`); a native sidecar runs beside the main ones."""
+            *, sidecar: bool = False, secret: str | None = None) -> dict[str, Any]:
+    """A storage container (`python -m im2txt_storage <command>`); a native sidecar runs beside the main ones.
+    ``secret``: another Secret's key pair than the training's (the TensorBoard mirror's read-only one)."""
     container: dict[str, Any] = {"name": name, "image": settings.image}
     if sidecar:
         container["restartPolicy"] = "Always"
-    container |= {"command": ["python", "-m", "im2txt_storage", command], "args": list(args),
-                  "env": ufile_env(settings), "resources": copy.deepcopy(STORAGE_RESOURCES),
+    # Plain HTTP only by the cluster admin's choice (the operator's --ufile-insecure-http): a flag the operator
+    # writes, not an environment variable, so neither the spec nor the image's ENV can turn HTTPS off.
+    insecure = ["--insecure-http"] if settings.ufile.insecure_http else []
+    container |= {"command": ["python", "-m", "im2txt_storage", command], "args": [*args, *insecure],
+                  "env": ufile_env(settings, secret), "resources": copy.deepcopy(STORAGE_RESOURCES),
                   "volumeMounts": [dict(m) for m in mounts]}
     return container
 

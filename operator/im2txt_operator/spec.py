@@ -68,12 +68,16 @@ class TensorBoard:
 
     enabled: bool = False
     interval_seconds: int = 60  # how often a ufile:// output's event files are mirrored
+    # A Secret with a read-only UFile key pair (a token scoped to list and download) for the mirror; None: the
+    # training's own key pair (spec.credentialsSecret).
+    credentials_secret: str | None = None
 
 
 @dataclass(frozen=True)
 class UFileEndpoints:
     upload_suffix: str = UFILE_SUFFIX_DEFAULT
     download_suffix: str = UFILE_SUFFIX_DEFAULT
+    insecure_http: bool = False  # the operator's --ufile-insecure-http, never the spec's: HTTPS unless the admin says
 
 
 @dataclass(frozen=True)
@@ -176,7 +180,7 @@ def _path(spec: Mapping[str, Any], key: str) -> StoragePath:
 
 
 def _tensorboard(spec: Mapping[str, Any]) -> TensorBoard:
-    value = sub_object(spec, "tensorboard", ("enabled", "intervalSeconds"))
+    value = sub_object(spec, "tensorboard", ("enabled", "intervalSeconds", "credentialsSecret"))
     enabled = value.get("enabled", False)
     if not isinstance(enabled, bool):
         raise SpecError("spec.tensorboard.enabled", f"expected true or false, got {enabled!r}")
@@ -184,10 +188,14 @@ def _tensorboard(spec: Mapping[str, Any]) -> TensorBoard:
     if not isinstance(interval, int) or isinstance(interval, bool) or not 10 <= interval <= 3600:
         raise SpecError("spec.tensorboard.intervalSeconds",
                         f"expected an integer between 10 and 3600, got {interval!r}")
-    return TensorBoard(enabled=enabled, interval_seconds=interval)
+    secret = value.get("credentialsSecret")
+    if secret is not None and (not isinstance(secret, str) or len(secret) > 253 or not DNS_SUBDOMAIN.fullmatch(secret)):
+        raise SpecError("spec.tensorboard.credentialsSecret",
+                        f"expected a Secret name (DNS subdomain) with a read-only key pair, got {secret!r}")
+    return TensorBoard(enabled=enabled, interval_seconds=interval, credentials_secret=secret)
 
 
-def _ufile(spec: Mapping[str, Any], domains: Sequence[str] | None) -> UFileEndpoints:
+def _ufile(spec: Mapping[str, Any], domains: Sequence[str] | None, insecure_http: bool) -> UFileEndpoints:
     """spec.ufile; the suffixes must be inside ``domains`` (None: no UFile path, so no request goes anywhere)."""
     value = sub_object(spec, "ufile", ("uploadSuffix", "downloadSuffix"))
     suffixes = {}
@@ -201,7 +209,8 @@ def _ufile(spec: Mapping[str, Any], domains: Sequence[str] | None) -> UFileEndpo
                             "training's key pair to that host; the cluster admin sets the list (the operator's "
                             "--ufile-domains)")
         suffixes[key] = s
-    return UFileEndpoints(upload_suffix=suffixes["uploadSuffix"], download_suffix=suffixes["downloadSuffix"])
+    return UFileEndpoints(upload_suffix=suffixes["uploadSuffix"], download_suffix=suffixes["downloadSuffix"],
+                          insecure_http=insecure_http)
 
 
 def folder(path: StoragePath) -> str:
@@ -209,10 +218,11 @@ def folder(path: StoragePath) -> str:
     return path.url if path.url.endswith("/") else path.url + "/"
 
 
-def parse_spec(spec: Mapping[str, Any] | None, ufile_domains: Sequence[str] = UFILE_DOMAINS) -> Settings:
+def parse_spec(spec: Mapping[str, Any] | None, ufile_domains: Sequence[str] = UFILE_DOMAINS, *,
+               insecure_http: bool = False) -> Settings:
     """Validate and default a training's ``spec``; raises SpecError naming the first bad field. ``ufile_domains``:
     the host suffixes spec.ufile may name (the operator's --ufile-domains; UCloud's public UFile domains by
-    default)."""
+    default); ``insecure_http``: the operator's --ufile-insecure-http (no spec field can ask for plain HTTP)."""
     if not isinstance(spec, Mapping):
         raise SpecError("spec", f"expected an object, got {spec!r}")
     unknown = set(spec) - SPEC_FIELDS
@@ -251,7 +261,7 @@ def parse_spec(spec: Mapping[str, Any] | None, ufile_domains: Sequence[str] = UF
         inception_checkpoint_file=_str(spec, "inceptionCheckpointFile", FILE_NAME, "a file name without '/'",
                                        max_len=255) or "",
         credentials_secret=secret,
-        ufile=_ufile(spec, ufile_domains if uses_ufile else None),
+        ufile=_ufile(spec, ufile_domains if uses_ufile else None, insecure_http),
         tensorboard=_tensorboard(spec),
         evaluation=parse_evaluation(spec),
         image=_str(spec, "image", re.compile(r"\S+"), "an image reference without spaces", max_len=512) or "",

@@ -63,8 +63,10 @@ def build_deployment(owner: Owner, settings: Settings) -> dict[str, Any]:
         # A native sidecar: starts before TensorBoard and runs beside it; it only ever downloads.
         args = [f"--output-url={output.url}", f"--output-dir={LOGS}",
                 f"--interval={settings.tensorboard.interval_seconds}"]
+        # Read-only keys when the user gave some (spec.tensorboard.credentialsSecret): the board's pod, which
+        # serves HTTP to the namespace, then holds nothing that can write or delete the training's output.
         init.append(pods.storage(settings, "mirror", "mirror", args, [{"name": "logs", "mountPath": LOGS}],
-                                 sidecar=True))
+                                 sidecar=True, secret=settings.tensorboard.credentials_secret))
         volume = {"name": "logs", "emptyDir": {"sizeLimit": "1Gi"}}
     template = pods.template(settings, _labels(owner), init=init, containers=[tensorboard], volumes=[volume],
                              job=False, place=False)

@@ -1,7 +1,7 @@
 """`make demo`: a whole two-stage training, from `kubectl apply` to a caption, on this machine.
 
 What is real: the operator process (kopf, the kubernetes client), the CRD, the Jobs it builds, the trainer
-(`/data/train.py`, TensorFlow) and the storage commands (`fetch`, `sync`, on the ufile SDK over HTTP).
+(`/data/train.py`, TensorFlow) and the storage commands (`fetch`, `sync`, on the ufile SDK over HTTPS).
 What stands in: the Kubernetes API (in-memory emulator), the cluster's Job controller and kubelet (pods run as
 local processes, no GPU), and UFile (a local server seeded with a tiny generated dataset).
 """
@@ -138,8 +138,8 @@ def run(work: Path, timeout: float) -> int:
         def publish(ns: str, pod: str, container: str, text: str) -> None:
             loop.call_soon_threadsafe(api.set_log, ns, pod, container, text)
 
-        kubelet = LocalKubelet(k8s, work / "node", extra_env={"HTTP_PROXY": ufile.proxy_url,
-                                                               "http_proxy": ufile.proxy_url},
+        # HTTPS through the stand-in (CONNECT), its CA trusted by the pods' processes, as UFile's is by the image.
+        kubelet = LocalKubelet(k8s, work / "node", extra_env=ufile.client_env(),
                                publish_log=publish)
         try:
             with kubelet:
@@ -169,6 +169,8 @@ def run(work: Path, timeout: float) -> int:
             return 1
         keys = ufile.store.keys("demo-bucket", "uai/im2txt/output/")
         checkpoints = [k for k in keys if "/export/" not in k]
+        over_tls = sum(rec.tls for rec in ufile.requests_log)
+        say(f"\n   UFile: {len(ufile.requests_log)} requests from the pods, {over_tls} of them over HTTPS")
         say(f"\n6. Checkpoints in ufile://demo-bucket/uai/im2txt/output/ ({len(checkpoints)} files), and the "
             "exported SavedModel:")
         for key in keys:

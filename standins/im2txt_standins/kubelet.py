@@ -376,8 +376,10 @@ class LocalKubelet:
 
     def _env(self, pod: RunningPod, container: dict[str, Any]) -> dict[str, str]:
         venv_bin = str(Path(sys.executable).parent)
+        # The "image" is this checkout: its trainer/ folder (what the trainer image copies) comes first, not whatever
+        # the virtualenv's editable install points at (another worktree sharing the venv).
         env = {"PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin", "HOME": str(pod.folder),
-               "PYTHONUNBUFFERED": "1", "HOSTNAME": pod.name, **self.extra_env}
+               "PYTHONUNBUFFERED": "1", "HOSTNAME": pod.name, "PYTHONPATH": str(REPO / "trainer"), **self.extra_env}
         for item in container.get("env") or []:
             if "value" in item:
                 env[item["name"]] = item["value"]

@@ -1,8 +1,11 @@
 """A local UFile-compatible HTTP server, for tests and the demo (never for production).
 
-The `ufile` SDK builds URLs `http://{bucket}{suffix}/{key}` and honours `HTTP_PROXY`, so this server accepts
-proxy-style absolute-form requests (`GET http://bucket.cn-bj.ufileos.com/key HTTP/1.1`) as well as plain ones
-(bucket from the Host header). It mirrors what the SDK relies on:
+The `ufile` SDK builds URLs `https://{bucket}{suffix}/{key}` (`http://` with the admin's plain-HTTP opt-in) and
+honours `HTTPS_PROXY`/`HTTP_PROXY`, so this server is a forward proxy: it answers `CONNECT host:443` and serves the
+tunnel in TLS with a certificate for that host from a CA made at start (`tls.py`; clients trust `ca.bundle()`),
+and it accepts plain proxy-style absolute-form requests (`GET http://bucket.cn-bj.ufileos.com/key HTTP/1.1`) and
+plain ones (bucket from the Host header). Each request's record says whether it came over TLS. It mirrors what
+the SDK relies on:
 
 - authorisation `Authorization: UCloud <public>:<base64 HMAC-SHA1>` over
   `METHOD\\nContent-MD5\\nContent-Type\\nDate\\n<x-ucloud-* headers><"/bucket/key">` (plus the listobjects
@@ -33,6 +36,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -44,6 +48,8 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from im2txt_standins.tls import StandInCA, connect_host, start_tls
 
 BLOCK_SIZE = 4 * 1024 * 1024  # UFile's ETag block and multipart part size
 DEFAULT_LIST_LIMIT = 20
@@ -158,6 +164,7 @@ class RequestRecord:
     headers: dict[str, str]
     status: int = 0
     fault: str | None = None
+    tls: bool = False  # came through a CONNECT tunnel, over TLS
 
 
 @dataclass
@@ -514,7 +521,8 @@ class _Handler(BaseHTTPRequestHandler):
         query = parse_qs(url.query, keep_blank_values=True)
         headers = dict(self.headers.items())
         body = self._read_body()
-        record = RequestRecord(self.command, host, bucket, key, query, headers)
+        record = RequestRecord(self.command, host, bucket, key, query, headers,
+                               tls=isinstance(self.connection, ssl.SSLSocket))
         fault = owner.take_fault(self.command, key, query)
         record.fault = fault.kind if fault else None
         owner.record(record)
@@ -554,6 +562,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _dispatch
 
+    def do_CONNECT(self) -> None:
+        """An https:// request through the proxy: the tunnel ends here, in TLS for the host it names."""
+        ca = self.server.owner.ca
+        if ca is None or isinstance(self.connection, ssl.SSLSocket):
+            self.send_error(405, "this stand-in serves plain HTTP only")
+            return
+        start_tls(self, ca, connect_host(self.path))
+        self.close_connection = False  # http.client says CONNECT in HTTP/1.0; the tunnel carries many requests
+
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
@@ -577,7 +594,10 @@ class UFileServer:
         host: str = "127.0.0.1",
         port: int = 0,
         block_size: int = BLOCK_SIZE,
+        tls: bool = True,
     ) -> None:
+        # HTTPS through CONNECT with a CA made here (clients trust `ca.bundle()`); plain HTTP is served as well.
+        self.ca = StandInCA() if tls else None
         self.store = ObjectStore(Path(root) if root is not None else None)
         self.service = UFileService(keys, self.store, block_size)
         self.latency = 0.0
@@ -600,6 +620,13 @@ class UFileServer:
     def proxy_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def client_env(self) -> dict[str, str]:
+        """What a client process needs to reach the stand-in: the proxy for both schemes and the CA to trust."""
+        env = {"HTTP_PROXY": self.proxy_url, "HTTPS_PROXY": self.proxy_url}
+        if self.ca is not None:
+            env["REQUESTS_CA_BUNDLE"] = str(self.ca.bundle())
+        return env
+
     def start(self) -> UFileServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="ufile-server",
                                         daemon=True)
@@ -611,6 +638,8 @@ class UFileServer:
         self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self.ca is not None:
+            self.ca.close()
 
     def serve_forever(self) -> None:
         self._httpd.serve_forever()
@@ -682,7 +711,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m im2txt_standins.ufile_server",
         description="Local UFile-compatible server (tests/demo). Keys from env UFILE_PUBLIC_KEY/"
-        "UFILE_PRIVATE_KEY or from files; point clients at it with HTTP_PROXY=http://HOST:PORT.",
+        "UFILE_PRIVATE_KEY or from files; point clients at it with HTTPS_PROXY=http://HOST:PORT (and "
+        "REQUESTS_CA_BUNDLE=<--ca-file>) or, for plain HTTP, HTTP_PROXY.",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on stdout)")
@@ -692,11 +722,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--private-key-file", help="file holding the private key (or env UFILE_PRIVATE_KEY)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     parser.add_argument("--url-file", help="write the proxy URL (http://HOST:PORT) to this file once listening")
+    parser.add_argument("--ca-file", help="write the CA certificate that clients must trust (REQUESTS_CA_BUNDLE) "
+                        "for https:// requests through the proxy to this file")
     args = parser.parse_args(argv)
     public = _read_secret(args.public_key, args.public_key_file, "UFILE_PUBLIC_KEY", "public key")
     private = _read_secret(None, args.private_key_file, "UFILE_PRIVATE_KEY", "private key")
     server = UFileServer({public: private}, root=args.root, host=args.host, port=args.port)
     server.latency = args.latency
+    if args.ca_file and server.ca is not None:
+        Path(args.ca_file).write_bytes(server.ca.cert_pem)
 
     def _stop(signum: int, frame: object) -> None:
         threading.Thread(target=server._httpd.shutdown, daemon=True).start()
@@ -707,7 +741,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(args.url_file + ".tmp")
         tmp.write_text(server.proxy_url + "\n")
         os.replace(tmp, args.url_file)
-    print(f"ufile stand-in listening on {server.proxy_url} (use HTTP_PROXY={server.proxy_url})", flush=True)
+    print(f"ufile stand-in listening on {server.proxy_url} (use HTTPS_PROXY={server.proxy_url}, and "
+          "REQUESTS_CA_BUNDLE=<--ca-file>)", flush=True)
     try:
         server.serve_forever()
     finally:

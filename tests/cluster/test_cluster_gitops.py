@@ -7,6 +7,7 @@ healthCheckExprs, Argo CD's Lua sandbox with the shipped script). Expected (docs
 | state                                   | kstatus    | Flux (shipped exprs) | Argo CD     |
 |-----------------------------------------|------------|----------------------|-------------|
 | starting, training, retrying, advancing | InProgress | Current              | Progressing |
+| queued for Kueue (test_cluster_kueue.py) | InProgress | Current              | Progressing |
 | spec edited, not yet observed           | InProgress | InProgress           | Progressing |
 | Succeeded                               | Current    | Current              | Healthy     |
 | Suspended                               | Current    | Current              | Suspended   |
@@ -15,6 +16,7 @@ healthCheckExprs, Argo CD's Lua sandbox with the shipped script). Expected (docs
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -67,6 +69,16 @@ def make_ready(admin: Api, ns: str, pod: dict[str, Any]) -> None:
         "containerStatuses": [{"name": c["name"], "image": c["image"], "imageID": "", "ready": True,
                                "restartCount": 0, "state": {"running": {"startedAt": now}}}
                               for c in pod["spec"]["containers"]]}})
+
+
+def history(admin: Api, ns: str, name: str, since: str, seconds: int = 2) -> list[dict[str, Any]]:
+    """Every version of the training the API server stored after resourceVersion ``since``: a watch from there
+    (a status that flapped and came back is in it, whatever a poll would have seen)."""
+    resp = admin.session.get(admin.base + admin.trainings(ns), verify=admin.ca, timeout=seconds + 30, params={
+        "watch": "1", "resourceVersion": since, "fieldSelector": f"metadata.name={name}",
+        "timeoutSeconds": str(seconds)})
+    resp.raise_for_status()
+    return [e["object"] for e in map(json.loads, resp.text.splitlines()) if e["type"] == "MODIFIED"]
 
 
 def claims(admin: Api, ns: str) -> None:
@@ -176,4 +188,33 @@ def test_a_job_the_api_refuses(admin: Api, ns: str, no_reserved_pool: None, oper
     admin.merge_patch(admin.trainings(ns, "coco"), {"spec": {"nodeSelector": None}})
     reconciling(admin, ns, "coco", "Starting")
     wait_for(lambda: admin.status(ns, "coco").get("observedGeneration") == 2, what="generation 2 observed")
+    assert rated(admin, ns, "coco").statuses == MOVING
+
+
+def test_a_restart_with_the_secret_still_missing_never_reads_healthy(admin: Api, ns: str,
+                                                                    operator: OperatorProcess) -> None:
+    """Issue 24.4: the pod's problem lives in the cluster, so a restarted operator reads the pod before it writes
+    status; no version of the training the API server stores in between says the problem is fixed."""
+    admin.new_training(ns, "coco", UFILE)  # no Secret ufile-keys in this namespace
+    pod = wait_for(lambda: live_pods(admin, ns, "coco-stage1"), timeout=60, what="the stage-1 pod")[0]
+    admin.config_error(ns, pod, 'secret "ufile-keys" not found')
+    blocked = stalled(admin, ns, "coco", "SecretNotFound")
+    since = admin.training(ns, "coco")["metadata"]["resourceVersion"]
+    operator.stop(kill=True)
+    operator.start()
+    # A positive signal first: the new operator reconciled the training, and its poller looked at it since.
+    wait_for(lambda: (operator.metric("im2txt_reconciles_total") or 0) >= 1, what="the restarted operator's reconcile")
+    time.sleep(3 * operator.interval)
+    versions = history(admin, ns, "coco", since)
+    for version in [*versions, admin.training(ns, "coco")]:
+        conds = {c["type"]: c for c in version["status"]["conditions"]}
+        assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("False", "SecretNotFound"), version["status"]
+        assert conds["Stalled"] == blocked and version["status"]["phase"] == "Pending", version["status"]
+    for r in rate([admin.training(ns, "coco"), *versions]):
+        assert r.statuses == BLOCKED and r.argocd.message == blocked["message"], r
+    assert "SpecValid" not in admin.event_reasons(ns, "coco")
+    # Once the Secret is there (the kubelet starts the container), the next poll says so: moving again.
+    admin.config_error(ns, pod, None)
+    reconciling(admin, ns, "coco", "Starting")
+    assert admin.condition(ns, "coco", "Ready")["status"] == "True"
     assert rated(admin, ns, "coco").statuses == MOVING

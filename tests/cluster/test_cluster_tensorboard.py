@@ -48,3 +48,20 @@ def test_disabling_tensorboard_removes_it(admin: Api, ns: str, operator: Operato
     wait_for(lambda: "tensorboard" not in admin.status(ns, "coco"), what="status.tensorboard removed")
     refused = [line for line in operator.log.splitlines() if "cannot" in line and "forbidden: User" in line]
     assert not refused, refused
+
+
+def test_the_mirror_uses_the_read_only_key_pair_when_given(admin: Api, ns: str, operator: OperatorProcess) -> None:
+    """spec.tensorboard.credentialsSecret (a UFile token that may only list and download): TensorBoard's pod
+    references that Secret alone; the stage's fetch and sync keep the training's key pair."""
+    spec = SPEC | {"tensorboard": {"enabled": True, "credentialsSecret": "ufile-read-only"}}
+    admin.new_training(ns, "coco", spec)
+    deployment = wait_for(lambda: admin.get(DEPLOYMENT.format(ns=ns)), what="the Deployment")
+    job = wait_for(lambda: admin.get(f"/apis/batch/v1/namespaces/{ns}/jobs/coco-stage1"), what="the stage Job")
+
+    def secrets(pod: dict[str, Any]) -> dict[str, set[str]]:
+        return {c["name"]: {e["valueFrom"]["secretKeyRef"]["name"] for e in c.get("env", []) if "valueFrom" in e}
+                for c in (*pod.get("initContainers", []), *pod["containers"])}
+
+    assert secrets(deployment["spec"]["template"]["spec"]) == {"mirror": {"ufile-read-only"}, "tensorboard": set()}
+    stage = secrets(job["spec"]["template"]["spec"])
+    assert stage["fetch"] == stage["sync"] == {"ufile-keys"} and "ufile-read-only" not in set().union(*stage.values())

@@ -42,6 +42,9 @@ def test_demo_runs_both_stages_and_captions(tmp_path: Path) -> None:
     # many the keep-5 rotation wrote, i.e. on the machine's speed, so the test does not look for them.)
     assert "uai/im2txt/output/model.ckpt-300.index" in out
     assert "uai/im2txt/output/checkpoint" in out
+    # Every UFile request of fetch, sync, mirror and export went over HTTPS (the stand-in's CA trusted).
+    tls = re.search(r"^   UFile: (\d+) requests from the pods, (\d+) of them over HTTPS$", out, re.M)
+    assert tls and int(tls[1]) > 0 and tls[1] == tls[2], out[-3000:]
     # The export Job wrote a SavedModel after stage 2 (its version is the final global step), and the caption
     # comes from it.
     assert re.search(r"^export: Succeeded: SavedModel written to ufile://demo-bucket/uai/im2txt/output/export/", out,

@@ -170,6 +170,16 @@ def test_ufile_domains_become_the_flag_make_deploy_sets(home: Path, tmp_path: Pa
     assert container(kustomize(tmp_path / "overlay"))["args"] == args
 
 
+def test_plain_http_to_ufile_is_the_same_opt_in_as_make_deploy(home: Path, tmp_path: Path) -> None:
+    """HTTPS by default; ufileInsecureHttp gives the flag `make deploy UFILE_INSECURE_HTTP=1` gives."""
+    assert "--ufile-insecure-http" not in container(template(home))["args"]
+    args = container(template(home, {"ufileInsecureHttp": True}))["args"]
+    assert args == ["--all-namespaces", "--leader-elect", "--log-format=json", "--ufile-insecure-http"]
+    subprocess.run([str(ROOT / "tools" / "deploy_overlay.sh"), str(tmp_path / "overlay"), "im2txt-operator:0.1.0"],
+                   check=True, timeout=30, env={**os.environ, "UFILE_INSECURE_HTTP": "1"})
+    assert container(kustomize(tmp_path / "overlay"))["args"] == args
+
+
 def test_values_schema_refuses_what_the_operator_would_refuse(home: Path) -> None:
     for values, field in (({"ufileDomains": ["ufileos.com"]}, "ufileDomains"),  # no leading dot
                           ({"watchNamespaces": ["ML"]}, "watchNamespaces"),

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from im2txt_operator import pods
-from im2txt_operator.spec import parse_spec
+from typing import Any
+
+import pytest
+
+from im2txt_operator import evaluation, export, jobs, pods, tensorboard
+from im2txt_operator.spec import SpecError, parse_spec
 
 UFILE = {"dataPath": "ufile://data/coco/", "outputPath": "ufile://out/run/", "credentialsSecret": "keys",
          "nodeSelector": {"pool": "gpu"}, "tolerations": [{"key": "gpu", "operator": "Exists"}]}
@@ -65,3 +69,46 @@ def test_a_pvc_path_mounts_its_sub_path_and_the_data_read_only() -> None:
     assert [c["name"] for c in check] == [pods.OUTPUT_CHECK] and pods.output_check(parse_spec(UFILE)) == []
     rules = pods.pod_failure_policy(check)["rules"]
     assert rules[0]["action"] == "Ignore" and rules[1]["onExitCodes"]["values"] == [pods.OUTPUT_NOT_WRITABLE]
+
+
+def _storage_containers(settings: Any) -> list[dict[str, Any]]:
+    """Every container that runs `python -m im2txt_storage ...` in every pod the operator builds."""
+    owner = OWNER
+    built = [jobs.build_job(owner, settings, 1), jobs.build_job(owner, settings, 2),
+             export.build_job(owner, settings), tensorboard.build_deployment(owner, settings),
+             evaluation.build_deployment(owner, settings)]
+    out = []
+    for obj in built:
+        spec = obj["spec"]["template"]["spec"]
+        out += [c for c in (*spec.get("initContainers", []), *spec["containers"])
+                if c.get("command", [])[:3] == ["python", "-m", "im2txt_storage"]]
+    return out
+
+
+def test_ufile_traffic_is_https_unless_the_admin_opts_in_to_plain_http() -> None:
+    """Plain HTTP is the operator's --ufile-insecure-http alone: a flag on the command line the operator writes
+    (no spec field, no environment variable a tenant's image could set)."""
+    spec = UFILE | {"tensorboard": {"enabled": True}}
+    default = _storage_containers(parse_spec(spec))
+    assert {c["name"] for c in default} >= {"fetch", "sync", "mirror"}
+    assert all("--insecure-http" not in c["args"] for c in default)
+    assert all(not any("HTTP" in e["name"] or "SSL" in e["name"] for e in c["env"]) for c in default)
+    opted_in = _storage_containers(parse_spec(spec, insecure_http=True))
+    assert len(opted_in) == len(default) and all(c["args"][-1] == "--insecure-http" for c in opted_in)
+    with pytest.raises(SpecError, match=r"spec\.ufile\.insecureHttp"):
+        parse_spec(spec | {"ufile": {"insecureHttp": True}})
+
+
+def test_the_tensorboard_mirror_takes_the_read_only_key_pair_when_given() -> None:
+    """spec.tensorboard.credentialsSecret: only the mirror of TensorBoard's pod uses it; the stages' fetch and
+    sync, the export and the evaluation (which uploads its results) keep the training's key pair."""
+    def secrets_of(container: dict[str, Any]) -> set[str]:
+        return {e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e}
+
+    spec = UFILE | {"tensorboard": {"enabled": True, "credentialsSecret": "ufile-read-only"}}
+    for c in _storage_containers(parse_spec(spec)):
+        mirror_of_tensorboard = c["name"] == "mirror"
+        assert secrets_of(c) == {"ufile-read-only" if mirror_of_tensorboard else "keys"}, c["name"]
+    assert {c["name"] for c in _storage_containers(parse_spec(spec))} >= {"mirror", "fetch", "sync"}
+    without = UFILE | {"tensorboard": {"enabled": True}}
+    assert all(secrets_of(c) == {"keys"} for c in _storage_containers(parse_spec(without)))

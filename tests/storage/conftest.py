@@ -1,4 +1,5 @@
-"""Fixtures: a UFile stand-in over real HTTP, reached by the real SDK through HTTP_PROXY."""
+"""Fixtures: a UFile stand-in over real HTTPS (CONNECT, a CA made per test), reached by the real SDK through
+HTTPS_PROXY and trusted through REQUESTS_CA_BUNDLE."""
 
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ def creds() -> Credentials:
 @pytest.fixture
 def server(creds: Credentials, monkeypatch: pytest.MonkeyPatch) -> Iterator[UFileServer]:
     with UFileServer({creds.public_key: creds.private_key}) as srv:
-        for name in ("HTTP_PROXY", "http_proxy"):
-            monkeypatch.setenv(name, srv.proxy_url)
-        for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        for name in ("NO_PROXY", "no_proxy", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
             monkeypatch.delenv(name, raising=False)
+        for name, value in srv.client_env().items():
+            monkeypatch.setenv(name, value)
         yield srv
 
 

@@ -1,5 +1,9 @@
-"""A fault-injecting HTTP forward proxy on loopback, between the real `ufile` SDK (via HTTP_PROXY) and the UFile
+"""A fault-injecting HTTP forward proxy on loopback, between the real `ufile` SDK (via HTTPS_PROXY) and the UFile
 stand-in: what a flaky network and an overloaded service do to requests, per request and reproducibly.
+
+The SDK speaks HTTPS through a CONNECT tunnel; given the stand-in's CA, the proxy ends the tunnel in TLS as that
+host (like the stand-in itself), so the faults hit the requests inside real TLS connections, and forwards each
+request to the stand-in over loopback. Plain proxy-style requests (the admin's plain-HTTP opt-in) work too.
 
 Faults (chosen per request with probability `rate`, kind uniformly from `kinds`, from a seeded RNG):
 - "status": answers HTTP 500 or 503 with UFile's error JSON, without forwarding;
@@ -31,6 +35,8 @@ from collections import Counter
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from im2txt_standins.tls import StandInCA, connect_host, start_tls
+
 KINDS = ("status", "reset", "stall", "drop", "cut", "corrupt", "outage")
 _HOP = {"connection", "proxy-connection", "keep-alive", "transfer-encoding", "te", "upgrade"}
 
@@ -57,12 +63,14 @@ class Seen:
     range: str | None
     fault: str | None
     sent: int  # body bytes sent back
+    tls: bool = False  # inside a CONNECT tunnel, over TLS
 
 
 class FaultProxy:
     def __init__(self, upstream: str, *, rate: float = 0.0, kinds: tuple[str, ...] = KINDS, seed: int = 0,
-                 stall: float = 3.0, outage: float = 1.0) -> None:
+                 stall: float = 3.0, outage: float = 1.0, ca: StandInCA | None = None) -> None:
         up = urlsplit(upstream)
+        self.ca = ca
         self.upstream = (up.hostname or "127.0.0.1", up.port or 80)
         self.rate, self.kinds, self.stall, self.outage = rate, kinds, stall, outage
         self.rules: list[Rule] = []
@@ -92,6 +100,11 @@ class FaultProxy:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
+    @property
+    def env(self) -> dict[str, str]:
+        """The proxy variables that send a client through this proxy, for both schemes."""
+        return {"HTTP_PROXY": self.url, "HTTPS_PROXY": self.url}
+
     def __enter__(self) -> FaultProxy:
         self._thread.start()
         return self
@@ -105,30 +118,35 @@ class FaultProxy:
     def _serve(self, h: socketserver.StreamRequestHandler) -> None:
         h.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         upstream: http.client.HTTPConnection | None = None
+        tls = False
         try:
             while not self._stopping.is_set():
                 request = _read_request(h.rfile)
                 if request is None:
                     return
                 method, target, headers, body = request
+                if method == "CONNECT" and self.ca is not None and not tls:
+                    start_tls(h, self.ca, connect_host(target))
+                    tls = True
+                    continue
                 key = unquote(urlsplit(target).path.lstrip("/"))
                 if self.blackhole:
-                    self._note(method, key, headers, "blackhole", 0)
+                    self._note(method, key, headers, "blackhole", 0, tls)
                     self._stopping.wait(600)
                     return
                 if self.trickle:
-                    self._note(method, key, headers, "trickle", 0)
+                    self._note(method, key, headers, "trickle", 0, tls)
                     while not self._stopping.wait(0.2):
                         h.wfile.write(b"H")
                         h.wfile.flush()
                     return
                 kind, rule = self._choose(method, key)
                 if kind in ("reset", "outage"):
-                    self._note(method, key, headers, kind, 0)
+                    self._note(method, key, headers, kind, 0, tls)
                     _reset(h.connection)
                     return
                 if kind == "stall":
-                    self._note(method, key, headers, kind, 0)
+                    self._note(method, key, headers, kind, 0, tls)
                     self._stopping.wait(self.stall)
                     return
                 if kind == "status":
@@ -136,7 +154,7 @@ class FaultProxy:
                     err = json.dumps({"RetCode": -1, "ErrMsg": "injected by the fault proxy"}).encode()
                     h.wfile.write(_head(status, [("Content-Type", "application/json"),
                                                  ("Content-Length", str(len(err)))]) + err)
-                    self._note(method, key, headers, kind, len(err))
+                    self._note(method, key, headers, kind, len(err), tls)
                     continue
                 if upstream is None:
                     upstream = http.client.HTTPConnection(*self.upstream, timeout=60)
@@ -148,7 +166,7 @@ class FaultProxy:
                 if method != "HEAD" and not any(k.lower() == "content-length" for k, _ in out_headers):
                     out_headers.append(("Content-Length", str(len(data))))
                 if kind == "drop":
-                    self._note(method, key, headers, kind, 0)
+                    self._note(method, key, headers, kind, 0, tls)
                     return
                 if kind == "corrupt" and method == "GET" and data:
                     i = len(data) // 2
@@ -158,16 +176,16 @@ class FaultProxy:
                 if kind == "cut" and (len(data) < 2 or cut < len(data)):  # (a body up to `cut_at` goes through)
                     if len(data) >= 2:
                         h.wfile.write(head + data[:cut])
-                        self._note(method, key, headers, kind, cut)
+                        self._note(method, key, headers, kind, cut, tls)
                     else:
                         h.wfile.write(head[: len(head) // 2])
-                        self._note(method, key, headers, kind, 0)
+                        self._note(method, key, headers, kind, 0, tls)
                     h.wfile.flush()
                     with contextlib.suppress(OSError):
                         h.connection.shutdown(socket.SHUT_RDWR)
                     return
                 h.wfile.write(head + data)
-                self._note(method, key, headers, kind if kind != "cut" else None, len(data))
+                self._note(method, key, headers, kind if kind != "cut" else None, len(data), tls)
         except (OSError, http.client.HTTPException):
             return
         finally:
@@ -188,10 +206,11 @@ class FaultProxy:
                 self._outage_until = time.monotonic() + self.outage
             return kind, None
 
-    def _note(self, method: str, key: str, headers: list[tuple[str, str]], fault: str | None, sent: int) -> None:
+    def _note(self, method: str, key: str, headers: list[tuple[str, str]], fault: str | None, sent: int,
+              tls: bool) -> None:
         rng = next((v for k, v in headers if k.lower() == "range"), None)
         with self._lock:
-            self.seen.append(Seen(method, key, rng, fault, sent))
+            self.seen.append(Seen(method, key, rng, fault, sent, tls))
             if fault:
                 self.faults[fault] += 1
 

@@ -21,9 +21,9 @@ FAST = ClientSettings(
 
 def storage_env(server: UFileServer, creds: Credentials, **extra: str) -> dict[str, str]:
     """Environment for `python -m im2txt_storage` subprocesses: keys only here, never in argv."""
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and k != "REQUESTS_CA_BUNDLE"}
+    env.update(server.client_env())
     env.update({
-        "HTTP_PROXY": server.proxy_url,
         "UFILE_PUBLIC_KEY": creds.public_key,
         "UFILE_PRIVATE_KEY": creds.private_key,
         "UFILE_UPLOAD_SUFFIX": SUFFIX,

@@ -247,26 +247,29 @@ def test_stand_in_runs_as_a_command_with_keys_from_env_and_root(
            "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("trainer", "standins"))}
     env.pop("UFILE_PRIVATE_KEY", None)
     argv = [sys.executable, "-m", "im2txt_standins.ufile_server", "--port=0", f"--root={root}",
-            f"--private-key-file={key_file}", f"--url-file={tmp_path / 'url'}"]
+            f"--private-key-file={key_file}", f"--url-file={tmp_path / 'url'}", f"--ca-file={tmp_path / 'ca.pem'}"]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        proxy = re.search(r"HTTP_PROXY=(\S+)\)", line)
+        proxy = re.search(r"HTTPS_PROXY=(\S+),", line)
         assert proxy, line
         assert (tmp_path / "url").read_text().strip() == proxy.group(1)
-        fake = type("S", (), {"proxy_url": proxy.group(1)})()
+        env_of = {"HTTP_PROXY": proxy.group(1), "HTTPS_PROXY": proxy.group(1),
+                  "REQUESTS_CA_BUNDLE": str(tmp_path / "ca.pem")}
+        fake = type("S", (), {"client_env": lambda self: env_of})()
         r = run(_fetch_args(tmp_path / "pod", data=True), storage_env(fake, creds))  # type: ignore[arg-type]
         assert r.proc.returncode == 0, r.stderr
         assert (tmp_path / "pod" / "data" / "word_counts.txt").read_bytes() == b"a 1\n"
         src = tmp_path / "pod" / "output" / "x.txt"
         src.write_text("up")
         client = UFileClient(creds, FAST)
-        os.environ["HTTP_PROXY"] = proxy.group(1)
+        os.environ.update(env_of)
         try:
             client.upload(BUCKET, "coco/output/x.txt", src)
         finally:
-            del os.environ["HTTP_PROXY"]
+            for name in env_of:
+                del os.environ[name]
         assert (root / BUCKET / "coco" / "output" / "x.txt").read_text() == "up"  # persisted under --root
     finally:
         proc.send_signal(signal.SIGTERM)

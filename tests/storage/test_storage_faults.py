@@ -160,8 +160,8 @@ def _outside_untouched(server: UFileServer, history: History) -> None:
 
 
 def _use_proxy(monkeypatch: pytest.MonkeyPatch, proxy: FaultProxy) -> None:
-    for name in ("HTTP_PROXY", "http_proxy"):
-        monkeypatch.setenv(name, proxy.url)
+    for name, value in proxy.env.items():
+        monkeypatch.setenv(name, value)
 
 
 # -- the tests -------------------------------------------------------------------------------------------
@@ -178,8 +178,8 @@ def test_index_stays_within_two_intervals_and_never_names_a_missing_file(
     history = History(server)
     out, log = tmp_path / "output", tmp_path / "sync.log"
     writer = Writer(out, SAVE_PERIOD)
-    with FaultProxy(server.proxy_url, rate=rate, seed=int(rate * 100), stall=3 * TIMEOUT) as proxy:
-        env = storage_env(server, creds, HTTP_PROXY=proxy.url)
+    with FaultProxy(server.proxy_url, ca=server.ca, rate=rate, seed=int(rate * 100), stall=3 * TIMEOUT) as proxy:
+        env = storage_env(server, creds, **proxy.env)
         sync = _sync(env, out, log, f"--interval={INTERVAL:g}", f"--timeout={TIMEOUT:g}", "--parallel=4")
         try:
             _wait_for(log, "sync: watching")
@@ -198,6 +198,7 @@ def test_index_stays_within_two_intervals_and_never_names_a_missing_file(
         print(f"rate {rate}: faults {dict(proxy.faults)} of {len(proxy.seen)} requests; {publishes} index "
               f"publishes for {len(writer.saved)} saves; largest lag {lag:.2f}s")
     assert sum(proxy.faults.values()) > rate * len(proxy.seen) / 2  # the faults did happen
+    assert all(seen.tls for seen in proxy.seen)  # inside TLS connections, as in production
     assert bad == []
     assert lag <= 2 * INTERVAL + TIMEOUT, f"the bucket's index was {lag:.2f}s behind the trainer; sync log: {log}"
     assert rc == 0, text
@@ -216,8 +217,8 @@ def test_sigterm_against_a_service_that_never_answers_ends_inside_the_deadline(
     every read timeout from firing, so only the sidecar's own wait for the final round ends it."""
     out, log, reason = tmp_path / "output", tmp_path / "sync.log", tmp_path / "termination-log"
     deadline = 6.0
-    with FaultProxy(server.proxy_url) as proxy:
-        env = storage_env(server, creds, HTTP_PROXY=proxy.url, IM2TXT_TERMINATION_LOG=str(reason))
+    with FaultProxy(server.proxy_url, ca=server.ca) as proxy:
+        env = storage_env(server, creds, **proxy.env, IM2TXT_TERMINATION_LOG=str(reason))
         # the default timeout (120 s) and attempts (6): the deadline alone must bound them
         sync = _sync(env, out, log, "--interval=0.5", f"--final-deadline-seconds={deadline:g}")
         try:
@@ -256,7 +257,7 @@ def test_a_cut_90_mib_download_finishes_by_range_resume(
     size, cut = 90 * 1024 * 1024, 40 * 1024 * 1024
     data = os.urandom(size)
     etag = server.put_object(BUCKET, "coco/data/inception_v3.ckpt", data)
-    with FaultProxy(server.proxy_url) as proxy:
+    with FaultProxy(server.proxy_url, ca=server.ca) as proxy:
         proxy.rules.append(Rule("cut", method="GET", key="coco/data/inception_v3.ckpt", cut_at=cut))
         _use_proxy(monkeypatch, proxy)
         client = UFileClient(creds, ClientSettings(read_timeout=10, attempts=3, backoff=0.01), pool_size=2)
@@ -275,7 +276,7 @@ def test_cut_reply_headers_and_resets_are_named_as_such(
 ) -> None:
     src = tmp_path / "events.out.tfevents.1"
     src.write_bytes(b"x" * 1000)
-    with FaultProxy(server.proxy_url) as proxy:
+    with FaultProxy(server.proxy_url, ca=server.ca) as proxy:
         proxy.rules += [Rule("cut", method="PUT", count=1), Rule("reset", method="PUT", count=1)]
         _use_proxy(monkeypatch, proxy)
         client = UFileClient(creds, FAST, pool_size=2)
@@ -294,8 +295,8 @@ def test_a_stalled_sync_warns_when_the_index_falls_two_intervals_behind(
 ) -> None:
     out, log = tmp_path / "output", tmp_path / "sync.log"
     interval = 0.5
-    with FaultProxy(server.proxy_url) as proxy:
-        env = storage_env(server, creds, HTTP_PROXY=proxy.url)
+    with FaultProxy(server.proxy_url, ca=server.ca) as proxy:
+        env = storage_env(server, creds, **proxy.env)
         sync = _sync(env, out, log, f"--interval={interval:g}", "--timeout=1", "--attempts=2")
         try:
             _wait_for(log, "sync: watching")
@@ -355,8 +356,8 @@ def test_fetch_under_30_percent_faults_gets_every_byte_right(
     files["inception_v3.ckpt"] = os.urandom(9 * 1024 * 1024 + 5)  # 3 of the SDK's 4 MiB blocks: cut mid-object
     for name, data in files.items():
         server.put_object(BUCKET, f"coco/data/{name}", data)
-    with FaultProxy(server.proxy_url, rate=0.3, seed=7, stall=3) as proxy:
-        env = storage_env(server, creds, HTTP_PROXY=proxy.url)
+    with FaultProxy(server.proxy_url, ca=server.ca, rate=0.3, seed=7, stall=3) as proxy:
+        env = storage_env(server, creds, **proxy.env)
         argv = [sys.executable, "-m", "im2txt_storage", "fetch", f"--data-url=ufile://{BUCKET}/coco/data/",
                 f"--data-dir={tmp_path / 'data'}", "--timeout=1", "--attempts=10", "--parallel=4"]
         r = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=80)

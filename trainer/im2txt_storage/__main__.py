@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds without data before a request is retried (default 120)")
     common.add_argument("--attempts", type=_positive_int, default=6, help="tries per request (default 6)")
     common.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    common.add_argument("--insecure-http", dest="https", action="store_false",
+                        help="send UFile requests over plain HTTP (default: HTTPS, certificates checked against "
+                        "the system's CAs or REQUESTS_CA_BUNDLE); only for endpoints without TLS, by the cluster "
+                        "admin's choice (the operator's --ufile-insecure-http)")
     # allow_abbrev=False everywhere (subparsers do not inherit it): only full flag names are accepted.
     parser = argparse.ArgumentParser(prog="python -m im2txt_storage", description=__doc__, allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -177,8 +181,11 @@ def _run(args: argparse.Namespace) -> tuple[int, str]:
         creds = Credentials.from_env()
         settings = ClientSettings.from_env(
             read_timeout=args.timeout, attempts=args.attempts,
-            multipart_threshold=args.multipart_threshold_mib * 1024 * 1024,
+            multipart_threshold=args.multipart_threshold_mib * 1024 * 1024, https=args.https,
         )
+        if not args.https:
+            log.warning("%s: UFile requests go over plain HTTP (--insecure-http): signatures and data can be read "
+                        "and replayed on the way", args.command)
         if args.command == "fetch":
             pairs = _pairs(args)
             client = UFileClient(creds, settings, pool_size=args.parallel)

@@ -27,6 +27,7 @@ import os
 import random
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -91,6 +92,10 @@ class NotFoundError(StorageError):
 
 class ConfigError(ValueError):
     """Bad settings or environment (missing keys, malformed suffix)."""
+
+
+class PlainHTTPRefused(StorageError):
+    """A request was about to leave over plain HTTP although HTTPS is required (never retried)."""
 
 
 # -- secrets and redaction ---------------------------------------------------------------------------
@@ -173,8 +178,9 @@ _SOCKET_OPTIONS = [*urllib3.connection.HTTPConnection.default_socket_options,
 class _TimeoutAdapter(HTTPAdapter):
     """Applies a default (connect, read) timeout to requests that pass none (the SDK's download does)."""
 
-    def __init__(self, timeout: tuple[float, float], pool_size: int) -> None:
+    def __init__(self, timeout: tuple[float, float], pool_size: int, *, https: bool = True) -> None:
         self._timeout = timeout
+        self._https = https
         super().__init__(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
@@ -188,6 +194,13 @@ class _TimeoutAdapter(HTTPAdapter):
         return super().proxy_manager_for(proxy, **kwargs)
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        if self._https and not str(request.url).startswith("https://"):
+            # The last line of defence: signed requests (their signatures can be replayed) and the data never
+            # leave in plain text unless the admin opted in (--insecure-http), whatever URL the SDK built.
+            raise PlainHTTPRefused(f"refusing to send a UFile request over plain HTTP ({str(request.url)[:7]}...); "
+                                   "HTTPS is required unless the cluster admin allows plain HTTP (--insecure-http)")
+        if self._https and kwargs.get("verify") is False:
+            raise PlainHTTPRefused("refusing an HTTPS request without certificate verification")
         timeout = kwargs.get("timeout") or self._timeout
         left = deadline_left()
         if left is not None and isinstance(timeout, tuple):
@@ -196,8 +209,10 @@ class _TimeoutAdapter(HTTPAdapter):
         return super().send(request, **kwargs)
 
 
-def guard_sdk(timeout: tuple[float, float], pool_size: int) -> None:
-    """Silence and redact the SDK's logger; put timeouts and a big enough pool on its HTTP session."""
+def guard_sdk(timeout: tuple[float, float], pool_size: int, *, https: bool = True) -> None:
+    """Silence and redact the SDK's logger; put timeouts and a big enough pool on its HTTP session; choose https
+    (the SDK's `open_ssl`, which every `set_default` call resets: so it is set here, last). The SDK's settings and
+    session are process-wide: one process speaks one scheme, the one its last client asked for."""
     sdk_logger = logging.getLogger("UCLOUD")
     for handler in list(sdk_logger.handlers):
         sdk_logger.removeHandler(handler)
@@ -210,11 +225,11 @@ def guard_sdk(timeout: tuple[float, float], pool_size: int) -> None:
         if not any(isinstance(f, _RedactFilter) for f in other.filters):
             other.addFilter(_RedactFilter())
     for scheme in ("http://", "https://"):
-        sdk_http.requests.mount(scheme, _TimeoutAdapter(timeout, pool_size))
+        sdk_http.requests.mount(scheme, _TimeoutAdapter(timeout, pool_size, https=https))
     hooks = sdk_http.requests.hooks.setdefault("response", [])
     if _remember_answer not in hooks:
         hooks.append(_remember_answer)
-    sdk_config.set_default(connection_timeout=None)
+    sdk_config.set_default(connection_timeout=None, open_ssl=https)
 
 
 # -- settings ----------------------------------------------------------------------------------------
@@ -256,6 +271,9 @@ class ClientSettings:
     multipart_threshold: int = 16 * 1024 * 1024  # files this big or bigger go multipart (4 MiB parts)
     part_threads: int = 4
     list_limit: int = 1000
+    # HTTPS unless the cluster admin opted in to plain HTTP (the operator's --ufile-insecure-http passes the
+    # commands --insecure-http): certificates are checked against the system's CAs or REQUESTS_CA_BUNDLE.
+    https: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ClientSettings:
@@ -272,6 +290,8 @@ class RemoteObject:
     etag: str
 
 
+TLS_FAILED = ("TLS failed: UFile's certificate could not be verified (the endpoint's CA must be among the "
+              "system's or in REQUESTS_CA_BUNDLE)")
 _NETWORK_ERRORS: tuple[type[BaseException], ...] = (
     requests.RequestException,
     urllib3.exceptions.HTTPError,
@@ -294,6 +314,8 @@ def describe_network_error(exc: BaseException | None) -> str:
         todo += [a for a in (*getattr(cur, "args", ()), cur.__cause__, cur.__context__,
                              getattr(cur, "reason", None)) if isinstance(a, BaseException)]
     kinds = [type(e) for e in seen]
+    if any(issubclass(k, (requests.exceptions.SSLError, ssl.SSLError)) for k in kinds):
+        return TLS_FAILED
     if any(issubclass(k, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError, socket.timeout))
            for k in kinds):
         return "no answer in time (timed out)"
@@ -314,6 +336,8 @@ def _raise_for(info: sdk_http.ResponseInfo, what: str) -> None:
     if info.ok():
         return
     status = info.status_code
+    if status == -1 and describe_network_error(info.exception) == TLS_FAILED:
+        raise StorageError(f"{what}: {TLS_FAILED}")  # retrying cannot help: the certificate will not change
     if status == -1:
         raise TransientError(f"{what}: network error: {describe_network_error(info.exception)}")
     detail = f"HTTP {status}"
@@ -341,7 +365,8 @@ class UFileClient:
         register_secret(credentials.private_key)
         self._creds = credentials
         s = self.settings
-        guard_sdk((s.connect_timeout, s.read_timeout), max(pool_size * 2, pool_size + s.part_threads, 10))
+        guard_sdk((s.connect_timeout, s.read_timeout), max(pool_size * 2, pool_size + s.part_threads, 10),
+                  https=s.https)
         self._fm = FileManager(credentials.public_key, credentials.private_key, s.upload_suffix, s.download_suffix)
         self.sleep: Callable[[float], None] = time.sleep
         # Set: stop retrying (the periodic rounds of `sync` once SIGTERM came; the final round takes over).

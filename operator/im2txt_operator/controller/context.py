@@ -50,6 +50,7 @@ class Context:
     interval: float = PROGRESS_INTERVAL
     metrics_port: int = 0  # where startup serves the metrics; 0: nowhere (off, or `run` serves them already)
     ufile_domains: tuple[str, ...] = UFILE_DOMAINS  # the hosts spec.ufile may name (run --ufile-domains)
+    ufile_insecure_http: bool = False  # the admin's plain-HTTP opt-in for UFile (run --ufile-insecure-http)
     budget: ApiBudget = field(default_factory=ApiBudget)  # the client's rate limit and the poller's share
     now: Callable[[], str] = utc_now
     post_event: Post = kopf_event

@@ -50,7 +50,7 @@ async def refresh_evaluation(ctx: Context, key: Key, entry: Entry) -> None:
     if not wanted(body):
         return
     try:
-        settings = parse_spec(body.get("spec"), ctx.ufile_domains)
+        settings = parse_spec(body.get("spec"), ctx.ufile_domains, insecure_http=ctx.ufile_insecure_http)
     except SpecError:
         return  # reconcile reports it
     selector = ",".join(f"{k}={v}" for k, v in evaluation.selector(Owner(name, namespace, "")).items())

@@ -78,7 +78,7 @@ async def _read(ctx: Context, key: Key, entry: Entry, body: dict[str, Any]) -> _
     problem: Problem | None = None
     settings: Settings | None
     try:
-        settings = parse_spec(body.get("spec"), ctx.ufile_domains)
+        settings = parse_spec(body.get("spec"), ctx.ufile_domains, insecure_http=ctx.ufile_insecure_http)
         names.check(name)  # the name must leave room for every child's suffix
     except SpecError as e:
         settings, problem = None, Problem(e.field, "InvalidSpec", str(e))

@@ -46,7 +46,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
                   metrics=memo.get("metrics") or Metrics(),
                   interval=float(memo.get("progress_interval") or PROGRESS_INTERVAL),
                   metrics_port=int(memo.get("metrics_port", METRICS_PORT)),
-                  ufile_domains=tuple(memo.get("ufile_domains") or UFILE_DOMAINS), budget=budget)
+                  ufile_domains=tuple(memo.get("ufile_domains") or UFILE_DOMAINS), budget=budget,
+                  ufile_insecure_http=bool(memo.get("ufile_insecure_http")))
     memo[context.MEMO_KEY] = ctx
     ctx.metrics.leader.set(1)  # the operator runs: standalone, or this process holds the Lease
     if ctx.metrics_port:
