@@ -238,8 +238,10 @@ def test_a_pvc_output_on_hostpath_is_refused_with_the_reason(deployed: str, ufil
     # makes the Job again and its pod's output check passes.
     for folder in (volumes / "out", volumes / "out" / "run"):
         os.chown(folder, 1000, 1000)
-    kubectl("-n", NS, "delete", "job", "onpvc-stage1", "--wait=true")
+    refused = {p["metadata"]["name"] for p in get("-n", NS, "pods", "-l", "job-name=onpvc-stage1")["items"]}
+    kubectl("-n", NS, "delete", "job", "onpvc-stage1", "--wait=true")  # its pod goes later (background GC)
     checks = wait_until(lambda: [s for p in get("-n", NS, "pods", "-l", "job-name=onpvc-stage1")["items"]
+                                 if p["metadata"]["name"] not in refused
                                  for s in p["status"].get("initContainerStatuses") or ()
                                  if s["name"] == "output-check" and "terminated" in s["state"]], 300,
                         "the output check of the Job made again")
