@@ -4,8 +4,8 @@ kstatus (``sigs.k8s.io/cli-utils`` ``status.Compute``, which Flux and many other
 resource so: ``status.observedGeneration`` behind ``metadata.generation`` is InProgress; ``Reconciling=True`` is
 InProgress; ``Stalled=True`` is Failed; then ``Ready=True`` is Current. So:
 
-- while a stage is starting, training, retrying, or the next stage is being started, ``Reconciling`` is True
-  (reason: what happens now) and the training reads InProgress;
+- while a stage is queued for Kueue, starting, training, retrying, or the next stage is being started,
+  ``Reconciling`` is True (reason: what happens now) and the training reads InProgress;
 - when a stage failed for good, or something only the user can fix blocks it (a missing Secret or claim, a Job
   the API server refused, a Job of that name owned by something else), ``Stalled`` is True with the reason and
   the message that names the field, and the training reads Failed;
@@ -28,6 +28,7 @@ TRAINING = "Training"  # a pod of the stage is ready
 RETRYING = "Retrying"  # a pod failed; the Job runs another (resuming from the latest checkpoint)
 ADVANCING = "Advancing"  # stage 1 succeeded: stage 2's Job was just created
 RESUMING = "Resuming"  # spec.suspend went back to false: the Job is being resumed
+QUEUED = "Queued"  # Kueue holds the stage's Job (waiting for quota, or evicted): it runs once admitted
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,7 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
                 actions.append(CreateJob(s))
                 hold = Hold(settings.queue_name, WAITING, "")
                 phase, message = "Queued", held_message(s, names.stage_job(name, s), hold)
+                moving = health.Activity(health.QUEUED, message)
             else:
                 actions.append(CreateJob(s))
                 phase = "Running"
@@ -153,6 +154,7 @@ def decide(name: str, settings: Settings | None, problem: Problem | None, genera
         elif job.suspended:  # Kueue holds it (waiting, or evicted): only Kueue unsuspends it
             hold = job.held
             phase, message = "Queued", held_message(s, job.name, hold)
+            moving = health.Activity(health.QUEUED, message)  # on its way: kstatus InProgress, not Current
         elif problem is not None:  # the Job exists but its pod cannot start (e.g. its Secret is missing)
             phase, message = "Pending", f"stage {s} waits: {problem.message}"
         else:

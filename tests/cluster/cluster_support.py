@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -226,8 +227,10 @@ class OperatorProcess:
     """``python -m im2txt_operator run`` as the operator's own ServiceAccount (the kubeconfig's token)."""
 
     def __init__(self, kubeconfig: Path, logfile: Path, args: tuple[str, ...] = ("--all-namespaces",),
-                 interval: float = 1.0, started: tuple[str, ...] = ("Initial authentication has finished",)) -> None:
+                 interval: float = 1.0, started: tuple[str, ...] = ("Initial authentication has finished",),
+                 liveness: str = "") -> None:
         self.kubeconfig, self.logfile, self.args, self.interval = kubeconfig, logfile, args, interval
+        self.liveness = liveness  # the health endpoint's URL (the pod's probes), "" for none
         self.started = started  # any of these in the log: up (a standby of leader election never starts kopf)
         self.metrics_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -237,7 +240,7 @@ class OperatorProcess:
                "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("operator", "trainer"))}
         offset = self.logfile.stat().st_size if self.logfile.exists() else 0
         with self.logfile.open("ab") as log:
-            cmd = [sys.executable, "-m", "im2txt_operator", "run", *self.args, "--liveness=",
+            cmd = [sys.executable, "-m", "im2txt_operator", "run", *self.args, f"--liveness={self.liveness}",
                    f"--metrics-port={self.metrics_port}"]
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_for(lambda: any(t in self.log[offset:] for t in self.started) or self.proc.poll() is not None,
@@ -254,6 +257,19 @@ class OperatorProcess:
                 return float(line.split()[-1])
         return None
 
+    def samples(self, name: str) -> dict[str, float]:
+        """Every sample of one series of the operator's /metrics, by its labels, e.g. samples("im2txt_api_writes_total")
+        == {'kind="job"': 2.0}."""
+        text = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        return {line.split()[0][len(name):].strip("{}"): float(line.split()[-1]) for line in text.splitlines()
+                if line.startswith((name + " ", name + "{"))}
+
+    def reconciled(self, count: int) -> None:
+        """Wait for a positive signal that this process acted: ``count`` reconciles done since it started (each of
+        the test's trainings, where it serves the test's namespace alone). A check that nothing happens proves
+        nothing before that."""
+        wait_for(lambda: (self.metric("im2txt_reconciles_total") or 0) >= count, what=f"{count} reconciles")
+
     @property
     def log(self) -> str:
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
@@ -267,6 +283,26 @@ class OperatorProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+
+
+class Replicas:
+    """Operator processes as the Deployment runs them (--leader-elect, each its own identity; with ``probes``, its
+    health endpoint on, as the Deployment's probes have it)."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, kubeconfig: Path, folder: Path) -> None:
+        self.kubeconfig, self.folder, self.all = kubeconfig, folder, []  # type: Path, Path, list[OperatorProcess]
+
+    def start(self, identity: str = "", probes: bool = False) -> tuple[str, OperatorProcess]:
+        name = identity or f"replica-{next(self._ids)}"
+        op = OperatorProcess(self.kubeconfig, self.folder / f"{name}-{len(self.all)}.log",
+                             args=("--all-namespaces", "--leader-elect", f"--identity={name}",
+                                   f"--lease-namespace={OPERATOR_NS}"),
+                             started=("became the leader", "standby:"),
+                             liveness=f"http://127.0.0.1:{free_port()}/healthz" if probes else "").start()
+        self.all.append(op)
+        return name, op
 
 
 @contextlib.contextmanager

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cluster_support import (
     CRD_NAME,
+    OPERATOR_NS,
+    OPERATOR_SA,
     Api,
     OperatorProcess,
+    Replicas,
     apply_base,
     operator_kubeconfig_of,
     wait_for,
@@ -94,3 +97,57 @@ def operator(operator_kubeconfig: Path, admin: Api, ns: str, request: pytest.Fix
     finally:
         op.stop()
         dump_on_failure(request, admin, ns, op)
+
+
+@pytest.fixture
+def replicas(operator_kubeconfig: Path, admin: Api, tmp_path: Path) -> Iterator[Replicas]:
+    """Leader-elected operators (tests/cluster/test_cluster_failover.py, test_cluster_leader.py); stopped with
+    SIGTERM afterwards, so the leader releases the Lease for the next test."""
+    r = Replicas(operator_kubeconfig, tmp_path)
+    try:
+        yield r
+    finally:
+        for op in r.all:
+            op.stop()
+        for op in r.all:
+            print(f"--- {op.logfile.name} ---\n{op.log[-4000:]}")
+
+
+RBAC = "/apis/rbac.authorization.k8s.io/v1"
+OBSERVER = "im2txt-test-namespace-observer"
+
+
+@pytest.fixture
+def scoped(installed: ControlPlane, operator_kubeconfig: Path, admin: Api, ns: str, request: pytest.FixtureRequest,
+           tmp_path: Path) -> Iterator[Callable[..., OperatorProcess]]:
+    """Starts operators that serve ``ns`` alone (``--namespace``, and any more flags given), one after another, so
+    that their metrics count this test's trainings only. kopf's namespace observer gets the right to list and watch
+    namespaces that the single-namespace overlay grants; the rest is the base ClusterRole's."""
+    admin.create(f"{RBAC}/clusterroles", {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                                          "metadata": {"name": OBSERVER}, "rules": [
+                                              {"apiGroups": [""], "resources": ["namespaces"],
+                                               "verbs": ["list", "watch"]}]})
+    admin.create(f"{RBAC}/clusterrolebindings", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": OBSERVER},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": OBSERVER},
+        "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_SA, "namespace": OPERATOR_NS}]})
+    who = f"--as=system:serviceaccount:{OPERATOR_NS}:{OPERATOR_SA}"
+    wait_for(lambda: installed.kubectl("auth", "can-i", "watch", "namespaces", who, check=False).returncode == 0,
+             what="the namespace observer's right")
+    started: list[OperatorProcess] = []
+
+    def start(*flags: str) -> OperatorProcess:
+        if started:
+            started[-1].stop(kill=True)
+        started.append(OperatorProcess(operator_kubeconfig, tmp_path / "operator.log",
+                                       args=("--namespace", ns, *flags)).start())
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for op in started:
+            op.stop()
+        dump_on_failure(request, admin, ns, started[-1] if started else None)
+        admin.request("DELETE", f"{RBAC}/clusterrolebindings/{OBSERVER}")
+        admin.request("DELETE", f"{RBAC}/clusterroles/{OBSERVER}")

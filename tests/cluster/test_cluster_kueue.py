@@ -24,11 +24,21 @@ from cluster_support import (
     wait_for,
 )
 from control_plane import ControlPlane, find_assets
+from gitops_support import rate
 from kueue_support import Kueue, Watch, admitted, build, cluster_queue, queues, workload_condition, workloads
 
 pytestmark = pytest.mark.timeout(300)
 
 MAX_UPDATES = 5  # Job updates a waiting, evicted or suspended stage may cost (the issue's bound)
+# A queued stage is on its way (docs/gitops.md): kstatus, Flux (shipped expressions), Argo CD.
+QUEUED = ("InProgress", "Current", "Progressing")
+
+
+def rated_queued(admin: Api, ns: str, name: str) -> None:
+    """The training as the API server serves it, rated by the real evaluators: on its way, with Kueue's words."""
+    (r,) = rate([admin.training(ns, name)])
+    assert r.statuses == QUEUED, r
+    assert r.kstatus.message == r.argocd.message == admin.status(ns, name)["message"], r
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +138,14 @@ def test_a_queued_training_waits_suspended_and_both_succeed(admin: Api, ns: str,
         assert status.get("eta") is None
         wide = installed.kubectl("get", "im2txttraining", "second", "-n", ns, "-o", "wide").stdout
         assert "Queued" in wide and "insufficient unused quota for nvidia.com/gpu" in wide, wide
+        assert admin.condition(ns, "second", "Reconciling")["reason"] == "Queued"
+        rated_queued(admin, ns, "second")
         # A restarted operator finds the held Job and leaves it held.
         operator.stop()
         operator.start()
+        # A positive signal first: the new process reconciled both trainings (this module's control plane has no
+        # others when this, its first test, runs), so "left held" is about a look, not about no look yet.
+        operator.reconciled(2)
         still(lambda: watch.counts("second-stage1") == (updates, 0, [True]), 5)
 
         # The kubelet's part: whatever Kueue admitted runs to its end, until both trainings succeeded. Never
@@ -172,6 +187,7 @@ def test_eviction_holds_and_the_stage_resumes_when_readmitted(admin: Api, ns: st
         status = admin.status(ns, "coco")
         assert status["message"].startswith("stage 1 was evicted by Kueue (Deactivated: "), status["message"]
         assert admin.condition(ns, "coco", "Queued")["reason"] == "Deactivated"
+        rated_queued(admin, ns, "coco")
         still(lambda: admin.job(ns, "coco-stage1")["spec"]["suspend"] and not live_pods(admin, ns, "coco-stage1"), 5)
         assert cluster_queue(admin, ns).get("status", {}).get("admittedWorkloads", 0) == 0
         updates, pods, flips = watch.counts("coco-stage1")

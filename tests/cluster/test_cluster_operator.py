@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import re
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -171,12 +172,20 @@ def test_sigkill_between_stage1_success_and_stage2_creation(admin: Api, ns: str,
     assert admin.event_reasons(ns, "coco") == ["Stage1Started", "Stage2Started"]
 
 
-def test_delete_collects_the_jobs_and_keeps_the_data(admin: Api, ns: str, operator: OperatorProcess) -> None:
+def test_delete_collects_the_jobs_and_keeps_the_data(admin: Api, ns: str,
+                                                     scoped: Callable[..., OperatorProcess]) -> None:
+    operator = scoped()  # this namespace alone: its metrics are about this training only
     _training(admin, ns)
     wait_for(lambda: _pod_of(admin, ns, "coco-stage1"), what="pod")
+    wait_for(lambda: operator.metric("im2txt_trainings", 'phase="Running"') == 1, what="the training in the cache")
+    writes = operator.samples("im2txt_api_writes_total")
     admin.delete(admin.trainings(ns, "coco"))
     wait_for(lambda: admin.job_names(ns) == [], timeout=60, what="garbage collection of the Job")
     wait_for(lambda: admin.pods(ns, "coco-stage1") == [], timeout=60, what="garbage collection of the pod")
+    # The operator saw the deletion (the training left its cache) and wrote nothing for it: no delete of its own,
+    # the garbage collector did it all.
+    wait_for(lambda: operator.metric("im2txt_trainings", 'phase="Running"') == 0, what="the training forgotten")
+    assert operator.samples("im2txt_api_writes_total") == writes
     # The claims hold the data and checkpoints: the operator never deletes them.
     assert admin.get(admin.core(ns, "persistentvolumeclaims", "runs")) is not None
     assert "Traceback" not in operator.log

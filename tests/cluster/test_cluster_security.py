@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from cluster_support import ROOT, Api, ApiError, OperatorProcess, wait_for
+from cluster_support import ROOT, Api, ApiError, OperatorProcess, still, wait_for
 from control_plane import ControlPlane
 
 pytestmark = pytest.mark.timeout(240)
@@ -70,6 +70,43 @@ def test_a_missing_secret_is_reported_without_reading_secrets(admin: Api, ns: st
     assert reasons == ["Stage1Started", "SecretNotFound", "SecretKeyMissing", "SpecValid"]
     refused = re.findall(r'forbidden: User "[^"]*" cannot [^"]*"[^"]*"', operator.log)
     assert not refused, refused
+
+
+def test_a_ufile_host_the_admin_did_not_allow_gets_no_job(admin: Api, ns: str,
+                                                          scoped: Callable[..., OperatorProcess]) -> None:
+    """spec.ufile names where the storage containers send requests signed with the training's keys: only the
+    domains of the operator's --ufile-domains (UCloud's by default) get a Job."""
+    _secret(admin, ns, {"publicKey": "cHVi", "privateKey": "cHJpdg=="})
+    op = scoped()
+    admin.new_training(ns, "coco", {**UFILE, "ufile": {"uploadSuffix": ".89.0.1", "downloadSuffix": ".89.0.1"}})
+    ready = wait_for(lambda: (c := admin.condition(ns, "coco", "Ready")).get("status") == "False" and c,
+                     what="Ready=False")
+    assert ready["message"].startswith("spec.ufile.uploadSuffix: '.89.0.1' is not in a UFile domain this cluster "
+                                       "allows"), ready
+    op.reconciled(1)
+    still(lambda: admin.job_names(ns) == [], 2)
+    scoped("--ufile-domains=.89.0.1")  # the admin allows the host
+    job = wait_for(lambda: admin.job(ns, "coco-stage1"), what="the Job, once the admin allows the host")
+    assert ".89.0.1" in str(job["spec"]["template"]["spec"]["initContainers"])  # the storage containers' host
+    wait_for(lambda: admin.condition(ns, "coco", "Ready").get("status") == "True", what="Ready again")
+
+
+def test_plain_http_to_ufile_is_the_operators_flag_alone(admin: Api, ns: str,
+                                                         scoped: Callable[..., OperatorProcess]) -> None:
+    """The storage containers speak HTTPS; the admin's --ufile-insecure-http gives them --insecure-http."""
+
+    def storage_args(name: str) -> list[list[str]]:
+        pod = (wait_for(lambda: admin.job(ns, name), what=f"the Job {name}") or {})["spec"]["template"]["spec"]
+        return [c["args"] for c in pod["initContainers"] if c["command"][:3] == ["python", "-m", "im2txt_storage"]]
+
+    scoped()
+    admin.new_training(ns, "https", UFILE)
+    assert len(storage_args("https-stage1")) == 2  # fetch and sync
+    assert all("--insecure-http" not in args for args in storage_args("https-stage1"))
+    scoped("--ufile-insecure-http")
+    admin.new_training(ns, "plain", {**UFILE, "outputPath": "ufile://im2txt-out/plain/"})
+    assert len(storage_args("plain-stage1")) == 2
+    assert all(args[-1] == "--insecure-http" for args in storage_args("plain-stage1"))
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """A proxy in front of the real kube-apiserver that answers some requests 429 Too Many Requests with a Retry-After,
-as API Priority and Fairness does when a priority level is full, and forwards everything else (watches streamed).
+as API Priority and Fairness does when a priority level is full (or another Status, e.g. etcd's 500), and forwards
+everything else (watches streamed).
 
 The operator talks to it over plain HTTP on loopback; it talks to the API server over TLS with the caller's own
 Authorization header, so RBAC is the real server's. Every request is logged with its time and answer.
@@ -16,11 +17,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "content-encoding"}
+TOO_MANY: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 429,
+                            "reason": "TooManyRequests",
+                            "message": "too many requests, please try again later (the priority level is full)"}
 
 
 @dataclass
@@ -34,13 +39,14 @@ class Seen:
 
 @dataclass
 class ThrottlingProxy:
-    """``throttle(method, path, name, seen)`` says whether to answer 429 (``name``: a POST's metadata.name;
-    ``seen``: what came before)."""
+    """``throttle(method, path, name, seen)`` says whether to answer ``refusal`` (``name``: a POST's metadata.name;
+    ``seen``: what came before); a 429 comes with a Retry-After."""
 
     upstream: str
     ca: Path
     throttle: Callable[[str, str, str, list[Seen]], bool]
     retry_after: str = "1"
+    refusal: dict[str, Any] = field(default_factory=lambda: TOO_MANY)
     seen: list[Seen] = field(default_factory=list)
     port: int = 0
     _loop: asyncio.AbstractEventLoop | None = None
@@ -88,11 +94,10 @@ class ThrottlingProxy:
             with contextlib.suppress(ValueError, AttributeError):
                 name = str(json.loads(body).get("metadata", {}).get("name") or "")
         if self.throttle(request.method, path, name, list(self.seen)):
-            self.seen.append(Seen(time.monotonic(), request.method, path, 429, name))
-            return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 429,
-                                      "reason": "TooManyRequests", "message": "too many requests, please try again "
-                                      "later (the priority level is full)"}, status=429,
-                                     headers={"Retry-After": self.retry_after})
+            code = int(self.refusal["code"])
+            self.seen.append(Seen(time.monotonic(), request.method, path, code, name))
+            return web.json_response(self.refusal, status=code,
+                                     headers={"Retry-After": self.retry_after} if code == 429 else None)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         async with session.request(request.method, self.upstream + request.rel_url.raw_path_qs, data=body or None,
                                    headers=headers) as upstream:

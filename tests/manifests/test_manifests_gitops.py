@@ -68,10 +68,10 @@ STATES: list[tuple[str, dict[str, Any], tuple[str, str, str]]] = [
     ("starting (no pod ready)", operator_status({1: job(1, active=1)}), ("InProgress", "Current", "Progressing")),
     ("queued by Kueue (waiting for quota)", operator_status(
         {1: job(1, suspended=True, queue="gpu-queue", held=Hold("gpu-queue", "Pending", "insufficient unused quota"))},
-        spec={"queueName": "gpu-queue"}), ("Current", "Current", "Progressing")),
+        spec={"queueName": "gpu-queue"}), ("InProgress", "Current", "Progressing")),
     ("evicted by Kueue", operator_status(
         {1: job(1, suspended=True, queue="gpu-queue", held=Hold("gpu-queue", "Preempted", "by q", evicted=True))},
-        spec={"queueName": "gpu-queue"}), ("Current", "Current", "Progressing")),
+        spec={"queueName": "gpu-queue"}), ("InProgress", "Current", "Progressing")),
     ("stage 1 training", {**operator_status({1: job(1, active=1, ready=1)}), "step": 1200, "progress": 0.12,
                           "eta": "13d2h"}, ("InProgress", "Current", "Progressing")),
     ("retrying", operator_status({1: job(1, active=1, failed_pods=1)}), ("InProgress", "Current", "Progressing")),
@@ -137,6 +137,12 @@ def test_messages_say_why_without_repeating_words(ratings: dict[str, Rating]) ->
     assert ratings["failed"].argocd.message == ratings["failed"].kstatus.message == (
         "stage 1 Job coco-stage1 failed: BackoffLimitExceeded: too many")
     assert ratings["succeeded"].argocd.message == "stage 2 succeeded: the model reached global step 3000000"
+    # Queued: every tool says why the stage waits, in Kueue's words.
+    queued, evicted = ratings["queued by Kueue (waiting for quota)"], ratings["evicted by Kueue"]
+    assert queued.kstatus.message == queued.argocd.message == (
+        "stage 1 waits for Kueue admission in LocalQueue gpu-queue: insufficient unused quota")
+    assert evicted.kstatus.message == evicted.argocd.message == (
+        "stage 1 was evicted by Kueue (Preempted: by q); it resumes from its last checkpoint when admitted again")
     for state, r in ratings.items():
         for text in (r.argocd.message, r.kstatus.message):
             assert not re.search(r"\b(\w+ \d+): \1\b", text), (state, text)  # e.g. "stage 1: stage 1:"

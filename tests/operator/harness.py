@@ -1,4 +1,5 @@
-"""Test harness: the API emulator in-process, the real operator as a subprocess, the Job controller's part."""
+"""Harness of the emulator tests (the demo's smoke test, the leader and log tests): the API emulator in-process, the
+real operator as a subprocess, the Job controller's part. Controller scenarios live on tests/cluster/ instead."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import signal
 import socket
 import sys
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,6 @@ from im2txt_standins.kube_api import KubeAPI
 TRAININGS = ("im2txt.dev", "v1alpha1", "im2txttrainings")
 JOBS = ("batch", "v1", "jobs")
 PODS = ("", "v1", "pods")
-SECRETS = ("", "v1", "secrets")
 EVENTS = ("", "v1", "events")
 CLAIMS = ("", "v1", "persistentvolumeclaims")
 PVC_SPEC = {"dataPath": "pvc://coco-data/mscoco", "outputPath": "pvc://runs/coco/", "numberOfSteps": 100,
@@ -79,17 +78,6 @@ class Operator:
     def log(self) -> str:
         return "\n".join(self.lines)
 
-    def metric(self, name: str) -> float:
-        """One unlabelled sample of the operator's /metrics (0 when absent)."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
-            text = r.read().decode()
-        return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")), 0.0)
-
-    async def reconciled(self, count: int) -> None:
-        """Wait for a positive signal that the operator acted: ``count`` reconciles done since it started. A check
-        that nothing happens (``still``) proves nothing before that."""
-        await wait_for(lambda: self.metric("im2txt_reconciles_total") >= count, what=f"{count} reconciles")
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -119,14 +107,6 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 15, what: str 
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-async def still(predicate: Callable[[], Any], seconds: float = 1.5) -> None:
-    """Assert that something stays true for a while (e.g. no Job appears)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert predicate()
         await asyncio.sleep(0.05)
 
 
@@ -185,14 +165,6 @@ def complete_job(api: KubeAPI, name: str, ns: str = "default") -> None:
         "succeeded": 1, "active": 0, "startTime": now, "completionTime": now,
         "conditions": [{"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached"},
                        {"type": "Complete", "status": "True", "reason": "CompletionsReached"}]}}, status=True)
-
-
-def fail_job(api: KubeAPI, name: str, reason: str = "BackoffLimitExceeded", ns: str = "default") -> None:
-    api.patch_object(JOBS, ns, name, {"status": {
-        "failed": 4, "active": 0,
-        "conditions": [{"type": "FailureTarget", "status": "True", "reason": reason},
-                       {"type": "Failed", "status": "True", "reason": reason,
-                        "message": "Job has reached the specified backoff limit"}]}}, status=True)
 
 
 def start_pod(api: KubeAPI, job_name: str, log: str, ns: str = "default", sidecars: tuple[str, ...] = ()) -> str:

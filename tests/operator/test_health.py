@@ -40,8 +40,11 @@ TABLE: list[tuple[str, dict[str, Any], Problem | None, dict[str, Any] | None, di
      ("Running", ("True", "Advancing"), ("False", "Running"), "True")),
     ("stage 2 training", {}, None, {"conditions": DONE1}, {1: job(1, succeeded=True), 2: job(2, ready=1)},
      ("Running", ("True", "Training"), ("False", "Running"), "True")),
+    # Queued for Kueue: still on its way (kstatus InProgress), Kueue's reason is in the Queued condition.
     ("a Job Kueue holds: queued, not resumed by the operator", {}, None, None, {1: job(1, suspended=True)},
-     ("Queued", ("False", "Queued"), ("False", "Queued"), "True")),
+     ("Queued", ("True", "Queued"), ("False", "Queued"), "True")),
+    ("a queued training's Job just created, suspended for Kueue", {"queueName": "gpu-queue"}, None, None, {},
+     ("Queued", ("True", "Queued"), ("False", "Queued"), "True")),
     ("resuming: the stage's Job made again", {}, None, {"phase": "Suspended", "stages": [{"stage": 1}]}, {},
      ("Running", ("True", "Resuming"), ("False", "Running"), "True")),
     ("succeeded", {}, None, None, {1: job(1, succeeded=True), 2: job(2, succeeded=True)},

@@ -1,0 +1,60 @@
+"""The Kubernetes versions the operator runs on, against a real API server's /version (issue 24.5).
+
+On a supported minor (1.29 to 1.36) the operator says which version it found and works; below 1.29 it refuses:
+one log line and a 503 on its health endpoint (the Deployment's readiness and liveness probe) say why, and it
+watches and writes nothing. `make test-k8s-versions` runs this file on a real 1.28 API server as well
+(tools/envtest/kube-1.28), and the whole tier on 1.29 and 1.36.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from cluster_support import Api, OperatorProcess, still, wait_for
+from control_plane import free_port
+
+pytestmark = pytest.mark.timeout(180)
+
+PVC: dict[str, Any] = {"dataPath": "pvc://coco-data/mscoco/", "outputPath": "pvc://runs/coco/", "gpus": 0}
+
+
+def answer(url: str) -> tuple[int, str] | None:
+    try:
+        r = requests.get(url, timeout=5)
+    except requests.ConnectionError:
+        return None  # not listening (yet)
+    return r.status_code, r.text
+
+
+def test_the_operator_runs_on_a_supported_minor_and_refuses_an_older_one(
+        admin: Api, ns: str, operator_kubeconfig: Path, tmp_path: Path) -> None:
+    version = admin.request("GET", "/version")
+    minor = admin.minor()
+    health = f"http://127.0.0.1:{free_port()}/healthz"
+    op = OperatorProcess(operator_kubeconfig, tmp_path / "operator.log", liveness=health,
+                         started=("Kubernetes v1.",))  # the version line, refused or not
+    op.start()
+    try:
+        for claim in ("coco-data", "runs"):
+            admin.claim(ns, claim)
+        admin.new_training(ns, "coco", PVC)
+        if minor < 29:
+            said = wait_for(lambda: (a := answer(health)) and a[0] == 503 and a, what="a 503 from the health endpoint")
+            assert said[1].startswith(f"not starting: Kubernetes {version['gitVersion']} is older than 1.29, the "
+                                      "oldest this operator supports (supported: 1.29 to 1.36)"), said
+            assert "restartPolicy: Always" in said[1] and "Upgrade the control plane" in said[1], said
+            # It waits (re-reading the version), it does not crash-loop; nothing is watched or written.
+            still(lambda: op.proc is not None and op.proc.poll() is None and admin.job_names(ns) == []
+                  and not admin.training(ns, "coco").get("status") and answer(health) == said, 5)
+            assert op.log.count("not starting: Kubernetes") == 1, op.log
+        else:
+            assert f"Kubernetes {version['gitVersion']} (supported: 1.29 to 1.36)" in op.log, op.log
+            wait_for(lambda: (a := answer(health)) and a[0] == 200, what="a 200 from the health endpoint")
+            wait_for(lambda: admin.job_names(ns) == ["coco-stage1"], what="the stage-1 Job")
+            assert admin.status(ns, "coco")["observedGeneration"] == 1
+            assert "not starting" not in op.log
+    finally:
+        op.stop()
