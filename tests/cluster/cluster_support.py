@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -282,6 +283,26 @@ class OperatorProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+
+
+class Replicas:
+    """Operator processes as the Deployment runs them (--leader-elect, each its own identity; with ``probes``, its
+    health endpoint on, as the Deployment's probes have it)."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, kubeconfig: Path, folder: Path) -> None:
+        self.kubeconfig, self.folder, self.all = kubeconfig, folder, []  # type: Path, Path, list[OperatorProcess]
+
+    def start(self, identity: str = "", probes: bool = False) -> tuple[str, OperatorProcess]:
+        name = identity or f"replica-{next(self._ids)}"
+        op = OperatorProcess(self.kubeconfig, self.folder / f"{name}-{len(self.all)}.log",
+                             args=("--all-namespaces", "--leader-elect", f"--identity={name}",
+                                   f"--lease-namespace={OPERATOR_NS}"),
+                             started=("became the leader", "standby:"),
+                             liveness=f"http://127.0.0.1:{free_port()}/healthz" if probes else "").start()
+        self.all.append(op)
+        return name, op
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from cluster_support import (
     OPERATOR_SA,
     Api,
     OperatorProcess,
+    Replicas,
     apply_base,
     operator_kubeconfig_of,
     wait_for,
@@ -96,6 +97,20 @@ def operator(operator_kubeconfig: Path, admin: Api, ns: str, request: pytest.Fix
     finally:
         op.stop()
         dump_on_failure(request, admin, ns, op)
+
+
+@pytest.fixture
+def replicas(operator_kubeconfig: Path, admin: Api, tmp_path: Path) -> Iterator[Replicas]:
+    """Leader-elected operators (tests/cluster/test_cluster_failover.py, test_cluster_leader.py); stopped with
+    SIGTERM afterwards, so the leader releases the Lease for the next test."""
+    r = Replicas(operator_kubeconfig, tmp_path)
+    try:
+        yield r
+    finally:
+        for op in r.all:
+            op.stop()
+        for op in r.all:
+            print(f"--- {op.logfile.name} ---\n{op.log[-4000:]}")
 
 
 RBAC = "/apis/rbac.authorization.k8s.io/v1"

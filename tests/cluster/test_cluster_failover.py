@@ -3,16 +3,13 @@ mid-stage and between stages with no duplicate Job, no skipped or repeated stage
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_support import OPERATOR_NS, Api, OperatorProcess, wait_for
+from cluster_support import OPERATOR_NS, Api, OperatorProcess, Replicas, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -20,35 +17,6 @@ LEASE = f"/apis/coordination.k8s.io/v1/namespaces/{OPERATOR_NS}/leases/im2txt-op
 SPEC: dict[str, Any] = {"dataPath": "pvc://coco-data/mscoco/", "outputPath": "pvc://runs/coco/", "numberOfSteps": 100,
                         "stage2NumberOfSteps": 300, "gpus": 0}
 TAKEOVER_LIMIT = 15.0
-_ids = itertools.count(1)
-
-
-class Replicas:
-    """Operator processes as the Deployment runs them (--leader-elect, each its own identity)."""
-
-    def __init__(self, kubeconfig: Path, folder: Path) -> None:
-        self.kubeconfig, self.folder, self.all = kubeconfig, folder, []  # type: list[OperatorProcess]
-
-    def start(self) -> tuple[str, OperatorProcess]:
-        name = f"replica-{next(_ids)}"
-        op = OperatorProcess(self.kubeconfig, self.folder / f"{name}.log",
-                             args=("--all-namespaces", "--leader-elect", f"--identity={name}",
-                                   f"--lease-namespace={OPERATOR_NS}"),
-                             started=("became the leader", "standby:")).start()
-        self.all.append(op)
-        return name, op
-
-
-@pytest.fixture
-def replicas(operator_kubeconfig: Path, admin: Api, tmp_path: Path) -> Iterator[Replicas]:
-    r = Replicas(operator_kubeconfig, tmp_path)
-    try:
-        yield r
-    finally:
-        for op in r.all:
-            op.stop()
-        for op in r.all:
-            print(f"--- {op.logfile.name} ---\n{op.log[-4000:]}")
 
 
 def _holder(admin: Api) -> str:

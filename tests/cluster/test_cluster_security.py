@@ -72,26 +72,6 @@ def test_a_missing_secret_is_reported_without_reading_secrets(admin: Api, ns: st
     assert not refused, refused
 
 
-def test_a_restart_with_the_secret_still_missing_never_reports_it_fixed(
-        admin: Api, ns: str, scoped: Callable[..., OperatorProcess]) -> None:
-    """The pod problem is learned from the pod, so a new operator reads the pod before it writes status."""
-    scoped()
-    admin.new_training(ns, "coco", UFILE)
-    pod = wait_for(lambda: _live_pods(admin, ns, "coco-stage1"), timeout=60, what="the stage-1 pod")[0]
-    admin.config_error(ns, pod, 'secret "ufile-keys" not found')
-    wait_for(lambda: admin.condition(ns, "coco", "Ready").get("reason") == "SecretNotFound", what="the problem")
-    wait_for(lambda: "SecretNotFound" in admin.event_reasons(ns, "coco"), what="the SecretNotFound Event")
-    op = scoped()  # the first one SIGKILLed; the pod still waits on the Secret
-    op.reconciled(1)  # it looked at the training: only now does "nothing changed" mean something
-    still(lambda: admin.condition(ns, "coco", "Ready").get("reason") == "SecretNotFound", 3)
-    assert admin.status(ns, "coco")["phase"] == "Pending"
-    assert admin.event_reasons(ns, "coco") == ["Stage1Started", "SecretNotFound"]
-    _secret(admin, ns, {"publicKey": "cHVi", "privateKey": "cHJpdg=="})
-    admin.config_error(ns, pod, None)  # now the Secret is there: the next look says so
-    wait_for(lambda: admin.condition(ns, "coco", "Ready").get("status") == "True", what="Ready")
-    assert admin.job_names(ns) == ["coco-stage1"]
-
-
 def test_a_ufile_host_the_admin_did_not_allow_gets_no_job(admin: Api, ns: str,
                                                           scoped: Callable[..., OperatorProcess]) -> None:
     """spec.ufile names where the storage containers send requests signed with the training's keys: only the
