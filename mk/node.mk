@@ -12,7 +12,9 @@ cluster-down: $(STAMP)  ## stop the one-node cluster and undo every host change 
 	$(PY) tools/node/cluster.py down
 
 cluster-images: $(STAMP)  ## build both images with buildah (CPU TensorFlow) and import them into the node
-	@for archive in $$(tools/node/images.sh); do $(NODE_CTR) images import "$$archive" >/dev/null || exit 1; done
+	@# Not `for a in $$(images.sh)`: a failed build must fail here, not import nothing and say it did.
+	@archives="$$(tools/node/images.sh)" && [ -n "$$archives" ] && for archive in $$archives; do \
+		$(NODE_CTR) images import "$$archive" >/dev/null || exit 1; done
 	@echo "images imported: localhost/im2txt/im2txt-operator:0.1.0 localhost/im2txt/im2txt-trainer:0.1.0"
 
 cluster-deploy: $(STAMP)  ## make deploy on the one-node cluster with the local images

@@ -3,7 +3,8 @@
 A Deployment whose leader crash-loops can look healthy: the standby answers its probes, and a pod that is Ready
 for a moment between crashes counts as available. So this waits for what users need: the rollout complete, and
 the Lease held by a Ready pod of the Deployment that keeps renewing it with no restart meanwhile. It fails at once
-when a pod's container cannot start or keeps restarting, and prints that container's last log lines.
+when a pod of the current revision cannot start or keeps restarting, and prints that container's last log lines
+(an earlier revision's pods are the rollout's to replace: a fix deployed after a broken deploy waits for them).
 
     python tools/deploy_check.py [--kubectl kubectl] [--namespace im2txt-system] [--timeout 180]
 """
@@ -24,6 +25,7 @@ SELECTOR = "app.kubernetes.io/name=im2txt-operator"
 CANNOT_START = {"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName",
                 "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 RESTARTS = 2  # a container restarted this often does not run
+REVISION = "deployment.kubernetes.io/revision"
 RENEWALS = 3  # renewals of the Lease seen by one holder, unrestarted, before the operator counts as leading
 
 
@@ -74,21 +76,44 @@ def describe(pod: Mapping[str, Any]) -> str:
         what = next(iter(state), "unknown")
         reason = (state.get(what) or {}).get("reason") or ""
         states.append(f"{c.get('name')}={what}{'/' + reason if reason else ''} restarts={c.get('restartCount', 0)}")
+    # Why a pod is stuck before any container starts: the scheduler's words (e.g. a disk-pressure taint on a full
+    # node), which "no container started" alone does not tell.
+    stuck = [f"{c.get('type')}={c.get('status')} {c.get('reason') or ''}: {c['message']}"
+             for c in status.get("conditions") or ()
+             if c.get("status") == "False" and c.get("message") and c.get("type") not in ("Ready", "ContainersReady")]
     return (f"{pod['metadata']['name']}: {status.get('phase', '?')}, {'Ready' if _ready(pod) else 'not Ready'}; "
-            + (", ".join(states) or "no container started"))
+            + (", ".join(states) or "no container started") + "".join(f"; {why}" for why in stuck))
 
 
-def decide(deployment: Mapping[str, Any], pods: Sequence[Mapping[str, Any]], lease: Mapping[str, Any] | None,
-           watch: Watch) -> Verdict:
-    """The next step of the wait, from one look at the Deployment, its pods and the Lease (pure but for ``watch``)."""
+def current_hash(deployment: Mapping[str, Any], replicasets: Sequence[Mapping[str, Any]]) -> str:
+    """The pod-template-hash of the Deployment's ReplicaSet of its current revision ('' until the controller made
+    it)."""
+    meta = deployment.get("metadata") or {}
+    revision = (meta.get("annotations") or {}).get(REVISION)
+    for rs in replicasets:
+        rs_meta = rs.get("metadata") or {}
+        owned = any(o.get("uid") == meta.get("uid") for o in rs_meta.get("ownerReferences") or ())
+        if owned and revision and (rs_meta.get("annotations") or {}).get(REVISION) == revision:
+            return str((rs_meta.get("labels") or {}).get("pod-template-hash") or "")
+    return ""
+
+
+def decide(deployment: Mapping[str, Any], replicasets: Sequence[Mapping[str, Any]],
+           pods: Sequence[Mapping[str, Any]], lease: Mapping[str, Any] | None, watch: Watch) -> Verdict:
+    """The next step of the wait, from one look at the Deployment, its ReplicaSets, its pods and the Lease (pure
+    but for ``watch``)."""
     live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
-    for pod in live:
-        if why := _cannot_run(pod):
-            return Verdict("fail", f"pod {pod['metadata']['name']} cannot run: {why}", pod["metadata"]["name"])
     spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
     want = int(spec.get("replicas", 1))
     if int(status.get("observedGeneration") or 0) < int((deployment.get("metadata") or {}).get("generation") or 0):
         return Verdict("wait", "the Deployment's controller has not seen the new spec yet")
+    if not (new := current_hash(deployment, replicasets)):
+        return Verdict("wait", "the Deployment's new ReplicaSet is not there yet")
+    # Only the new revision's pods: an earlier broken deploy's pods keep crashing until the rollout replaces them.
+    for pod in live:
+        if ((pod.get("metadata") or {}).get("labels") or {}).get("pod-template-hash") == new and (
+                why := _cannot_run(pod)):
+            return Verdict("fail", f"pod {pod['metadata']['name']} cannot run: {why}", pod["metadata"]["name"])
     rolled = (int(status.get("updatedReplicas") or 0), int(status.get("availableReplicas") or 0))
     if rolled != (want, want) or int(status.get("replicas") or 0) != want:
         return Verdict("wait", f"rollout: {rolled[0]} of {want} updated, {rolled[1]} available")
@@ -146,9 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     deadline, watch, said = time.monotonic() + args.timeout, Watch(), ""
     while True:
         deployment = _get(args.kubectl, args.namespace, "deployment", NAME) or {}
+        replicasets = (_get(args.kubectl, args.namespace, "replicasets", "-l", SELECTOR) or {}).get("items") or []
         pods = (_get(args.kubectl, args.namespace, "pods", "-l", SELECTOR) or {}).get("items") or []
         lease = _get(args.kubectl, args.namespace, "lease", NAME)
-        verdict = decide(deployment, pods, lease, watch)
+        verdict = decide(deployment, replicasets, pods, lease, watch)
         if verdict.state == "ok":
             print(f"deploy: {verdict.message}")
             return 0

@@ -18,15 +18,18 @@ class StepSample:
 
 
 def last_step(log: str) -> StepSample | None:
-    """The last "global step N" in a log tail, with its sec/step when the line has it."""
-    found = None
-    for found in _STEP.finditer(log):  # noqa: B007 - we want the last match
-        pass
+    """The last "global step N" in a log tail, with the loss and sec/step of the last line that logged them: the
+    trainer's closing "reached global step N" (and a resume's "at global step N") log none, and the loss shown
+    after a stage ends is the last one it logged."""
+    found = logged = None
+    for found in _STEP.finditer(log):
+        if found[2]:
+            logged = found
     if found is None:
         return None
-    sec = float(found[3]) if found[3] else None
+    sec = float(logged[3]) if logged is not None and logged[3] else None
     try:
-        loss = float(found[2]) if found[2] else None
+        loss = float(logged[2]) if logged is not None else None
     except ValueError:  # not a number the trainer would print: no loss rather than a wrong one
         loss = None
     return StepSample(step=int(found[1]), sec_per_step=sec, loss=loss)

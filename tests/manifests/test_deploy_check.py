@@ -7,13 +7,22 @@ from typing import Any
 
 from deploy_check import Verdict, Watch, decide, describe
 
-DEPLOYMENT = {"metadata": {"generation": 2}, "spec": {"replicas": 2},
+REVISION = "deployment.kubernetes.io/revision"
+DEPLOYMENT = {"metadata": {"generation": 2, "uid": "d-1", "annotations": {REVISION: "2"}}, "spec": {"replicas": 2},
               "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}}
 
 
-def pod(name: str, ready: bool = True, restarts: int = 0, waiting: str = "") -> dict[str, Any]:
+def replicaset(template_hash: str, revision: str, owner: str = "d-1") -> dict[str, Any]:
+    return {"metadata": {"labels": {"pod-template-hash": template_hash}, "annotations": {REVISION: revision},
+                         "ownerReferences": [{"kind": "Deployment", "uid": owner}]}}
+
+
+SETS = [replicaset("old", "1"), replicaset("new", "2"), replicaset("new", "2", owner="someone-else")]
+
+
+def pod(name: str, ready: bool = True, restarts: int = 0, waiting: str = "", rs: str = "new") -> dict[str, Any]:
     state = {"waiting": {"reason": waiting, "message": "back-off 20s restarting"}} if waiting else {"running": {}}
-    return {"metadata": {"name": name},
+    return {"metadata": {"name": name, "labels": {"pod-template-hash": rs}},
             "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
                        "containerStatuses": [{"name": "operator", "restartCount": restarts, "state": state,
                                               "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}}
@@ -26,7 +35,7 @@ def lease(holder: str, renewed: str) -> dict[str, Any]:
 def looks(pods: list[dict[str, Any]], leases: list[dict[str, Any]], deployment: dict[str, Any] = DEPLOYMENT
           ) -> list[Verdict]:
     watch = Watch()
-    return [decide(deployment, pods, one, watch) for one in leases]
+    return [decide(deployment, SETS, pods, one, watch) for one in leases]
 
 
 def test_ok_only_after_the_ready_holder_renewed_several_times() -> None:
@@ -45,12 +54,24 @@ def test_a_leader_that_crash_loops_beside_a_ready_standby_fails_with_its_name() 
 def test_a_leader_restarted_between_looks_starts_the_count_again() -> None:
     watch = Watch()
     pods = [pod("op-a"), pod("op-b")]
-    decide(DEPLOYMENT, pods, lease("op-a", "t1"), watch)
-    decide(DEPLOYMENT, pods, lease("op-a", "t2"), watch)
+    decide(DEPLOYMENT, SETS, pods, lease("op-a", "t1"), watch)
+    decide(DEPLOYMENT, SETS, pods, lease("op-a", "t2"), watch)
     restarted = [pod("op-a", restarts=1), pod("op-b")]
-    assert decide(DEPLOYMENT, restarted, lease("op-a", "t3"), watch).state == "wait"
-    assert decide(DEPLOYMENT, restarted, lease("op-a", "t4"), watch).state == "wait"
-    assert decide(DEPLOYMENT, restarted, lease("op-a", "t5"), watch).state == "ok"
+    assert decide(DEPLOYMENT, SETS, restarted, lease("op-a", "t3"), watch).state == "wait"
+    assert decide(DEPLOYMENT, SETS, restarted, lease("op-a", "t4"), watch).state == "wait"
+    assert decide(DEPLOYMENT, SETS, restarted, lease("op-a", "t5"), watch).state == "ok"
+
+
+def test_an_earlier_revisions_crashing_pods_are_waited_out_not_failed() -> None:
+    """make deploy of a fix after a broken deploy: the broken pods crash until the rollout replaces them."""
+    rolling = {**DEPLOYMENT, "status": {**DEPLOYMENT["status"], "updatedReplicas": 1, "availableReplicas": 1}}
+    old = pod("op-a", ready=False, restarts=4, waiting="CrashLoopBackOff", rs="old")
+    (verdict,) = looks([old, pod("op-b"), pod("op-c")], [lease("op-a", "t1")], rolling)
+    assert verdict.state == "wait" and "1 of 2 updated" in verdict.message, verdict
+    # Until the controller has made the new revision's ReplicaSet, nothing is judged.
+    unseen = {**DEPLOYMENT, "metadata": {**DEPLOYMENT["metadata"], "annotations": {REVISION: "3"}}}
+    (verdict,) = looks([pod("op-b", ready=False, restarts=3, waiting="CrashLoopBackOff")], [lease("", "")], unseen)
+    assert verdict.state == "wait" and "ReplicaSet" in verdict.message, verdict
 
 
 def test_a_missing_image_fails_at_once() -> None:
@@ -71,3 +92,10 @@ def test_waits_for_the_rollout_and_for_a_holder_among_its_pods() -> None:
 def test_a_timeout_says_where_each_pod_stands() -> None:
     assert describe(pod("op-a", ready=False, restarts=1, waiting="ContainerCreating")) == (
         "op-a: ?, not Ready; operator=waiting/ContainerCreating restarts=1")
+    pending = {"metadata": {"name": "op-b"}, "status": {"phase": "Pending", "conditions": [
+        {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "message": "said by 'not Ready'"},
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "message": "0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/disk-pressure: }."}]}}
+    assert describe(pending) == ("op-b: Pending, not Ready; no container started; PodScheduled=False Unschedulable: "
+                                 "0/1 nodes are available: 1 node(s) had untolerated taint "
+                                 "{node.kubernetes.io/disk-pressure: }.")

@@ -51,9 +51,12 @@ def test_images_builds_both_dockerfiles_with_registry_and_tag() -> None:
 def test_deploy_uses_server_side_apply_and_undeploy_keeps_the_crd() -> None:
     deploy = make("-n", "deploy")
     assert "apply --server-side" in deploy.stdout and " -k build/deploy" in deploy.stdout
+    # The wait is the leader check, not `kubectl rollout status`, which a Ready standby satisfies (issue 21.1).
+    assert "tools/deploy_check.py --kubectl=kubectl" in deploy.stdout and "kubectl rollout status" not in deploy.stdout
     undeploy = make("-n", "undeploy")
     assert "--without-crd" in undeploy.stdout and "delete --ignore-not-found -k build/deploy" in undeploy.stdout
     assert "deletes EVERY Im2txtTraining" in undeploy.stdout
+    assert "finalizer" not in undeploy.stdout  # the operator sets none (issue 21.5)
     refused = make("undeploy-crd")
     assert refused.returncode != 0 and "CONFIRM=yes" in refused.stderr
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,9 @@ KUBECONFIG = cluster.STATE / "control-plane" / "admin.kubeconfig"
 KUBECTL = str(Path(sys.prefix) / "bin" / "kubectl")
 REUSE = os.environ.get("IM2TXT_NODE_REUSE") == "1"
 TRAINER = "localhost/im2txt/im2txt-trainer:0.1.0"
+SYSTEM = "im2txt-system"
+NS = "node-e2e"
+OUTPUT = "uai/im2txt/output/"
 
 
 def why_no_node() -> str:
@@ -129,3 +134,93 @@ def secret(namespace: str, public: str, private: str) -> None:
             "data": {"publicKey": base64.b64encode(public.encode()).decode(),
                      "privateKey": base64.b64encode(private.encode()).decode()}}
     kubectl("apply", "-f", "-", input=json.dumps(body))
+
+
+def lease_holder() -> str:
+    lease = get("-n", SYSTEM, "lease", "im2txt-operator")
+    return str((lease.get("spec") or {}).get("holderIdentity") or "")
+
+
+def operator_pods() -> list[dict[str, Any]]:
+    pods = get("-n", SYSTEM, "pods", "-l", "app.kubernetes.io/name=im2txt-operator")["items"]
+    return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+
+def is_ready(pod: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions") or ())
+
+
+def new_training(name: str) -> dict[str, Any]:
+    return {"apiVersion": "im2txt.dev/v1alpha1", "kind": "Im2txtTraining",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"dataPath": f"ufile://{BUCKET}/uai/im2txt/data/", "outputPath": f"ufile://{BUCKET}/{OUTPUT}",
+                     "credentialsSecret": "ufile-keys", "ufile": {"uploadSuffix": SUFFIX, "downloadSuffix": SUFFIX},
+                     "image": TRAINER, "inputFilePattern": "train-?????-of-00002", "numberOfSteps": 100,
+                     "stage2NumberOfSteps": 200, "gpus": 0, "checkpointIntervalSeconds": 10,
+                     "extraArgs": ["--image_size=75", "--batch_size=8", "--save_interval_secs=5"],
+                     "tensorboard": {"enabled": name == "coco", "intervalSeconds": 10},
+                     # The evaluation beside training (its own pod, CPU only) for the main scenario only; a small
+                     # CPU request, so that it fits this 2-core node beside both replicas, a stage and TensorBoard.
+                     "evaluation": {"enabled": name == "coco", "filePattern": "val-?????-of-00001",
+                                    "numExamples": 32, "resources": {"requests": {"cpu": "200m", "memory": "1Gi"},
+                                                                     "limits": {"memory": "3Gi"}}}}}
+
+
+def status_of(name: str) -> dict[str, Any]:
+    return get("-n", NS, "im2txttraining", name).get("status") or {}
+
+
+def final_perplexities(name: str) -> list[dict[str, Any]]:
+    """status.evaluation's two stages once both have their last checkpoint's figure, else []."""
+    stages = (status_of(name).get("evaluation") or {}).get("stages") or ()
+    done = [s for s in stages if "finalPerplexity" in s]
+    return done if len(done) == 2 else []
+
+
+def running_pod(job: str) -> str:
+    pods = get("-n", NS, "pods", "-l", f"job-name={job}")["items"]
+    for pod in pods:
+        for c in pod["status"].get("containerStatuses") or ():
+            if c["name"] == "trainer" and "running" in (c.get("state") or {}):
+                return str(pod["metadata"]["name"])
+    return ""
+
+
+def trainer_log(pod: str) -> str:
+    return kubectl("-n", NS, "logs", pod, "-c", "trainer", check=False).stdout
+
+
+def scalar_tags(url: str) -> set[str]:
+    """Every scalar tag TensorBoard serves, over all runs (empty until it has read event files)."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            runs = json.loads(resp.read())
+    except OSError:
+        return set()
+    return {tag for run in runs.values() for tag in run}
+
+
+def uploaded_step(server: Any) -> int:
+    """The newest checkpoint step in the bucket (its index file is uploaded last)."""
+    steps = [int(m[1]) for k in server.store.keys(BUCKET, OUTPUT) if (m := re.search(r"model\.ckpt-(\d+)\.index$", k))]
+    return max(steps, default=0)
+
+
+def hostpath_claim(name: str, folder: Path) -> None:
+    """A PersistentVolume on a hostPath folder, bound to a claim of the same name (hostPath ignores fsGroup)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"{NS}-{name}"},
+          "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                   "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(folder)},
+                   "claimRef": {"namespace": NS, "name": name}}}
+    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": NS},
+           "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": f"{NS}-{name}",
+                    "resources": {"requests": {"storage": "1Gi"}}}}
+    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [pv, pvc]}))
+
+
+def run_deploy_check() -> subprocess.CompletedProcess[str]:
+    """make deploy's wait (tools/deploy_check.py) on the node's operator Deployment as it stands."""
+    return subprocess.run([sys.executable, str(ROOT / "tools/deploy_check.py"), f"--kubectl={KUBECTL}",
+                           "--timeout=300"], capture_output=True, text=True, timeout=400,
+                          env={**os.environ, "KUBECONFIG": str(KUBECONFIG)})

@@ -6,6 +6,7 @@ import io
 import subprocess
 import sys
 
+import pytest
 import yaml
 from operator_support import HERE, ROOT
 
@@ -55,3 +56,23 @@ def test_render_cli_reports_the_bad_field(tmp_path) -> None:  # type: ignore[no-
                          text=True, cwd=ROOT / "operator", env={"PATH": "/usr/bin:/bin", "KUBECONFIG": "/nonexistent"})
     assert run.returncode == 2
     assert "spec.dataPath: expected ufile://<bucket>/<prefix>/ or pvc://<claim>/<sub/path>" in run.stderr
+
+
+def test_the_identity_is_the_pod_name_else_host_and_uuid_never_the_passwd_database(monkeypatch: pytest.MonkeyPatch
+                                                                                  ) -> None:
+    """Issue 21.1: kopf's default identity asks getpass.getuser(), which raised KeyError in the image (uid 65532 has
+    no passwd entry) and crash-looped every leader."""
+    import getpass
+    import socket
+
+    from im2txt_operator.cli import own_identity
+
+    def no_passwd_entry() -> str:
+        raise KeyError("getpwuid(): uid not found: 65532")
+
+    monkeypatch.setattr(getpass, "getuser", no_passwd_entry)
+    monkeypatch.setenv("POD_NAME", "im2txt-operator-7d9f-abcde")
+    assert own_identity() == "im2txt-operator-7d9f-abcde"
+    monkeypatch.delenv("POD_NAME")
+    first, second = own_identity(), own_identity()
+    assert first.startswith(socket.gethostname() + "_") and first != second  # a uuid each: two processes differ

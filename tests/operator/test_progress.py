@@ -15,6 +15,10 @@ from im2txt_operator.progress import eta, format_duration, last_step, percent, p
     ("global step 9: loss = inf (0.61 sec/step)", 9, 0.61, math.inf),
     ("global step 9: loss = -1.5e-03 (0.61 sec/step)", 9, 0.61, -0.0015),
     ("starting\nglobal step 7\n", 7, None, None),
+    # How the trainer ends (issue 21.4): its last line names the step and no loss; the loss is the last one logged.
+    ("global step 200: loss = 1.7831 (0.420 sec/step)\nsaved model.ckpt-200\nreached global step 200\n", 200, 0.42,
+     1.7831),
+    ("resumed from /data/output/model.ckpt-100 at global step 100\n", 100, None, None),
 ])
 def test_last_step(log: str, step: int, sec: float | None, loss: float | None) -> None:
     sample = last_step(log)

@@ -9,7 +9,8 @@ from ufile.baseufile import BaseUFile
 from ufile.util import file_etag
 
 from im2txt_standins.ufile_server import _parse_range, sign, string_to_sign, ufile_etag
-from im2txt_storage.client import _bytes_etag, redact, register_secret
+from im2txt_storage.client import redact, register_secret
+from im2txt_storage.local import bytes_etag
 from im2txt_storage.paths import UFileURL, parse_ufile_url
 from im2txt_storage.sync import (
     complete_and_up,
@@ -74,7 +75,7 @@ def test_etag_matches_the_sdk(tmp_path, size: int) -> None:
     data = os.urandom(size)
     path = tmp_path / "f"
     path.write_bytes(data)
-    assert ufile_etag(data) == file_etag(str(path)) == _bytes_etag(data)
+    assert ufile_etag(data) == file_etag(str(path)) == bytes_etag(data)
 
 
 def test_stand_in_signs_like_the_sdk() -> None:
