@@ -249,7 +249,8 @@ async def run_one(plane: ControlPlane, api: Api, audit: Audit, kind: str, n: int
     env = {**os.environ, "KUBECONFIG": str(config), "PYTHONPATH": os.pathsep.join(
         str(ROOT / p) for p in ("operator", "trainer"))}
     if kind == "operator":
-        cmd = [sys.executable, "-m", "im2txt_operator", "run", "--namespace", ns, "--liveness=", "--metrics-port=0"]
+        cmd = [sys.executable, "-m", "im2txt_operator", "run", "--namespace", ns, "--liveness=", "--metrics-port=0",
+               *os.environ.get("BENCH_OPERATOR_FLAGS", "").split()]  # e.g. "--kube-qps 200": what a flag changes
         if os.environ.get("BENCH_PROFILE"):  # e.g. BENCH_PROFILE=/tmp/operator.prof: where the time goes
             cmd[1:1] = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]]
     else:
