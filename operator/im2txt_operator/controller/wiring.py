@@ -39,7 +39,6 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Our transitions are posted with kopf.event(); kopf's own "Handler succeeded" lines stay out of Events.
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = "im2txt-operator"
-    settings.batching.batch_window = 0.02  # react quickly; events are level-triggered anyway
     settings.watching.server_timeout = 600
     settings.persistence.diffbase_storage = NoEssence()  # no on.create/on.update handlers read it (essence.py)
     # Leader-elected: the client writes nothing once the Lease may have passed to another replica (its fence).
