@@ -7,7 +7,8 @@ from typing import Any
 
 from fake_kube import SPEC, FakeKube, context, training
 
-from im2txt_operator.controller.evaluating import read_evaluation, refresh_evaluation, wanted
+from im2txt_operator.controller import poller
+from im2txt_operator.controller.evaluating import read_evaluation, wanted
 from im2txt_operator.controller.reconcile import reconcile
 from im2txt_operator.whole_status import Evaluated
 
@@ -41,17 +42,17 @@ async def test_the_poller_records_figures_and_names_a_failing_evaluation() -> No
     kube.pods["coco-stage1"] = [{"metadata": {"name": "coco-stage1-a"}, "status": {"phase": "Running"}}]
     writes, said = len(kube.writes()), len(events)
     kube.pods[SELECTOR] = [_eval_pod("CrashLoopBackOff")]
-    await refresh_evaluation(ctx, KEY, entry)
+    await poller.look(ctx, KEY, entry)
     status = kube.trainings[KEY]["status"]
     failed = next(c for c in status["conditions"] if c["type"] == "EvaluationFailed")
     assert failed["status"] == "True" and "no files match '/data/data/val-?????-of-00004'" in failed["message"]
     assert events[said:] == [("coco", "Warning", "EvaluationFailed")] and status["phase"] == "Running"
     assert kube.writes()[writes:] == [("patch_training_status", "ml", "coco")]  # reconcile wrote it, in one patch
-    await refresh_evaluation(ctx, KEY, entry)  # still failing: no second Event, no write
+    await poller.look(ctx, KEY, entry)  # still failing: no second Event, no write
     assert len(events) == said + 1 and len(kube.writes()) == writes + 1
     kube.pods[SELECTOR] = [_eval_pod()]
     kube.logs["coco-evaluation-x", "evaluator"] = RESULT % (50, "40.5")
-    await refresh_evaluation(ctx, KEY, entry)
+    await poller.look(ctx, KEY, entry)
     status = kube.trainings[KEY]["status"]
     assert status["evaluation"] == {"generation": 1, "step": 50, "perplexity": 40.5,
                                     "stages": [{"stage": 1, "step": 50, "perplexity": 40.5}]}
@@ -66,11 +67,10 @@ async def test_nothing_is_read_for_a_training_with_nothing_to_learn() -> None:
         kube, ctx, events, entry = _setup(body)
         kube.pods[SELECTOR] = [_eval_pod("CrashLoopBackOff")]
         assert await read_evaluation(ctx, KEY, entry) is None
-        await refresh_evaluation(ctx, KEY, entry)
         assert kube.calls == [] and events == []
     kube, ctx, _, entry = _setup(training(status={"phase": "Running"}))
     entry.body = None  # deleted since the round began
-    await refresh_evaluation(ctx, KEY, entry)
+    assert await read_evaluation(ctx, KEY, entry) is None
     assert kube.calls == []
 
 

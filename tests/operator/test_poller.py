@@ -32,20 +32,20 @@ async def running(log: str) -> tuple[Any, FakeKube, list[tuple[str, str, str]]]:
 async def test_progress_is_read_from_the_pods_and_written_in_one_patch() -> None:
     ctx, kube, _ = await running("global step 40: loss = 2.25 (0.5 sec/step)\n")
     before = len(kube.writes())
-    await poller.refresh_progress(ctx, KEY, ctx.cache.get(KEY))
+    await poller.look(ctx, KEY, ctx.cache.get(KEY))
     assert kube.writes()[before:] == [("patch_training_status", "ml", "coco")]
     status = kube.trainings[KEY]["status"]
     assert (status["step"], status["progress"], status["eta"], status["loss"], status["uploadedStep"]) == (
         40, 40.0, "30s", 2.25, 20)
     assert ctx.cache.get(KEY).sample[0] == 40  # type: ignore[index]
-    await poller.refresh_progress(ctx, KEY, ctx.cache.get(KEY))  # nothing new in the log: nothing written
+    await poller.look(ctx, KEY, ctx.cache.get(KEY))  # nothing new in the log: nothing written
     assert len(kube.writes()) == before + 1
 
 
 async def test_a_diverged_loss_posts_one_warning() -> None:
     ctx, kube, events = await running("global step 40: loss = nan (0.5 sec/step)\n")
-    await poller.refresh_progress(ctx, KEY, ctx.cache.get(KEY))
-    await poller.refresh_progress(ctx, KEY, ctx.cache.get(KEY))
+    await poller.look(ctx, KEY, ctx.cache.get(KEY))
+    await poller.look(ctx, KEY, ctx.cache.get(KEY))
     assert events[1:] == [("coco", "Warning", "LossDiverged")]
     assert cond.is_true(kube.trainings[KEY]["status"]["conditions"], "LossDiverged")
 
@@ -55,7 +55,7 @@ async def test_a_pod_that_cannot_start_reconciles_the_training() -> None:
     kube.pods["coco-stage1"] = [{"metadata": {"name": "coco-stage1-a", "creationTimestamp": NOW}, "status": {
         "phase": "Pending", "containerStatuses": [{"name": "trainer", "state": {"waiting": {
             "reason": "CreateContainerConfigError", "message": 'secret "ufile-keys" not found'}}}]}}]
-    await poller.refresh_progress(ctx, KEY, ctx.cache.get(KEY))
+    await poller.look(ctx, KEY, ctx.cache.get(KEY))
     assert events[-1] == ("coco", "Warning", "SecretNotFound")
     assert not [c for c in kube.calls if c[0] == "read_log"]  # the pod list told it all
 

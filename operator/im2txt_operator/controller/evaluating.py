@@ -12,12 +12,11 @@ from typing import Any
 from im2txt_operator import evaluation, evaluation_status
 from im2txt_operator.controller.cache import Entry, Key
 from im2txt_operator.controller.context import Context
-from im2txt_operator.controller.reconcile import reconcile
 from im2txt_operator.evaluation_status import recorded_targets
 from im2txt_operator.pod_reads import tail
 from im2txt_operator.pods import Owner
 from im2txt_operator.progress import progress_pod
-from im2txt_operator.whole_status import Evaluated, Look
+from im2txt_operator.whole_status import Evaluated
 
 TAIL_LINES = 100  # one result line per evaluated checkpoint; warnings between them
 
@@ -47,9 +46,3 @@ async def read_evaluation(ctx: Context, key: Key, entry: Entry) -> Evaluated | N
     pod = progress_pod(pods)
     log = await tail(ctx.kube, namespace, pod["metadata"]["name"], evaluation.CONTAINER, TAIL_LINES) if pod else ""
     return Evaluated(evaluation_status.parse_results(log), evaluation_status.failure(pods))
-
-
-async def refresh_evaluation(ctx: Context, key: Key, entry: Entry) -> None:
-    """Read the evaluation pod and reconcile with what it said (status.evaluation, EvaluationFailed)."""
-    if (evaluated := await read_evaluation(ctx, key, entry)) is not None:
-        await reconcile(ctx, key, Look(evaluation=evaluated))

@@ -122,10 +122,3 @@ async def read_progress(ctx: Context, key: Key, entry: Entry) -> Progress | None
     output = str((body.get("spec") or {}).get("outputPath") or "")
     reads = await read_pods(ctx.kube, namespace, job_name, syncs=output.startswith("ufile://"), pods=pods)
     return Progress(job_name, reads, time.monotonic())
-
-
-async def refresh_progress(ctx: Context, key: Key, entry: Entry) -> None:
-    """Read the running stage's pods and reconcile with what they said (step, progress, ETA, loss, upload, a pod
-    that cannot start)."""
-    if (progress := await read_progress(ctx, key, entry)) is not None:
-        await reconcile(ctx, key, Look(progress=progress))
