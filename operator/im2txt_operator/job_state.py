@@ -65,6 +65,14 @@ def job_state(job: Mapping[str, Any], stage: int | None) -> JobState:
                     queue=(meta.get("labels") or {}).get(LABEL_QUEUE))
 
 
+def facts(job: Mapping[str, Any]) -> tuple[JobState, tuple[tuple[str, str], ...]]:
+    """All that a reconcile reads of a Job: its JobState and its owners. A watch event that changes neither (the Job
+    controller's pod counts in flight, a managedFields entry, a label of someone else's) needs no reconcile."""
+    owners = tuple((str(ref.get("kind")), str(ref.get("uid")))
+                   for ref in (job.get("metadata") or {}).get("ownerReferences") or ())
+    return job_state(job, None), owners
+
+
 def _stamp(annotations: Mapping[str, Any], key: str) -> int | None:
     """An integer fact stamped on a Job when it was made (jobs.stamps); None when absent."""
     value = str(annotations.get(key) or "")

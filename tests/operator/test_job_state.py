@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from im2txt_operator.job_state import job_state
+from im2txt_operator.job_state import facts, job_state
 
 NOW = "2026-11-25T12:00:00Z"
 
@@ -24,3 +24,15 @@ def test_job_state_reads_the_job_controller_conditions() -> None:
     job["status"] = {"succeeded": 1, "conditions": [{"type": "SuccessCriteriaMet", "status": "True"},
                                                       {"type": "Complete", "status": "True"}]}
     assert job_state(job, 1).succeeded
+
+
+def test_facts_are_what_a_reconcile_reads_of_a_job() -> None:
+    job = {"metadata": {"name": "t-stage1", "resourceVersion": "5", "uid": "u",
+                        "ownerReferences": [{"kind": "Im2txtTraining", "uid": "t"}]},
+           "spec": {"suspend": False}, "status": {"active": 1, "startTime": NOW}}
+    bookkeeping = {**job, "metadata": {**job["metadata"], "resourceVersion": "6", "managedFields": [{}]},
+                   "status": {**job["status"], "uncountedTerminatedPods": {"succeeded": ["p"]}, "terminating": 0}}
+    assert facts(bookkeeping) == facts(job)
+    assert facts({**job, "status": {"active": 0, "startTime": NOW}}) != facts(job)
+    assert facts({**job, "spec": {"suspend": True}}) != facts(job)
+    assert facts({**job, "metadata": {**job["metadata"], "ownerReferences": []}}) != facts(job)

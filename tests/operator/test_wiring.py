@@ -103,6 +103,32 @@ async def test_a_deleted_job_is_made_again_only_while_its_training_exists() -> N
     await wiring.cleanup(memo=memo)
 
 
+async def test_a_job_event_reconciles_only_when_something_a_reconcile_reads_changed() -> None:
+    memo, kube, _ = memo_with(training())
+    await wiring.training_event(event={"type": "ADDED", "object": training()}, training_jobs={}, memo=memo)
+    ctx = memo["context"]
+
+    def reconciles() -> float:
+        return ctx.metrics.reconciles._value.get()
+
+    job = copy.deepcopy(kube.jobs[("ml", "coco-stage1")])
+    before = reconciles()
+    # The Job controller's bookkeeping while a pod ends: nothing the lifecycle reads.
+    job["metadata"]["resourceVersion"] = str(int(job["metadata"]["resourceVersion"]) + 100)
+    job["status"] = {"uncountedTerminatedPods": {"succeeded": ["a-pod"]}, "terminating": 0}
+    await wiring.job_event(event={"type": "MODIFIED", "object": copy.deepcopy(job)}, training_jobs={}, memo=memo)
+    assert reconciles() == before
+    job["metadata"]["resourceVersion"] = str(int(job["metadata"]["resourceVersion"]) + 1)
+    job["status"] = {"active": 1, "startTime": "2026-12-07T00:00:00Z"}  # the stage's pod runs
+    await wiring.job_event(event={"type": "MODIFIED", "object": copy.deepcopy(job)}, training_jobs={}, memo=memo)
+    assert reconciles() == before + 1
+    job["metadata"]["resourceVersion"] = str(int(job["metadata"]["resourceVersion"]) + 1)
+    job["metadata"]["ownerReferences"] = []  # orphaned: no longer the training's to drive
+    await wiring.job_event(event={"type": "MODIFIED", "object": copy.deepcopy(job)}, training_jobs={}, memo=memo)
+    assert reconciles() == before + 2
+    await wiring.cleanup(memo=memo)
+
+
 def test_the_index_keys_our_jobs_by_training() -> None:
     job = {"metadata": {"namespace": "ml", "name": "coco-stage2",
                         "labels": {"im2txt.dev/training": "coco", "im2txt.dev/stage": "2"},

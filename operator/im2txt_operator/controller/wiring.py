@@ -22,6 +22,7 @@ from im2txt_operator.controller.context import METRICS_PORT, PROGRESS_INTERVAL, 
 from im2txt_operator.controller.essence import NoEssence
 from im2txt_operator.controller.owned import controlled_by_a_training
 from im2txt_operator.controller.reconcile import reconcile, retry_soon
+from im2txt_operator.job_state import facts
 from im2txt_operator.kube import Kube
 from im2txt_operator.metrics import Metrics
 from im2txt_operator.pods import LABEL_MANAGED_BY, MANAGED_BY
@@ -144,6 +145,8 @@ async def job_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any, Any
         # No training seen under that key (not yet, or gone): its own event reconciles it, reading the Jobs from
         # the index. Making an entry here would bring a gone training's Jobs back into the cache until they go.
         return
-    entry.jobs[role] = newer(entry.jobs.get(role), obj)
-    if not entry.is_own(obj):
-        await reconcile(ctx, key)
+    before = entry.jobs.get(role)
+    entry.jobs[role] = newer(before, obj)
+    if entry.is_own(obj) or (before is not None and facts(before) == facts(entry.jobs[role])):
+        return  # the echo of our own write, or nothing a reconcile reads changed (job_state.facts)
+    await reconcile(ctx, key)
