@@ -59,3 +59,17 @@ def status_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[
         elif old.get(key) != value:
             patch[key] = value
     return patch
+
+
+def _without_start_times(stages: Any) -> Any:
+    if not isinstance(stages, list):
+        return stages
+    return [{k: v for k, v in e.items() if k != "startTime"} if isinstance(e, Mapping) else e for e in stages]
+
+
+def deferrable(old: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> bool:
+    """Whether ``patch`` only records when a stage's Job started (``stages[].startTime``, which the Job controller
+    sets just after the create). Not worth a write, and a watch event, of its own: the Job keeps it, and the next
+    write (progress, the stage's end) carries it."""
+    return set(patch) == {"stages"} and _without_start_times(patch["stages"]) == _without_start_times(
+        (old or {}).get("stages"))

@@ -19,7 +19,7 @@ from im2txt_operator.controller.cache import Entry, Key, owned_by
 from im2txt_operator.controller.context import Context
 from im2txt_operator.controller.owned import Unsettled
 from im2txt_operator.controller.status_write import write_status
-from im2txt_operator.decisions import CreateJob, Decision, Event, Problem, status_patch
+from im2txt_operator.decisions import CreateJob, Decision, Event, Problem, deferrable, status_patch
 from im2txt_operator.evaluation_status import recorded_targets
 from im2txt_operator.job_state import JobState, job_state
 from im2txt_operator.kube import Kube
@@ -205,6 +205,8 @@ async def _reconcile_locked(ctx: Context, key: Key, entry: Entry, look: Look | N
                          targets=({s: settings.target(s) for s in (1, 2)} if settings else {})
                          | recorded_targets(decision.status), generation=generation, now=ctx.now())
     patch = status_patch(status, whole.status)
+    if deferrable(status, patch):
+        patch = {}
     if patch and not await write_status(ctx, key, entry, body, patch):
         retry_soon(ctx, key, entry)  # decided from an old read: decide again from the training as it is now
         return
