@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 import yaml
 from operator_support import HERE
 
+from im2txt_operator import children
 from im2txt_operator.children import desired, role_of
 from im2txt_operator.cli import render
 from im2txt_operator.pods import Owner
@@ -19,8 +21,8 @@ OWNER = Owner("coco", "ml", "uid-1")
 BASE = {"dataPath": "pvc://data/", "outputPath": "pvc://out/"}
 
 
-def _kinds(children: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
-    return {role: [f"{o['kind']}/{o['metadata']['name']}" for o in objects] for role, objects in children.items()}
+def _kinds(made: Mapping[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
+    return {role: [f"{o['kind']}/{o['metadata']['name']}" for o in objects] for role, objects in made.items()}
 
 
 def test_roles_follow_the_spec() -> None:
@@ -79,3 +81,13 @@ def test_a_multi_node_stage_admits_only_its_own_workers_to_their_port() -> None:
                                            "ports": [{"port": 2222, "protocol": "TCP"}]}]}
     assert policy["metadata"]["ownerReferences"][0]["uid"] == "u1"
     assert job["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] == 2222
+
+
+def test_a_role_is_built_only_when_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reconcile asks for one role at a time: the others' manifests are not built for nothing."""
+    built: list[str] = []
+    real = children.export.build_job
+    monkeypatch.setattr(children.export, "build_job", lambda *a: built.append("export") or real(*a))
+    made = desired(OWNER, parse_spec(BASE))
+    assert made["stage1"][0]["metadata"]["name"] == "coco-stage1" and "export" in made and built == []
+    assert made["export"] is made["export"] and built == ["export"]

@@ -52,10 +52,10 @@ def memo_with(*bodies: dict[str, Any]) -> tuple[kopf.Memo, FakeKube, list[tuple[
     return kopf.Memo(context=ctx), kube, events
 
 
-def index_of(kube: FakeKube) -> dict[tuple[str, str], list[dict[str, Any]]]:
+async def index_of(kube: FakeKube) -> dict[tuple[str, str], list[dict[str, Any]]]:
     out: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for job in kube.jobs.values():
-        for key, body in (wiring.training_jobs(body=job) or {}).items():  # type: ignore[arg-type]
+        for key, body in (await wiring.training_jobs(body=job) or {}).items():  # type: ignore[arg-type]
             out.setdefault(key, []).append(body)
     return out
 
@@ -80,7 +80,7 @@ async def test_after_a_restart_the_first_reconcile_sees_the_jobs_in_the_index() 
     restarted, _ = context(kube, interval=3600)
     memo2 = kopf.Memo(context=restarted)
     await wiring.training_event(event={"type": "ADDED", "object": copy.deepcopy(kube.trainings[KEY])},
-                                training_jobs=index_of(kube), memo=memo2)
+                                training_jobs=await index_of(kube), memo=memo2)
     assert [c for c in kube.calls if c[:2] == ("create", "jobs")] == [("create", "jobs", "coco-stage1")]  # no 409 try
     assert restarted.cache.get(KEY).jobs["stage1"]["metadata"]["name"] == "coco-stage1"
     await wiring.cleanup(memo=memo)
@@ -129,21 +129,21 @@ async def test_a_job_event_reconciles_only_when_something_a_reconcile_reads_chan
     await wiring.cleanup(memo=memo)
 
 
-def test_the_index_keys_our_jobs_by_training() -> None:
+async def test_the_index_keys_our_jobs_by_training() -> None:
     job = {"metadata": {"namespace": "ml", "name": "coco-stage2",
                         "labels": {"im2txt.dev/training": "coco", "im2txt.dev/stage": "2"},
                         "ownerReferences": [{"kind": "Im2txtTraining", "name": "coco", "uid": "u",
                                              "controller": True}]}}
-    assert wiring.training_jobs(body=job) == {KEY: job}  # type: ignore[arg-type]
-    assert wiring.training_jobs(body={"metadata": {"namespace": "ml", "labels": {}}}) is None  # type: ignore[arg-type]
+    assert await wiring.training_jobs(body=job) == {KEY: job}  # type: ignore[arg-type]
+    assert await wiring.training_jobs(body={"metadata": {"namespace": "ml", "labels": {}}}) is None  # type: ignore[arg-type]
 
 
-def test_the_jobs_index_holds_only_jobs_a_training_controls() -> None:
+async def test_the_jobs_index_holds_only_jobs_a_training_controls() -> None:
     """Anyone who may create Jobs may put the operator's labels on one: such a Job never enters the index."""
     (job,) = desired(Owner("coco", "ml", "uid-coco"), parse_spec(SPEC))["stage1"]
-    assert list(wiring.training_jobs(body=job) or {}) == [("ml", "coco")]  # type: ignore[arg-type]
+    assert list(await wiring.training_jobs(body=job) or {}) == [("ml", "coco")]  # type: ignore[arg-type]
     forged = {**job, "metadata": {**job["metadata"], "ownerReferences": []}}
-    assert wiring.training_jobs(body=forged) is None  # type: ignore[arg-type]
+    assert await wiring.training_jobs(body=forged) is None  # type: ignore[arg-type]
     elsewhere = {**job, "metadata": {**job["metadata"], "labels": {**job["metadata"]["labels"],
                                                                    "im2txt.dev/training": "other"}}}
-    assert wiring.training_jobs(body=elsewhere) is None  # type: ignore[arg-type]
+    assert await wiring.training_jobs(body=elsewhere) is None  # type: ignore[arg-type]

@@ -105,10 +105,11 @@ async def training_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any
 
 
 @kopf.index("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY})
-def training_jobs(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]] | None:
+async def training_jobs(body: kopf.Body, **_: Any) -> dict[tuple[str, str], dict[str, Any]] | None:
     """Our Jobs by training. kopf fills all indexes before any handler runs, so after a restart the first
     reconcile of a training already sees its Jobs (no create attempts that would only answer 409). Only Jobs a
-    training controls: anyone may put our labels on a Job, and the index must not grow with theirs."""
+    training controls: anyone may put our labels on a Job, and the index must not grow with theirs. Async: kopf
+    runs a plain function in a thread, a hand-off per Job event that cost more than the work."""
     found = job_key(body)
     return {found[0]: slim(body)} if found and controlled_by_a_training(body) else None
 
