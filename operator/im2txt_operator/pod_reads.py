@@ -1,7 +1,8 @@
 """The reads of a stage's pods that feed status: one pod list, then the trainer's and the sync sidecar's log tails.
 
 Used by the poller while a stage runs and once more by reconcile when a stage ends, so the final status shows the
-step, loss and uploaded checkpoint the stage ended with, and a failed stage says why its last pod failed.
+step, loss and uploaded checkpoint the stage ended with, and a failed stage says why its last pod failed. A stage
+that ended well needs no log: its containers' termination messages (in the pod list) say the same.
 """
 
 from __future__ import annotations
@@ -48,6 +49,17 @@ async def _nothing() -> str:
     return ""
 
 
+def _ended_well(pod: Mapping[str, Any], container: str, statuses: str, opening: str) -> str:
+    """The termination message of a container of the pod that ended with one starting with ``opening``: the
+    trainer's `trainer: reached global step N: loss = L (S sec/step)`, the sync sidecar's `sync: published
+    checkpoint model.ckpt-N`. Empty otherwise (it runs; a failure; an older image that wrote none)."""
+    for status in (pod.get("status") or {}).get(statuses) or ():
+        if status.get("name") == container:
+            message = str((((status.get("state") or {}).get("terminated") or {}).get("message")) or "")
+            return message if message.startswith(opening) else ""
+    return ""
+
+
 async def read_pods(kube: Kube, namespace: str, job_name: str, *, syncs: bool,
                     pods: Sequence[Mapping[str, Any]] | None = None) -> PodReads:
     """List the Job's pods (unless given) and read the progress pod's trainer log, and its sync log when the
@@ -58,9 +70,14 @@ async def read_pods(kube: Kube, namespace: str, job_name: str, *, syncs: bool,
     sample = uploaded = None
     if pod is not None:
         name = pod["metadata"]["name"]
-        trainer, sync = await asyncio.gather(  # the two tails together: one round trip of waiting, not two
-            tail(kube, namespace, name, "trainer", TRAINER_TAIL_LINES),
-            tail(kube, namespace, name, SYNC, SYNC_TAIL_LINES) if syncs else _nothing())
+        # A stage that ended well says how in its containers' termination messages: the pod list tells it all,
+        # and the logs are read only while it runs (or when a message is missing).
+        trainer = _ended_well(pod, "trainer", "containerStatuses", "trainer: reached global step")
+        sync = _ended_well(pod, SYNC, "initContainerStatuses", "sync: published checkpoint") if syncs else ""
+        read_trainer, read_sync = await asyncio.gather(  # the two tails together: one round trip of waiting
+            _nothing() if trainer else tail(kube, namespace, name, "trainer", TRAINER_TAIL_LINES),
+            tail(kube, namespace, name, SYNC, SYNC_TAIL_LINES) if syncs and not sync else _nothing())
+        trainer, sync = trainer or read_trainer, sync or read_sync
         sample, uploaded = last_step(trainer), published_step(sync) if syncs else None
     return PodReads(pods, sample, uploaded, stage_failure(pods), upload_failure(pods))
 

@@ -29,6 +29,35 @@ async def test_reads_the_newest_started_pods_trainer_and_sync_logs() -> None:
     assert [c for c in kube.calls if c[0] == "read_log"] == [("read_log", "new", "trainer"), ("read_log", "new", SYNC)]
 
 
+def _ended(name: str, trainer: str, sync: str) -> dict[str, Any]:
+    """A pod that succeeded, with its containers' termination messages."""
+    def done(container: str, message: str) -> dict[str, Any]:
+        return {"name": container, "state": {"terminated": {"exitCode": 0, "message": message}}}
+
+    pod = _pod(name, "Succeeded", "2026-01-01T00:02:00Z")
+    pod["status"] |= {"containerStatuses": [done("trainer", trainer)], "initContainerStatuses": [
+        done("fetch", ""), done(SYNC, sync)]}
+    return pod
+
+
+async def test_a_stage_that_ended_well_is_read_from_its_termination_messages_without_a_log() -> None:
+    kube = FakeKube()
+    kube.pods["coco-stage1"] = [_ended("done", "trainer: reached global step 100: loss = 1.4808 (0.520 sec/step)\n",
+                                       "sync: published checkpoint model.ckpt-100\n")]
+    reads = await read_pods(kube, "ml", "coco-stage1", syncs=True)  # type: ignore[arg-type]
+    assert reads.sample == StepSample(100, 0.52, 1.4808) and reads.uploaded_step == 100
+    assert [c[0] for c in kube.calls] == ["list_pods"]  # one request: no log read
+    # An image that wrote no such message (an older one), or a message of another kind: the log, as before.
+    kube.calls.clear()
+    kube.pods["coco-stage1"] = [_ended("done", "", "sync: final upload failed after 3.0s: ...")]
+    kube.logs["done", "trainer"] = "global step 99: loss = 1.5 (0.5 sec/step)\nreached global step 99\n"
+    kube.logs["done", SYNC] = "published checkpoint model.ckpt-90\n"
+    reads = await read_pods(kube, "ml", "coco-stage1", syncs=True)  # type: ignore[arg-type]
+    assert reads.sample == StepSample(99, 0.5, 1.5) and reads.uploaded_step == 90
+    assert [c for c in kube.calls if c[0] == "read_log"] == [("read_log", "done", "trainer"),
+                                                             ("read_log", "done", SYNC)]
+
+
 async def test_a_pvc_output_reads_no_sync_log_and_given_pods_are_not_listed_again() -> None:
     kube = FakeKube()
     pods = [_pod("p", "Running", "2026-01-01T00:00:00Z")]

@@ -176,10 +176,10 @@ def test_index_stays_within_two_intervals_and_never_names_a_missing_file(
     for key, data in OUTSIDE.items():
         server.put_object(BUCKET, key, data)
     history = History(server)
-    out, log = tmp_path / "output", tmp_path / "sync.log"
+    out, log, ended = tmp_path / "output", tmp_path / "sync.log", tmp_path / "termination-log"
     writer = Writer(out, SAVE_PERIOD)
     with FaultProxy(server.proxy_url, ca=server.ca, rate=rate, seed=int(rate * 100), stall=3 * TIMEOUT) as proxy:
-        env = storage_env(server, creds, **proxy.env)
+        env = storage_env(server, creds, **proxy.env, IM2TXT_TERMINATION_LOG=str(ended))
         sync = _sync(env, out, log, f"--interval={INTERVAL:g}", f"--timeout={TIMEOUT:g}", "--parallel=4")
         try:
             _wait_for(log, "sync: watching")
@@ -204,6 +204,8 @@ def test_index_stays_within_two_intervals_and_never_names_a_missing_file(
     assert rc == 0, text
     assert _named(server.get_object(BUCKET, PREFIX + "checkpoint").decode())[0] == writer.last  # type: ignore[union-attr]
     assert f"published checkpoint model.ckpt-{writer.last} (index uploaded)" in text
+    # The final upload, where the operator reads it (the pod's status): the checkpoint the bucket's index names.
+    assert ended.read_text() == f"sync: published checkpoint model.ckpt-{writer.last}\n"
     _outside_untouched(server, history)
     assert creds.public_key not in text and creds.private_key not in text
 

@@ -21,6 +21,13 @@ def test_the_message_is_one_bounded_line():
     assert len(long) == termination.MAX_CHARS and long.startswith("trainer: xxx") and long.endswith("x...")
 
 
+def test_a_training_that_ends_well_says_where_in_its_log_lines_words():
+    """The operator parses it with the same pattern as the log (progress.last_step): step, loss and sec/step."""
+    assert termination.reached(300, 1.48081, 0.5204) == "reached global step 300: loss = 1.4808 (0.520 sec/step)"
+    assert termination.reached(300) == "reached global step 300"  # resumed at its target: no step trained
+    assert termination.reached(3, float("nan"), 0.1) == "reached global step 3: loss = nan (0.100 sec/step)"
+
+
 def test_where_it_goes(tmp_path, monkeypatch):
     assert termination.path({"IM2TXT_TERMINATION_LOG": "/tmp/t"}) == "/tmp/t"
     assert termination.path({"IM2TXT_TERMINATION_LOG": ""}) is None  # set but empty: nowhere

@@ -105,6 +105,9 @@ def test_sigterm_saves_and_a_restart_resumes(synthetic, tmp_path, caplog, termin
     assert train.main(_flags(out, td, f"--number_of_steps={step + 2}")) == 0  # no Inception file needed
     assert f"at global step {step}" in caplog.text
     assert [int(m.group(1)) for m in STEP_LINE.finditer(caplog.text)] == [step + 1, step + 2]
+    # How it ended, for the operator: the last step's loss as logged (one pod list tells it, no log read).
+    logged = list(STEP_LINE.finditer(caplog.text))[-1][0]
+    assert termination_log.read_text() == f"trainer: reached {logged}\n"
 
 
 def _fails(capsys, argv, pattern):

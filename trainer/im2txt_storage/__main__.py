@@ -212,6 +212,8 @@ def _run(args: argparse.Namespace) -> tuple[int, str]:
                                     backoff_max=min(settings.backoff_max, args.interval / 4))
         run_sync(syncer, UFileClient(creds, quick, pool_size=args.parallel), args.interval, stop,
                  final_deadline=args.final_deadline_seconds, until_file=args.until_file)
+        if published := syncer.published_checkpoint():  # the operator reads the stage's last upload from here
+            write_reason("sync", f"published checkpoint {published}")
         return 0, ""
     except (ConfigError, ValueError) as exc:
         return 2, f"error: {redact(str(exc))}"

@@ -10,6 +10,7 @@ import shutil
 import signal
 import tempfile
 import time
+from typing import Any
 
 import tensorflow as tf
 
@@ -185,6 +186,7 @@ def loop(a: argparse.Namespace, stop: Stop, placement: Placement, built: Built, 
     _log_start(a, placement, built, step)
 
     stopped = False
+    last: tuple[Any, float] | None = None  # the last step's total loss (a tensor: read once, at the end) and time
     while step < a.number_of_steps:
         if placement.any_worker(stop.signal is not None):  # every worker stops at the same step
             stopped = True
@@ -198,6 +200,7 @@ def loop(a: argparse.Namespace, stop: Stop, placement: Placement, built: Built, 
             raise TrainError(f"bad input batch (are all caption ids < --vocab_size={a.vocab_size}?): {msg}") from e
         step = int(model.global_step.numpy())
         dt = time.monotonic() - t0
+        last = (total_loss, dt)
         if placement.is_chief and step % a.log_every_n_steps == 0:  # the operator reads progress from these lines
             log.info("global step %d: loss = %.4f (%.3f sec/step)", step, float(total_loss), dt)
         if time.monotonic() - last_summary >= a.save_summaries_secs or step >= a.number_of_steps:
@@ -216,6 +219,8 @@ def loop(a: argparse.Namespace, stop: Stop, placement: Placement, built: Built, 
                           f"{a.number_of_steps}; checkpoint saved")
         return 128 + signum
     log.info("reached global step %d", step)
+    # The operator reads how the stage ended from the pod's status (one pod list), not from this log.
+    termination.write(termination.reached(step, *((float(last[0]), last[1]) if last else ())))
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The container's termination message: one bounded `trainer: <reason>` line, written when a command fails."""
+"""The container's termination message: one bounded `trainer: <reason>` line, written when a command fails, and the
+step (and last loss) a training reached when it succeeds, which the operator reads from the pod's status."""
 
 from __future__ import annotations
 
@@ -15,6 +16,14 @@ def message(reason: str) -> str:
     """`trainer: <reason>` on one line (newlines and runs of spaces become one space), at most MAX_CHARS."""
     line = "trainer: " + " ".join(reason.split())
     return line if len(line) <= MAX_CHARS else line[: MAX_CHARS - 3] + "..."
+
+
+def reached(step: int, loss: float | None = None, sec_per_step: float | None = None) -> str:
+    """How a training ended well, in the words of its log lines (the operator parses both alike): `reached global
+    step N`, with `: loss = L (S sec/step)` of its last step when this run trained one."""
+    if loss is None or sec_per_step is None:
+        return f"reached global step {step}"
+    return f"reached global step {step}: loss = {loss:.4f} ({sec_per_step:.3f} sec/step)"
 
 
 def path(environ: Mapping[str, str] = os.environ) -> str | None:
