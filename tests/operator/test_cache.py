@@ -128,6 +128,23 @@ def test_the_cache_keeps_what_the_controller_reads_and_not_the_rest() -> None:
         "kubectl.kubernetes.io/last-applied-configuration": "{...}", "note": "kept"}}, "spec": {"x": 1}}
     assert slim(applied) == {"metadata": {"name": "coco", "annotations": {"note": "kept"}}, "spec": {"x": 1}}
     assert newer(None, served) == kept  # what enters the cache is slim
+    assert kept["spec"] == {"suspend": served["spec"]["suspend"]}  # all that is read of a Job's spec
+    served["status"] |= {"uncountedTerminatedPods": {"succeeded": ["p"]}, "terminating": 0}
+    assert slim(served)["status"] == {"active": 1, "ready": 1, "startTime": "2026-12-06T10:00:00Z"}
+
+
+def test_a_job_is_kept_once_the_index_holds_that_version_and_fresher_only() -> None:
+    served = _served_job()
+    indexed = slim(served)
+    entry = Entry()
+    entry.keep_job("stage1", served, [indexed])
+    assert entry.jobs["stage1"] is indexed  # the index's copy, shared: not a second one
+    older = {**served, "metadata": {**served["metadata"], "resourceVersion": "41"}}
+    entry.keep_job("stage1", older, [])  # a late event: the fresher version stays
+    assert entry.jobs["stage1"] is indexed
+    later = {**served, "metadata": {**served["metadata"], "resourceVersion": "43"}}
+    entry.keep_job("stage1", later, [indexed])  # a version the index does not hold (yet): a slim copy of its own
+    assert entry.jobs["stage1"] == slim(later) and "template" not in entry.jobs["stage1"]["spec"]
 
 
 def test_what_the_cache_saw_is_kept_fresh_and_its_output_folder_indexed() -> None:

@@ -25,9 +25,12 @@ def _rv(obj: Mapping[str, Any] | None) -> int | None:
 
 
 # What the cache keeps of an object: the controller reads metadata (names, labels, our annotations, owners, uid,
-# resourceVersion, generation), a training's spec and status, and a Job's suspend and status. managedFields, the
-# last-applied annotation and a Job's pod template are most of an object's bytes and are never read: dropped.
+# resourceVersion, generation), a training's spec and status, and a Job's suspend and status (job_state). The
+# rest is most of an object's bytes and is never read: managedFields, the last-applied annotation, and of a Job its
+# pod template, the rest of its spec and the Job controller's pod bookkeeping. Memory per training is the cache's.
 _DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+_JOB_SPEC_KEPT = ("suspend",)
+_JOB_STATUS_DROPPED = ("uncountedTerminatedPods", "terminating")
 
 
 def slim(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -36,13 +39,17 @@ def slim(obj: Mapping[str, Any]) -> dict[str, Any]:
     if meta.get("annotations"):
         meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k not in _DROPPED_ANNOTATIONS}
     out = {**obj, "metadata": meta}
-    if obj.get("kind") == "Job" and isinstance(obj.get("spec"), Mapping):
-        out["spec"] = {k: v for k, v in obj["spec"].items() if k != "template"}
+    if obj.get("kind") == "Job":
+        if isinstance(obj.get("spec"), Mapping):
+            out["spec"] = {k: obj["spec"][k] for k in _JOB_SPEC_KEPT if k in obj["spec"]}
+        if isinstance(obj.get("status"), Mapping):
+            out["status"] = {k: v for k, v in obj["status"].items() if k not in _JOB_STATUS_DROPPED}
     return out
 
 
-def newer(cached: dict[str, Any] | None, incoming: dict[str, Any]) -> dict[str, Any]:
-    """Keep the fresher of two versions of an object (watch events and our own write responses race), slim.
+def newer(cached: dict[str, Any] | None, incoming: dict[str, Any], *, slimmed: bool = False) -> dict[str, Any]:
+    """Keep the fresher of two versions of an object (watch events and our own write responses race), slim
+    (``slimmed``: ``incoming`` is already, and is kept as it is: the Jobs index's copy, shared, not copied again).
 
     resourceVersions are opaque by contract but are etcd revisions (integers) on every real server; when
     they are not integers, the incoming one wins.
@@ -50,7 +57,7 @@ def newer(cached: dict[str, Any] | None, incoming: dict[str, Any]) -> dict[str, 
     a, b = _rv(cached), _rv(incoming)
     if cached is not None and a is not None and b is not None and a > b:
         return cached
-    return slim(incoming)
+    return incoming if slimmed else slim(incoming)
 
 
 @dataclass
@@ -117,6 +124,15 @@ class Entry:
             found = job_key(job)
             if found is not None and found[1] not in self.jobs:
                 self.jobs[found[1]] = job
+
+    def keep_job(self, role: str, obj: dict[str, Any], indexed: Iterable[dict[str, Any]]) -> None:
+        """The Job as a watch event brought it, if fresher; the Jobs index's copy of that version when it holds it
+        (kopf indexes before it calls handlers): one copy per Job in memory, not two."""
+        meta = obj.get("metadata") or {}
+        same = next((j for j in indexed if j["metadata"].get("resourceVersion") == meta.get("resourceVersion")
+                     and j["metadata"].get("uid") == meta.get("uid")), None)
+        self.jobs[role] = newer(self.jobs.get(role), same, slimmed=True) if same is not None else newer(
+            self.jobs.get(role), obj)
 
     def uid(self) -> str | None:
         return (self.body or {}).get("metadata", {}).get("uid")

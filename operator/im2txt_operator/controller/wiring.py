@@ -17,7 +17,7 @@ import kopf
 from im2txt_operator import logs
 from im2txt_operator.api_budget import ApiBudget, TokenBucket
 from im2txt_operator.controller import context, poller
-from im2txt_operator.controller.cache import job_key, newer, slim
+from im2txt_operator.controller.cache import job_key, slim
 from im2txt_operator.controller.context import METRICS_PORT, PROGRESS_INTERVAL, Context
 from im2txt_operator.controller.essence import NoEssence
 from im2txt_operator.controller.owned import controlled_by_a_training
@@ -147,7 +147,7 @@ async def job_event(event: Mapping[str, Any], training_jobs: kopf.Index[Any, Any
         # the index. Making an entry here would bring a gone training's Jobs back into the cache until they go.
         return
     before = entry.jobs.get(role)
-    entry.jobs[role] = newer(before, obj)
+    entry.keep_job(role, obj, training_jobs.get(key, ()))
     if entry.is_own(obj) or (before is not None and facts(before) == facts(entry.jobs[role])):
         return  # the echo of our own write, or nothing a reconcile reads changed (job_state.facts)
     await reconcile(ctx, key)
