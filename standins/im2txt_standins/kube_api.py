@@ -42,7 +42,6 @@ import re
 import secrets
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -202,12 +201,9 @@ class KubeAPI(kmock.KubernetesScaffold):
     _changed: asyncio.Event | None = attrs.field(default=None, init=False)
     _revision: int = attrs.field(default=1000, init=False)
     logs: dict[tuple[str, str, str], str] = attrs.field(factory=dict, init=False)
-    writes: Counter[str] = attrs.field(factory=Counter, init=False)  # "create jobs", "patch im2txttrainings/status"
     created_at: dict[tuple[Res, str | None, str], float] = attrs.field(factory=dict, init=False)
     faults: list[Callable[[kmock.Request], KubernetesError | None]] = attrs.field(factory=list, init=False)
-    # (which requests, seconds): a slow answer, as from a loaded API server.
-    delays: list[tuple[Callable[[kmock.Request], bool], float]] = attrs.field(factory=list, init=False)
-    # GET /version, as a real API server answers it (tests set an older one to see the operator refuse it).
+    # GET /version, as a real API server answers it.
     version: dict[str, str] = attrs.field(factory=lambda: {"major": "1", "minor": "36", "gitVersion": "v1.36.3"},
                                           init=False)
 
@@ -480,9 +476,6 @@ class KubeAPI(kmock.KubernetesScaffold):
             res = ("", "v1", "events")  # one store behind both event APIs, as on a real server
         if res not in self._kinds:
             return await super()._handle(request)
-        for slow, seconds in self.delays:
-            if slow(request):
-                await asyncio.sleep(seconds)
         for fault in self.faults:
             if (err := fault(request)) is not None:
                 return self._status(err)
@@ -508,7 +501,6 @@ class KubeAPI(kmock.KubernetesScaffold):
                     return aiohttp.web.json_response(self._table(res, listing["items"], listing["metadata"]))
                 return aiohttp.web.json_response(listing)
             if method == "POST":
-                self.writes[f"create {res[2]}"] += 1
                 body = self._body(request)
                 if res[2] == "customresourcedefinitions":
                     check_crd_metadata_schema(body)
@@ -525,23 +517,19 @@ class KubeAPI(kmock.KubernetesScaffold):
         if key not in self._objects:
             raise _error(404, "NotFound", f'{res[2]} "{name}" not found', name=name, kind=res[2])
         current = self._objects[key]
-        what = f"{res[2]}/{sub}" if sub else res[2]
         if method == "GET":
             if self._wants_table(request) and sub is None:
                 return aiohttp.web.json_response(self._table(res, [current], {}))
             return aiohttp.web.json_response(current)
         if method == "DELETE":
-            self.writes[f"delete {what}"] += 1
             body = self._body(request, required=False) or {}
             policy = params.get("propagationPolicy") or body.get("propagationPolicy")
             return aiohttp.web.json_response(self._store_delete(res, key, policy))
         if method == "PUT":
-            self.writes[f"update {what}"] += 1
             new = self._body(request)
             self._check_rv(new, current, key, required=True)
             return aiohttp.web.json_response(self._store_replace(res, key, new, status_only=sub == "status"))
         if method == "PATCH":
-            self.writes[f"patch {what}"] += 1
             new = self._apply_patch(request, current)
             self._check_rv(new, current, key, required=False)
             return aiohttp.web.json_response(self._store_replace(res, key, new, status_only=sub == "status"))

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from control_plane import ControlPlane, free_port
+from control_plane import ControlPlane, free_port, kubeconfig
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_NAME = "im2txttrainings.im2txt.dev"
@@ -294,9 +294,11 @@ class Replicas:
     def __init__(self, kubeconfig: Path, folder: Path) -> None:
         self.kubeconfig, self.folder, self.all = kubeconfig, folder, []  # type: Path, Path, list[OperatorProcess]
 
-    def start(self, identity: str = "", probes: bool = False) -> tuple[str, OperatorProcess]:
+    def start(self, identity: str = "", probes: bool = False,
+              kubeconfig: Path | None = None) -> tuple[str, OperatorProcess]:
+        """``kubeconfig``: this replica's own (e.g. through a fault proxy) instead of the shared one."""
         name = identity or f"replica-{next(self._ids)}"
-        op = OperatorProcess(self.kubeconfig, self.folder / f"{name}-{len(self.all)}.log",
+        op = OperatorProcess(kubeconfig or self.kubeconfig, self.folder / f"{name}-{len(self.all)}.log",
                              args=("--all-namespaces", "--leader-elect", f"--identity={name}",
                                    f"--lease-namespace={OPERATOR_NS}"),
                              started=("became the leader", "standby:"),
@@ -347,6 +349,13 @@ def reserved_pool_denied(admin: Api, ns: str, name: str, reason: str = "Invalid"
     finally:
         admin.request("DELETE", f"{bindings}/{name}")
         admin.request("DELETE", f"{policies}/{name}")
+
+
+def kubeconfig_through(proxy_url: str, plane: ControlPlane, own: Path, path: Path) -> Path:
+    """The user (the token) of kubeconfig ``own`` talking to the API server through the proxy at ``proxy_url``."""
+    token = json.loads(own.read_text())["users"][0]["user"]["token"]
+    path.write_text(json.dumps(kubeconfig(proxy_url, plane.pki / "ca.crt", token, "operator")))
+    return path
 
 
 def operator_kubeconfig_of(plane: ControlPlane) -> Path:

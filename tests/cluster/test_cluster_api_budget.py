@@ -1,5 +1,5 @@
 """The operator under API Priority and Fairness pressure, on the real API server: a proxy answers 429 with a
-Retry-After to the first create of every Job and to every other status patch (throttling_proxy). Nothing is created
+Retry-After to the first create of every Job and to every other status patch (api_fault_proxy). Nothing is created
 twice, nothing is lost, and every retry waits the Retry-After."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_support import Api, OperatorProcess, wait_for
-from control_plane import ControlPlane, kubeconfig
-from throttling_proxy import Seen, ThrottlingProxy
+from api_fault_proxy import ApiFaultProxy, Seen
+from cluster_support import Api, OperatorProcess, kubeconfig_through, wait_for
+from control_plane import ControlPlane
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -29,8 +29,8 @@ def _throttle(method: str, path: str, name: str, seen: list[Seen]) -> bool:
 
 
 @pytest.fixture
-def proxy(installed: ControlPlane) -> Iterator[ThrottlingProxy]:
-    proxy = ThrottlingProxy(installed.server, installed.pki / "ca.crt", _throttle).start()
+def proxy(installed: ControlPlane) -> Iterator[ApiFaultProxy]:
+    proxy = ApiFaultProxy(installed.server, installed.pki / "ca.crt", _throttle).start()
     try:
         yield proxy
     finally:
@@ -38,14 +38,9 @@ def proxy(installed: ControlPlane) -> Iterator[ThrottlingProxy]:
 
 
 def test_a_429_storm_creates_nothing_twice_loses_nothing_and_waits_its_retry_after(
-        installed: ControlPlane, admin: Api, ns: str, operator_kubeconfig: Path, proxy: ThrottlingProxy,
+        installed: ControlPlane, admin: Api, ns: str, operator_kubeconfig: Path, proxy: ApiFaultProxy,
         tmp_path: Path) -> None:
-    import json
-
-    config = json.loads(operator_kubeconfig.read_text())
-    token = config["users"][0]["user"]["token"]
-    through = tmp_path / "through-proxy.kubeconfig"
-    through.write_text(json.dumps(kubeconfig(proxy.url, installed.pki / "ca.crt", token, "operator")))
+    through = kubeconfig_through(proxy.url, installed, operator_kubeconfig, tmp_path / "through-proxy.kubeconfig")
     for claim in ("coco-data", "runs"):
         admin.claim(ns, claim)
     op = OperatorProcess(through, tmp_path / "operator.log").start()

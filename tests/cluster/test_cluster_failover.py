@@ -1,15 +1,19 @@
 """Two operators, one acting: leader election on a Lease, and a standby that takes over from a SIGKILLed leader
-mid-stage and between stages with no duplicate Job, no skipped or repeated stage and no duplicate Event."""
+mid-stage and between stages with no duplicate Job, no skipped or repeated stage and no duplicate Event; a leader
+frozen past its Lease (its API answers slowed by a fault proxy at chosen moments) writes nothing when it thaws."""
 
 from __future__ import annotations
 
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_support import OPERATOR_NS, Api, OperatorProcess, Replicas, wait_for
+from api_fault_proxy import ApiFaultProxy, Delay
+from cluster_support import OPERATOR_NS, Api, OperatorProcess, Replicas, kubeconfig_through, wait_for
+from control_plane import ControlPlane
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -85,3 +89,59 @@ def test_a_standby_takes_over_mid_stage_and_between_stages(admin: Api, ns: str, 
     handover = time.monotonic() - released
     assert handover < 5, handover
     print(f"takeover after SIGTERM: {handover:.1f} s")
+
+
+def _complete(admin: Api, ns: str, job: str) -> bool:
+    return any(c["type"] == "Complete" and c["status"] == "True"
+               for c in ((admin.job(ns, job) or {}).get("status") or {}).get("conditions") or ())
+
+
+@pytest.mark.timeout(180)
+def test_a_leader_frozen_past_its_lease_writes_nothing_when_it_thaws(
+        installed: ControlPlane, admin: Api, ns: str, operator_kubeconfig: Path, replicas: Replicas,
+        tmp_path: Path) -> None:
+    """The leader is frozen (SIGSTOP) in the middle of a reconcile, past its Lease; the standby takes over and
+    advances the training a stage; SIGCONT: the thawed process holds a decision made on what it read before, and
+    must not write it (every write is fenced by the time left on its Lease). It steps down. The leader talks to the
+    API server through a fault proxy, whose log of forwarded requests says what reached the server."""
+    for claim in ("coco-data", "runs"):
+        admin.claim(ns, claim)
+    with ApiFaultProxy(installed.server, installed.pki / "ca.crt") as proxy:
+        through = kubeconfig_through(proxy.url, installed, operator_kubeconfig, tmp_path / "op-0.kubeconfig")
+        _, old = replicas.start("op-0", probes=True, kubeconfig=through)
+        assert old.proc is not None
+        wait_for(lambda: _holder(admin) == "op-0", what="op-0 leads")
+        _, new = replicas.start("op-1", probes=True)
+        assert "standby: Lease" in new.log
+        admin.new_training(ns, "coco", {**SPEC, "autoAdvance": True})
+        wait_for(lambda: admin.pods(ns, "coco-stage1"), what="stage 1's pod")
+        # A slow pod list: the stage's end is read from its pods before the status patch, so op-0 is caught
+        # between reading and writing when it is frozen.
+        slow_pods = Delay("/pods", 3.0)
+        proxy.delays.append(slow_pods)
+        admin.finish_pods(ns, "coco-stage1")
+        wait_for(lambda: _complete(admin, ns, "coco-stage1"), what="stage 1 complete")
+        completed = time.monotonic()
+        wait_for(lambda: any(s.at >= completed for s in slow_pods.held), what="op-0 reading the pods")
+        time.sleep(1.0)
+        old.proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_for(lambda: _holder(admin) == "op-1" and "became the leader" in new.log, timeout=30,
+                     what="op-1 takes over")
+            wait_for(lambda: admin.job(ns, "coco-stage2") and admin.status(ns, "coco").get("stage") == 2,
+                     timeout=30, what="op-1 starts stage 2")
+            wait_for(lambda: "Stage2Started" in admin.event_reasons(ns, "coco"), what="op-1 done with it")
+            proxy.delays.clear()
+            # The thawed op-0 learns only after 2 s that it lost the Lease: time enough to write.
+            proxy.delays.append(Delay("/leases", 2.0))
+            thawed = time.monotonic()
+        finally:
+            old.proc.send_signal(signal.SIGCONT)
+        wait_for(lambda: old.proc is not None and old.proc.poll() is not None, timeout=20,
+                 what="the thawed op-0 to exit")
+        time.sleep(0.5)  # what op-0 sent before it exited has reached the proxy
+        written = [s for s in proxy.writes(since=thawed) if "/leases" not in s.path]
+        assert written == [], (written, old.log[-4000:])
+        # Which guard stops it depends on what the thawed loop runs first: the renewal loop, which sees no time
+        # left and exits, or a reconcile, whose write the client refuses (test_leader.py proves each).
+        assert old.proc.returncode == 1 and ("lost the Lease" in old.log or "could not renew" in old.log), old.log

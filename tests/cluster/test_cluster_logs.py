@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_support import Api, OperatorProcess, wait_for
-from control_plane import ControlPlane, kubeconfig
-from throttling_proxy import Seen, ThrottlingProxy
+from api_fault_proxy import ApiFaultProxy, Seen
+from cluster_support import Api, OperatorProcess, kubeconfig_through, wait_for
+from control_plane import ControlPlane
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -50,14 +50,14 @@ def test_json_lines_parse_and_name_the_training(admin: Api, ns: str,
 
 
 @pytest.fixture
-def proxy(installed: ControlPlane, ns: str) -> Iterator[ThrottlingProxy]:
+def proxy(installed: ControlPlane, ns: str) -> Iterator[ApiFaultProxy]:
     """The API server behind a proxy that answers the first create of a Job in ``ns`` with a 500."""
     jobs = f"/apis/batch/v1/namespaces/{ns}/jobs"
 
     def first_create(method: str, path: str, name: str, seen: list[Seen]) -> bool:
         return method == "POST" and path == jobs and not any(s.method == "POST" and s.path == jobs for s in seen)
 
-    proxy = ThrottlingProxy(installed.server, installed.pki / "ca.crt", first_create, refusal=LEADER_CHANGED).start()
+    proxy = ApiFaultProxy(installed.server, installed.pki / "ca.crt", first_create, refusal=LEADER_CHANGED).start()
     try:
         yield proxy
     finally:
@@ -65,13 +65,11 @@ def proxy(installed: ControlPlane, ns: str) -> Iterator[ThrottlingProxy]:
 
 
 def test_every_line_about_a_training_names_it_its_stage_and_generation(
-        installed: ControlPlane, admin: Api, ns: str, operator_kubeconfig: Path, proxy: ThrottlingProxy,
+        installed: ControlPlane, admin: Api, ns: str, operator_kubeconfig: Path, proxy: ApiFaultProxy,
         tmp_path: Path) -> None:
     """A reconcile that fails (the API answers 500 to the Job's create) and its retry: each of the operator's lines
     about the training, the failure's included, is JSON with namespace, training, stage and generation set."""
-    token = json.loads(operator_kubeconfig.read_text())["users"][0]["user"]["token"]
-    through = tmp_path / "through-proxy.kubeconfig"
-    through.write_text(json.dumps(kubeconfig(proxy.url, installed.pki / "ca.crt", token, "operator")))
+    through = kubeconfig_through(proxy.url, installed, operator_kubeconfig, tmp_path / "through-proxy.kubeconfig")
     op = OperatorProcess(through, tmp_path / "operator.log", args=("--all-namespaces", "--log-format=json")).start()
     try:
         _training(admin, ns)

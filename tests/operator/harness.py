@@ -1,4 +1,4 @@
-"""Harness of the emulator tests (the demo's smoke test, the leader and log tests): the API emulator in-process, the
+"""Harness of the emulator tests (the demo's smoke test, the emulator's own tests): the API emulator in-process, the
 real operator as a subprocess, the Job controller's part. Controller scenarios live on tests/cluster/ instead."""
 
 from __future__ import annotations

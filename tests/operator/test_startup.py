@@ -1,6 +1,6 @@
 """startup: the standby's health answer, and the wait for a supported Kubernetes before anything is watched. The
-API server's /version comes from a stand-in Kube (the operator process against the emulator:
-test_leader_logs.py)."""
+API server's /version comes from a stand-in Kube (the operator process behind a proxy that fakes /version:
+tests/cluster/test_cluster_version.py)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,15 @@
-"""A proxy in front of the real kube-apiserver that answers some requests 429 Too Many Requests with a Retry-After,
-as API Priority and Fairness does when a priority level is full (or another Status, e.g. etcd's 500), and forwards
-everything else (watches streamed).
+"""A proxy in front of the real kube-apiserver that injects the faults a test chooses, and forwards everything else
+(watches streamed):
+
+- a refusal: some requests answered 429 Too Many Requests with a Retry-After, as API Priority and Fairness does when
+  a priority level is full (or another Status, e.g. etcd's 500);
+- a delay: requests whose path contains a given part wait before they are forwarded, from whenever the test adds
+  the delay until it removes it;
+- a version: /version answered with a chosen body (a Kubernetes the test has no server of).
 
 The operator talks to it over plain HTTP on loopback; it talks to the API server over TLS with the caller's own
-Authorization header, so RBAC is the real server's. Every request is logged with its time and answer.
+Authorization header, so RBAC is the real server's. Every request is logged as it is forwarded (or refused), with
+the status the server (or the proxy) answered: what a test counts as the writes the server received.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import aiohttp
 from aiohttp import web
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "content-encoding"}
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 TOO_MANY: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 429,
                             "reason": "TooManyRequests",
                             "message": "too many requests, please try again later (the priority level is full)"}
@@ -30,23 +37,40 @@ TOO_MANY: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "status": "Fai
 
 @dataclass
 class Seen:
-    at: float
+    at: float  # when it was forwarded (or refused)
     method: str
     path: str
-    status: int
+    status: int = 0  # the answer's; 0 until it comes
     name: str = ""  # a POST's metadata.name
 
 
 @dataclass
-class ThrottlingProxy:
+class Delay:
+    """Requests whose path contains ``part`` wait ``seconds`` before they are forwarded; ``held`` lists each one as it
+    arrives (a test acts while one is held)."""
+
+    part: str
+    seconds: float
+    held: list[Seen] = field(default_factory=list)
+
+
+def never(method: str, path: str, name: str, seen: list[Seen]) -> bool:
+    return False
+
+
+@dataclass
+class ApiFaultProxy:
     """``throttle(method, path, name, seen)`` says whether to answer ``refusal`` (``name``: a POST's metadata.name;
-    ``seen``: what came before); a 429 comes with a Retry-After."""
+    ``seen``: what came before); a 429 comes with a Retry-After. ``delays`` and ``version`` may be changed while
+    it runs."""
 
     upstream: str
     ca: Path
-    throttle: Callable[[str, str, str, list[Seen]], bool]
+    throttle: Callable[[str, str, str, list[Seen]], bool] = never
     retry_after: str = "1"
     refusal: dict[str, Any] = field(default_factory=lambda: TOO_MANY)
+    delays: list[Delay] = field(default_factory=list)
+    version: dict[str, str] | None = None  # /version's body; None: the server's
     seen: list[Seen] = field(default_factory=list)
     port: int = 0
     _loop: asyncio.AbstractEventLoop | None = None
@@ -57,13 +81,23 @@ class ThrottlingProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> ThrottlingProxy:
+    def writes(self, since: float = 0.0) -> list[Seen]:
+        """The writes forwarded (or refused) at or after ``since`` (time.monotonic())."""
+        return [s for s in list(self.seen) if s.method in WRITES and s.at >= since]
+
+    def start(self) -> ApiFaultProxy:
         ready = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve(ready)), name="throttling-proxy",
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve(ready)), name="api-fault-proxy",
                                         daemon=True)
         self._thread.start()
         assert ready.wait(10), "the proxy did not start"
         return self
+
+    def __enter__(self) -> ApiFaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def stop(self) -> None:
         if self._loop is not None and self._stop is not None:
@@ -93,15 +127,25 @@ class ThrottlingProxy:
         if request.method == "POST" and body:
             with contextlib.suppress(ValueError, AttributeError):
                 name = str(json.loads(body).get("metadata", {}).get("name") or "")
-        if self.throttle(request.method, path, name, list(self.seen)):
-            code = int(self.refusal["code"])
-            self.seen.append(Seen(time.monotonic(), request.method, path, code, name))
-            return web.json_response(self.refusal, status=code,
-                                     headers={"Retry-After": self.retry_after} if code == 429 else None)
+        for delay in list(self.delays):
+            if delay.part in path:
+                delay.held.append(Seen(time.monotonic(), request.method, path, 0, name))
+                await asyncio.sleep(delay.seconds)
+        version = self.version
+        if path == "/version" and version is not None:
+            self.seen.append(Seen(time.monotonic(), request.method, path, 200, name))
+            return web.json_response(version)
+        # Logged before it is sent: a write counts as soon as the server may have it.
+        seen = Seen(time.monotonic(), request.method, path, 0, name)
+        self.seen.append(seen)
+        if self.throttle(request.method, path, name, self.seen[:-1]):
+            seen.status = int(self.refusal["code"])
+            return web.json_response(self.refusal, status=seen.status,
+                                     headers={"Retry-After": self.retry_after} if seen.status == 429 else None)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         async with session.request(request.method, self.upstream + request.rel_url.raw_path_qs, data=body or None,
                                    headers=headers) as upstream:
-            self.seen.append(Seen(time.monotonic(), request.method, path, upstream.status, name))
+            seen.status = upstream.status
             response = web.StreamResponse(status=upstream.status, headers={
                 k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP})
             await response.prepare(request)
