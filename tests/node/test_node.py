@@ -1,7 +1,8 @@
 """Real pods on a real node: the operator deployed from manifests/base (2 replicas, one leading), a two-stage
 ufile:// training and its export in containers under the restricted Pod Security Standard, checkpoints uploaded
-while training, stage 2 resuming from stage 1, TensorBoard answering, a leader pod and a trainer pod deleted
-mid-stage, a failing trainer's own error line, and make deploy's wait failing when the operator cannot run."""
+while training (status.uploadedStep names the last), stage 2 resuming from stage 1, TensorBoard answering, a leader
+pod and a trainer pod deleted mid-stage, a failing trainer's own error line, a NaN loss flagged LossDiverged, and
+make deploy's wait failing when the operator cannot run."""
 
 from __future__ import annotations
 
@@ -102,6 +103,9 @@ def test_two_stages_and_the_export_run_in_containers_under_restricted(deployed: 
                         "the training to end")
     assert status["phase"] == "Succeeded", status
     print(f"node: both stages Succeeded {time.monotonic() - started:.0f} s after apply")
+    # status.uploadedStep: the checkpoint the sync sidecar last published, the one in the bucket (stage 2's last).
+    assert status.get("uploadedStep") == uploaded_step(server) == 200, (status.get("uploadedStep"),
+                                                                         uploaded_step(server))
     assert get("-n", NS, "job", "coco-stage1")["metadata"]["uid"] == job_uid, "stage 1's Job was made twice"
     jobs = sorted(j["metadata"]["name"] for j in get("-n", NS, "jobs")["items"])
     assert jobs in (["coco-stage1", "coco-stage2"], ["coco-export", "coco-stage1", "coco-stage2"]), jobs
@@ -164,6 +168,33 @@ def test_a_failing_trainer_shows_its_own_error_line(deployed: str, ufile: Any) -
     wide = kubectl("-n", NS, "get", "im2txttrainings", "broken", "-o", "wide").stdout
     assert "trainer: --input_file_pattern: no files match" in wide, wide
     assert "no files match" in kubectl("-n", NS, "describe", "im2txttraining", "broken").stdout
+
+
+def test_a_training_whose_loss_turns_nan_says_loss_diverged(deployed: str, ufile: Any) -> None:
+    """A learning rate of 1e30 makes the real trainer's loss NaN from its second step (measured with the trainer CLI
+    on this tier's data): LossDiverged=True with reason NonFiniteLoss, no status.loss, and one Warning Event however
+    many NaN lines the poller reads until the stage ends."""
+    _server, public, private = ufile
+    kubectl("create", "namespace", NS, check=False)
+    kubectl("label", "--overwrite", "namespace", NS, "pod-security.kubernetes.io/enforce=restricted")
+    secret(NS, public, private)
+    diverging = new_training("diverging")
+    diverging["spec"].update({"outputPath": f"ufile://{BUCKET}/uai/im2txt/diverging/", "numberOfSteps": 40,
+                              "autoAdvance": False,
+                              "extraArgs": [*diverging["spec"]["extraArgs"], "--initial_learning_rate=1e30"]})
+    kubectl("apply", "-f", "-", input=json.dumps(diverging))
+    started = time.monotonic()
+    status = wait_until(lambda: (s := status_of("diverging")).get("phase") in ("Failed", "Succeeded") and s, 600,
+                        "the diverging training to end")
+    print(f"node: the diverging training ended ({status['phase']}) {time.monotonic() - started:.0f} s after apply")
+    assert status["phase"] == "Succeeded", status  # a NaN loss does not stop the trainer: the stage runs out
+    diverged = [c for c in status.get("conditions") or () if c["type"] == "LossDiverged"]
+    assert [(c["status"], c["reason"]) for c in diverged] == [("True", "NonFiniteLoss")], status
+    assert "loss = nan" in diverged[0]["message"] and "loss" not in status, status
+    events = get("-n", NS, "events", "--field-selector", "involvedObject.name=diverging")["items"]
+    warned = [(e["type"], e.get("count") or 1) for e in events if e["reason"] == "LossDiverged"]
+    assert warned == [("Warning", 1)], [(e["reason"], e["message"]) for e in events]
+    kubectl("-n", NS, "delete", "im2txttraining", "diverging", "--wait=false")
 
 
 CONTAINER = "/spec/template/spec/containers/0"
