@@ -103,6 +103,22 @@ class Audit:
         return out
 
 
+    def latency(self, who: str, since: float, until: float) -> dict[str, str]:
+        """Server-side time of those requests (received to completed; APF's queueing included), p50/p99 in ms by
+        verb and resource: where a slow transition waits on the API server, not on the operator."""
+        self.read()
+        user = f"system:serviceaccount:{NS}:{who}"
+        out: dict[str, list[float]] = {}
+        for e in self.events:
+            if e["user"]["username"] == user and e["verb"] != "watch" and \
+                    since <= _seconds(e["stageTimestamp"]) < until:
+                ref = e.get("objectRef") or {}
+                what = f"{e['verb']} {ref.get('resource', '?')}" + (f"/{ref['subresource']}" if ref.get(
+                    "subresource") else "")
+                out.setdefault(what, []).append(_seconds(e["stageTimestamp"]) - _seconds(e["requestReceivedTimestamp"]))
+        return {k: f"{pct(v, 0.5) * 1000:.0f}/{pct(v, 0.99) * 1000:.0f}" for k, v in out.items()}
+
+
 def _seconds(stamp: str) -> float:
     import datetime
 
@@ -308,6 +324,8 @@ async def run_one(plane: ControlPlane, api: Api, audit: Audit, kind: str, n: int
         per_transition = audit.count(kind, t0, time.time()) / n
         writes_per_transition = audit.count(kind, t0, time.time(), writes=True) / n
         print(f"{kind} N={n}: requests during the transitions: {audit.breakdown(kind, t0, time.time())}", flush=True)
+        print(f"{kind} N={n}: their time in the API server, p50/p99 ms: {audit.latency(kind, t0, time.time())}",
+              flush=True)
         _, cpu_before = proc_usage(proc.pid)
         s0 = time.time()
         await asyncio.sleep(steady_s)  # every training Running (stage 2), nothing changes

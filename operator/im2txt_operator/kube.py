@@ -20,7 +20,7 @@ from urllib import parse
 import aiohttp
 import kubernetes
 
-from im2txt_operator.api_budget import RETRIES_ON_429, TokenBucket, retry_after
+from im2txt_operator.api_budget import ANY, RETRIES_ON_429, TokenBucket, fresh, retry_after
 from im2txt_operator.kube_config import load_configuration, ssl_context
 from im2txt_operator.spec import GROUP, PLURAL, VERSION
 from im2txt_operator.workloads import JOB_UID_LABEL
@@ -28,8 +28,6 @@ from im2txt_operator.workloads import JOB_UID_LABEL
 MERGE_PATCH = "application/merge-patch+json"
 # Lists of metadata only (the API server's PartialObjectMetadataList), with full JSON as the fallback.
 PARTIAL_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
-
-
 FIELD_MANAGER = "im2txt-operator"
 AUTH_TTL = 10.0  # seconds an Authorization header is reused before the configuration is asked again
 
@@ -66,6 +64,7 @@ def _api_exception(status: int, http_reason: str, payload: bytes) -> ApiExceptio
 
 class Fenced(Exception):
     """A write not sent: this process can no longer be sure it holds the Lease (see leader.py)."""
+
 
 
 class Kube:
@@ -257,18 +256,20 @@ class Kube:
             raise
         return True
 
-    async def list_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
-        return await self.list_pods_labelled(namespace, f"job-name={job_name}")
+    async def list_pods(self, namespace: str, job_name: str, not_older_than: str | None = ANY) -> list[dict[str, Any]]:
+        return await self.list_pods_labelled(namespace, f"job-name={job_name}", not_older_than)
 
-    async def list_pods_labelled(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+    async def list_pods_labelled(self, namespace: str, selector: str,
+                                 not_older_than: str | None = ANY) -> list[dict[str, Any]]:
         result = await self._request("GET", f"/api/v1/namespaces/{quote(namespace)}/pods",
-                                     params={"labelSelector": selector})
+                                     params={"labelSelector": selector, **fresh(not_older_than)})
         return list(result.get("items") or [])
 
     async def failed_creates(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
         """The Job controller's FailedCreate Events on a Job (why it could not create its pods)."""
         result = await self._request("GET", f"/api/v1/namespaces/{quote(namespace)}/events", params={
-            "fieldSelector": f"involvedObject.kind=Job,involvedObject.name={job_name},reason=FailedCreate"})
+            "fieldSelector": f"involvedObject.kind=Job,involvedObject.name={job_name},reason=FailedCreate",
+            **fresh(ANY)})
         return list(result.get("items") or [])
 
     async def read_log(self, namespace: str, pod: str, container: str, tail_lines: int) -> str:
@@ -290,7 +291,7 @@ class Kube:
         or the operator may not read it (then nothing tells why a Job waits but its own suspend)."""
         try:
             result = await self._request("GET", f"/apis/kueue.x-k8s.io/v1beta2/namespaces/{quote(namespace)}/workloads",
-                                         params={"labelSelector": f"{JOB_UID_LABEL}={job_uid}"})
+                                         params={"labelSelector": f"{JOB_UID_LABEL}={job_uid}", **fresh(ANY)})
         except ApiException as e:
             if e.status in (403, 404):
                 return None

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from im2txt_operator.api_budget import ANY
 from im2txt_operator.kube import ApiException, Kube
 from im2txt_operator.pod_reports import SYNC, ContainerFailure, published_step, stage_failure, upload_failure
 from im2txt_operator.progress import StepSample, last_step, progress_pod
@@ -61,11 +62,11 @@ def _ended_well(pod: Mapping[str, Any], container: str, statuses: str, opening: 
 
 
 async def read_pods(kube: Kube, namespace: str, job_name: str, *, syncs: bool,
-                    pods: Sequence[Mapping[str, Any]] | None = None) -> PodReads:
-    """List the Job's pods (unless given) and read the progress pod's trainer log, and its sync log when the
-    output is uploaded (``syncs``)."""
+                    pods: Sequence[Mapping[str, Any]] | None = None, not_older_than: str | None = ANY) -> PodReads:
+    """List the Job's pods (unless given; from the API server's cache, at least as fresh as ``not_older_than``)
+    and read the progress pod's trainer log, and its sync log when the output is uploaded (``syncs``)."""
     if pods is None:
-        pods = await kube.list_pods(namespace, job_name)
+        pods = await kube.list_pods(namespace, job_name, not_older_than)
     pod = progress_pod(list(pods))  # type: ignore[arg-type]
     sample = uploaded = None
     if pod is not None:

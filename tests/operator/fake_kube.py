@@ -47,6 +47,7 @@ class FakeKube:
         self.events: dict[str, list[dict[str, Any]]] = {}  # Job name -> its FailedCreate Events
         self.claims: set[str] = set()
         self.calls: list[tuple[str, ...]] = []
+        self.freshness: list[tuple[str, str | None]] = []
         self.refuse: str | None = None
         self.closed = False
 
@@ -140,15 +141,17 @@ class FakeKube:
         self.calls.append(("claim_exists", namespace, name))
         return name in self.claims
 
-    async def list_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+    async def list_pods(self, namespace: str, job_name: str, not_older_than: str | None = "0") -> list[dict[str, Any]]:
         self.calls.append(("list_pods", namespace, job_name))
+        self.freshness.append((job_name, not_older_than))  # what the list asked of the server's cache
         return copy.deepcopy(self.pods.get(job_name, []))
 
     async def failed_creates(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
         self.calls.append(("failed_creates", namespace, job_name))
         return copy.deepcopy(self.events.get(job_name, []))
 
-    async def list_pods_labelled(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+    async def list_pods_labelled(self, namespace: str, selector: str,
+                                 not_older_than: str | None = "0") -> list[dict[str, Any]]:
         self.calls.append(("list_pods_labelled", namespace, selector))
         return copy.deepcopy(self.pods.get(selector, []))
 

@@ -128,6 +128,24 @@ async def test_a_log_is_text_read_with_its_container_and_tail(server: tuple[Reco
     assert recorder.seen[0]["query"] == {"container": "trainer", "tailLines": "20"}
 
 
+async def test_pod_lists_are_served_from_the_servers_cache_as_fresh_as_asked(server: tuple[Recorder, str]) -> None:
+    """Not consistent reads from etcd (every pod of the namespace decoded to be filtered): any cached version, at
+    least a given one, or (None) a consistent read where nothing older may be trusted."""
+    recorder, host = server
+    recorder.answers.extend([(200, {"items": []})] * 3)
+    kube = _kube(host)
+    try:
+        await kube.list_pods("ml", "coco-stage1")
+        await kube.list_pods("ml", "coco-stage1", "812")
+        await kube.list_pods("ml", "coco-stage1", None)
+    finally:
+        await kube.close()
+    assert [s["query"] for s in recorder.seen] == [
+        {"labelSelector": "job-name=coco-stage1", "resourceVersion": "0", "resourceVersionMatch": "NotOlderThan"},
+        {"labelSelector": "job-name=coco-stage1", "resourceVersion": "812", "resourceVersionMatch": "NotOlderThan"},
+        {"labelSelector": "job-name=coco-stage1"}]
+
+
 async def test_a_429_is_sent_again_after_its_retry_after(server: tuple[Recorder, str]) -> None:
     recorder, host = server
     too_many = {"kind": "Status", "reason": "TooManyRequests", "message": "too many requests"}

@@ -60,6 +60,8 @@ async def test_a_finished_stage_reads_its_pods_once_then_starts_the_next() -> No
     # Stage 2's Job first: its start waits for no read of stage 1's pods and logs (they feed the status patch)
     advance = [c[0] for c in kube.calls[before:] if c[0] in ("create", "list_pods", "read_log")]
     assert advance[0] == "create" and advance.count("list_pods") == 1 and advance.count("read_log") == 2
+    # From the server's cache, at least as fresh as the Job's Complete (the pods ended before it): no etcd read.
+    assert kube.freshness[-1] == ("coco-stage1", "999")
     assert events[-1] == ("coco", "Normal", "Stage2Started")
     status = kube.trainings[KEY]["status"]
     assert (status["stage"], status["step"], status["loss"], status["uploadedStep"]) == (2, 100, 2.5, 100)
