@@ -113,6 +113,17 @@ async def test_a_round_spends_only_the_progress_budget_oldest_look_first() -> No
         assert len(chosen) == 2 and ("ml", "done") not in chosen
     assert [len(r) for r in rounds] == [2, 2, 2]  # the budget holds in every round
     assert {job for r in rounds for job in r} == {f"{n}-stage1" for n in names}  # and every training is read
+    # Spread over the round: the two looks start half a round apart, not together.
+    ctx.budget, starts = ApiBudget(progress_rps=2 * REQUESTS_PER_LOOK / ctx.interval), []
+    real = kube.list_pods
+
+    async def timed(*args: Any) -> Any:
+        starts.append(asyncio.get_running_loop().time())
+        return await real(*args)
+
+    kube.list_pods = timed  # type: ignore[method-assign]
+    await poller.one_round(ctx, looked_at, spread=0.4)
+    assert len(starts) == 2 and 0.15 <= starts[1] - starts[0] <= 0.35, starts
 
 
 def test_a_training_wants_a_look_only_when_there_is_something_to_read() -> None:

@@ -38,16 +38,20 @@ def wants_a_look(entry: Entry) -> bool:
 
 
 async def run(ctx: Context) -> None:
-    """Every ``ctx.interval`` seconds, one round."""
+    """Every ``ctx.interval`` seconds, one round, its looks spread over the interval."""
     looked_at: dict[Key, float] = {}
+    await asyncio.sleep(ctx.interval)
     while True:
-        await asyncio.sleep(ctx.interval)
-        await one_round(ctx, looked_at)
+        started = time.monotonic()
+        await one_round(ctx, looked_at, spread=ctx.interval)
+        await asyncio.sleep(max(0.0, ctx.interval - (time.monotonic() - started)))
 
 
-async def one_round(ctx: Context, looked_at: dict[Key, float]) -> list[Key]:
+async def one_round(ctx: Context, looked_at: dict[Key, float], spread: float = 0.0) -> list[Key]:
     """Prune the cache, then look at the trainings that want a look, as many as the progress budget allows
-    (api_budget), those looked at longest ago (``looked_at``: monotonic times, kept between rounds) first."""
+    (api_budget), those looked at longest ago (``looked_at``: monotonic times, kept between rounds) first, the
+    looks started evenly over ``spread`` seconds: a round's reads all at once queued the stage transitions' writes
+    behind them in the client's rate limit."""
     try:
         await prune(ctx)
     except Exception as exc:  # best effort; the next round retries
@@ -60,14 +64,15 @@ async def one_round(ctx: Context, looked_at: dict[Key, float]) -> list[Key]:
     looked_at.update((k, now) for k in chosen)
     sem = asyncio.Semaphore(CONCURRENCY)
 
-    async def one(key: Key, entry: Entry) -> None:
+    async def one(i: int, key: Key, entry: Entry) -> None:
+        await asyncio.sleep(i * spread / len(chosen))
         async with sem:
             try:
                 await look(ctx, key, entry)
             except Exception as exc:  # best effort; the next round retries
                 log.debug("a look at %s/%s: %s", *key, logs.short(exc), extra=logs.of(*key, entry.body))
 
-    await asyncio.gather(*(one(k, entries[k]) for k in chosen))
+    await asyncio.gather(*(one(i, k, entries[k]) for i, k in enumerate(chosen)))
     return chosen
 
 
