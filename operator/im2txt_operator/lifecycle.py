@@ -222,6 +222,9 @@ def _event(old: Mapping[str, Any], new: Mapping[str, Any], actions: list[Action]
             return Event("Normal", "Resumed", message)
         if phase == "Running" and old.get("phase") == "Queued":
             return Event("Normal", "Admitted", f"{message} (admitted by Kueue)")
+        if phase == "Running" and old.get("stage") != new["stage"]:
+            # Its Job exists already: made by a leader that stopped before it wrote status, and its Event with it.
+            return Event("Normal", f"Stage{new['stage']}Started", message)
     was_ready = cond.is_true(old.get("conditions"), "Ready")
     if problem is not None and (was_ready or old.get("message") != message):
         return Event("Warning", problem.reason, problem.message)

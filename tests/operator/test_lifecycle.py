@@ -68,6 +68,11 @@ TABLE: list[tuple[str, dict[str, Any], Problem | None, dict[str, Any] | None, di
      ("Running", 2, (CreateJob(2),), "Stage2Started", {"Ready", "Stage1Complete", "Reconciling"})),
     ("stage 2 running", {}, None, status_with(1, stage=2), {1: succeeded(1), 2: running(2)},
      ("Running", 2, (), None, {"Ready", "Stage1Complete", "Reconciling"})),
+    # A leader stopped between creating stage 2's Job and writing status: the next one records the start, Event too.
+    ("stage 2's Job made, status not written", {}, None, status_with(), {1: succeeded(1), 2: running(2)},
+     ("Running", 2, (), "Stage2Started", {"Ready", "Stage1Complete", "Reconciling"})),
+    ("stage 1's Job made, no status yet", {}, None, None, {1: running(1)},
+     ("Running", 1, (), "Stage1Started", {"Ready", "Reconciling"})),
     ("stage 2 succeeded: training succeeded", {}, None, status_with(1, stage=2), {1: succeeded(1), 2: succeeded(2)},
      ("Succeeded", 2, (), "Stage2Complete", {"Ready", "Stage1Complete", "Stage2Complete", "Succeeded"})),
     ("stage 1 failed for good", {}, None, status_with(), {1: failed(1)},
@@ -112,7 +117,7 @@ TABLE: list[tuple[str, dict[str, Any], Problem | None, dict[str, Any] | None, di
     ("stage 1 Job deleted after success: never repeat it", {}, None, status_with(1), {},
      ("Running", 2, (CreateJob(2),), "Stage2Started", {"Ready", "Stage1Complete", "Reconciling"})),
     ("stage 1 Job gone but stage 2 exists: do not go back", {}, None, None, {2: running(2)},
-     ("Running", 2, (), None, {"Ready", "Reconciling"})),
+     ("Running", 2, (), "Stage2Started", {"Ready", "Reconciling"})),  # the first status to say stage 2 says so
     ("failed Job deleted by the user: retry the stage", {}, None, status_with(phase="Failed"), {},
      ("Running", 1, (CreateJob(1),), "Stage1Started", {"Ready", "Reconciling"})),
     ("spec.stage changed after start is ignored", {"stage": 2}, None, status_with(), {1: running(1)},

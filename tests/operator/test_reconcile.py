@@ -135,7 +135,9 @@ async def test_a_failed_write_is_retried_with_backoff() -> None:
     await entry.retry
     assert entry.failures == 0 and kube.trainings[KEY]["status"]["jobName"] == "coco-stage1"
     assert kube.writes().count(("create", "jobs", "coco-stage1")) == 1  # the Job was adopted, not made twice
-    assert events == []  # the Event came after the status write that failed: the retry adopts, it starts nothing
+    # The Event goes with the status write that records the start: the failed one posted none, the retry that wrote
+    # it posts the one (a leader that stops between the create and the write loses no Event either).
+    assert events == [("coco", "Normal", "Stage1Started")]
 
 
 async def test_a_job_kueue_suspends_is_never_written_and_reads_queued_without_its_eta_sample() -> None:
