@@ -57,7 +57,8 @@ def test_the_operator_runs_on_a_supported_minor_and_refuses_an_older_one(
             assert f"Kubernetes {version['gitVersion']} (supported: 1.29 to 1.36)" in op.log, op.log
             wait_for(lambda: (a := answer(health)) and a[0] == 200, what="a 200 from the health endpoint")
             wait_for(lambda: admin.job_names(ns) == ["coco-stage1"], what="the stage-1 Job")
-            assert admin.status(ns, "coco")["observedGeneration"] == 1
+            # The status patch follows the Job's create in the same reconcile: wait for it, not a moment.
+            wait_for(lambda: admin.status(ns, "coco").get("observedGeneration") == 1, what="the status written")
             assert "not starting" not in op.log
     finally:
         op.stop()
