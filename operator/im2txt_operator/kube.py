@@ -222,11 +222,11 @@ class Kube:
     async def get_training(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._get_or_none(self._training(namespace, name))
 
-    async def training_uids(self, namespace: str) -> dict[str, str] | None:
+    async def training_uids(self, namespace: str, not_older_than: str | None = None) -> dict[str, str] | None:
         """name -> uid of every training in the namespace (metadata only); None when the CRD is gone."""
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{PLURAL}"
         try:
-            result = await self._request("GET", path, accept=PARTIAL_METADATA_LIST)
+            result = await self._request("GET", path, accept=PARTIAL_METADATA_LIST, params=fresh(not_older_than))
         except ApiException as e:
             if e.status == 404:
                 return None

@@ -122,8 +122,9 @@ class FakeKube:
         found = self.trainings.get((namespace, name))
         return copy.deepcopy(found) if found else None
 
-    async def training_uids(self, namespace: str) -> dict[str, str] | None:
+    async def training_uids(self, namespace: str, not_older_than: str | None = None) -> dict[str, str] | None:
         self.calls.append(("training_uids", namespace))
+        self.freshness.append((namespace, not_older_than))
         return {n: t["metadata"]["uid"] for (ns, n), t in self.trainings.items() if ns == namespace}
 
     async def patch_training_status(self, namespace: str, name: str, status: dict[str, Any],

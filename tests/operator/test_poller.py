@@ -63,12 +63,15 @@ async def test_a_pod_that_cannot_start_reconciles_the_training() -> None:
 async def test_prune_forgets_trainings_the_api_no_longer_has() -> None:
     kube = FakeKube(training("kept", uid="u1"), training("remade", uid="u2-new"))
     ctx, _ = context(kube)
-    for name, uid in (("kept", "u1"), ("remade", "u2"), ("gone", "u3")):
+    for rv, (name, uid) in enumerate((("kept", "u1"), ("remade", "u2"), ("gone", "u3"))):
         ctx.cache.entry(("ml", name)).body = training(name, uid=uid)
+        ctx.cache.get(("ml", name)).body["metadata"]["resourceVersion"] = str(90 + rv)
     ctx.checks.seen[("ml", "claim")] = -1e9  # expired long ago
     await poller.prune(ctx)
     assert sorted(k[1] for k, _ in ctx.cache.items()) == ["kept"] and not ctx.checks.seen
     assert [c for c in kube.calls if c[0] == "training_uids"] == [("training_uids", "ml")]  # one list a namespace
+    # From the server's cache, but no older than the newest training the watch showed (92): it holds them all.
+    assert kube.freshness == [("ml", "92")]
 
 
 async def test_the_loop_looks_at_running_trainings_every_interval() -> None:
