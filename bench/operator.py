@@ -192,11 +192,16 @@ async def wait_until(check: Callable[[], bool], timeout: float, what: str,
         await asyncio.sleep(0.05)
 
 
+# Extra spec fields of every training (--no-evaluation: {"evaluation": {"enabled": False}}, the operator's core
+# alone, as it was before the evaluation Deployment came with every training).
+EXTRA_SPEC: dict[str, Any] = {}
+
+
 def training(name: str, ns: str) -> dict[str, Any]:
     return {"apiVersion": "im2txt.dev/v1alpha1", "kind": "Im2txtTraining", "metadata": {"name": name},
             "spec": {"dataPath": "ufile://data/coco/", "outputPath": f"ufile://out/{ns}/{name}/",
                      "credentialsSecret": "ufile-keys", "numberOfSteps": 100, "stage2NumberOfSteps": 300,
-                     "gpus": 0, "export": False}}
+                     "gpus": 0, "export": False, **EXTRA_SPEC}}
 
 
 # What the containers of a stage that ended well leave as their termination messages (the trainer's, the sync
@@ -439,9 +444,13 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=20.0, help="trainings created (and pods finished) per second")
     parser.add_argument("--noise", type=int, default=10_000, help="unrelated Jobs in the cluster (default 10000)")
     parser.add_argument("--steady", type=float, default=60.0, help="seconds of steady state measured (default 60)")
+    parser.add_argument("--no-evaluation", action="store_true",
+                        help="trainings without the evaluation Deployment (on by default): the operator's own cost")
     parser.add_argument("--no-reactor", action="store_true",
                         help="measure the operator alone (e.g. RSS and steady requests at N = 5,000; no ratios)")
     parser.add_argument("--logs", type=Path, default=ROOT / ".bench" / "operator",
                         help="where the operator's and the reactor's logs go (default .bench/operator)")
     args = parser.parse_args()
+    if args.no_evaluation:
+        EXTRA_SPEC["evaluation"] = {"enabled": False}
     asyncio.run(main(args.n or [100, 1000], args.rate, args.noise, args.steady, args.logs, not args.no_reactor))
