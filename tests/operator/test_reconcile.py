@@ -60,8 +60,8 @@ async def test_a_finished_stage_reads_its_pods_once_then_starts_the_next() -> No
     # Stage 2's Job first: its start waits for no read of stage 1's pods and logs (they feed the status patch)
     advance = [c[0] for c in kube.calls[before:] if c[0] in ("create", "list_pods", "read_log")]
     assert advance[0] == "create" and advance.count("list_pods") == 1 and advance.count("read_log") == 2
-    # From the server's cache, at least as fresh as the Job's Complete (the pods ended before it): no etcd read.
-    assert kube.freshness[-1] == ("coco-stage1", "999")
+    # From the server's cache (the pod shows it ended): no consistent read from etcd.
+    assert kube.freshness[-1] == ("coco-stage1", "0")
     assert events[-1] == ("coco", "Normal", "Stage2Started")
     status = kube.trainings[KEY]["status"]
     assert (status["stage"], status["step"], status["loss"], status["uploadedStep"]) == (2, 100, 2.5, 100)
@@ -69,6 +69,16 @@ async def test_a_finished_stage_reads_its_pods_once_then_starts_the_next() -> No
     reads = [c for c in kube.calls if c[0] in ("list_pods", "read_log")]
     await reconcile(ctx, KEY)  # stage 1's end is recorded: its pods are not read again
     assert [c for c in kube.calls if c[0] in ("list_pods", "read_log")] == reads
+
+
+async def test_a_stage_whose_ended_pod_the_cache_does_not_show_yet_is_read_again_from_etcd() -> None:
+    ctx, kube, _ = setup(training())
+    await reconcile(ctx, KEY)
+    kube.pods["coco-stage1"] = [{"metadata": {"name": "coco-stage1-a", "creationTimestamp": NOW},
+                                 "status": {"phase": "Running"}}]  # the cache lags behind the Job's Complete
+    complete(kube, ctx, "coco-stage1", "stage1")
+    await reconcile(ctx, KEY)
+    assert kube.freshness[-2:] == [("coco-stage1", "0"), ("coco-stage1", None)]  # then a consistent read
 
 
 async def test_an_invalid_spec_writes_the_problem_and_no_job() -> None:

@@ -122,20 +122,24 @@ async def _holds(kube: Kube, namespace: str, settings: Settings | None,
 
 
 async def _stage_ends(kube: Kube, namespace: str, settings: Settings | None, status: Mapping[str, Any],
-                      entry: Entry, jobs: Mapping[int, JobState], *, failed: bool) -> dict[int, PodReads]:
+                      jobs: Mapping[int, JobState], *, failed: bool) -> dict[int, PodReads]:
     """The pods of each stage whose Job failed (``failed``) or succeeded since status last recorded it (once per
-    stage: then it is recorded), as fresh as that Job's end: its pods ended before the Job controller said so."""
+    stage: then it is recorded)."""
     recorded = {e.get("stage"): e.get("outcome") for e in status.get("stages") or ()}
     syncs = settings is not None and isinstance(settings.output_path, UFilePath)
-    return {s: await read_pods(kube, namespace, job.name, syncs=syncs, not_older_than=_version(entry, s))
-            for s, job in jobs.items()
+    return {s: await _ended_pods(kube, namespace, job.name, syncs) for s, job in jobs.items()
             if s in (1, 2) and (job.failed if failed else job.succeeded)
             and recorded.get(s) not in ("Succeeded", "Failed")}
 
 
-def _version(entry: Entry, stage: int) -> str | None:
-    """The resourceVersion of the stage's Job as the cache holds it (None: unknown, so a consistent read)."""
-    return ((entry.jobs.get(names.stage_role(stage)) or {}).get("metadata") or {}).get("resourceVersion")
+async def _ended_pods(kube: Kube, namespace: str, job_name: str, syncs: bool) -> PodReads:
+    """An ended stage's pods from the server's cache; read again consistently (from etcd) if the cache shows none
+    ended yet. (Not a list at least as fresh as the Job: a resourceVersion of the Jobs is not one the pods' cache
+    reaches in a quiet cluster, where it answers 504 "Too large resource version" for good.)"""
+    reads = await read_pods(kube, namespace, job_name, syncs=syncs)
+    if any((p.get("status") or {}).get("phase") in ("Succeeded", "Failed") for p in reads.pods):
+        return reads
+    return await read_pods(kube, namespace, job_name, syncs=syncs, not_older_than=None)
 
 
 async def _reconcile_locked(ctx: Context, key: Key, entry: Entry, look: Look | None = None) -> None:
@@ -148,7 +152,7 @@ async def _reconcile_locked(ctx: Context, key: Key, entry: Entry, look: Look | N
     jobs = _observe(entry, read)
     # A stage that just failed: its pods once more, for why it failed and the step, loss and upload it ended with.
     observed: dict[str, Any] = {}
-    for s, reads in (await _stage_ends(ctx.kube, key[0], settings, status, entry, jobs, failed=True)).items():
+    for s, reads in (await _stage_ends(ctx.kube, key[0], settings, status, jobs, failed=True)).items():
         read.failures[s] = reads.failure
         observed |= observed_fields(reads, final=True)
     read.holds = await _holds(ctx.kube, key[0], settings, _observe(entry, read))
@@ -183,7 +187,7 @@ async def _reconcile_locked(ctx: Context, key: Key, entry: Entry, look: Look | N
 
     # A stage that just succeeded: the loss and upload it ended with, read after the next stage's Job is made (its
     # start waits for no log); the step it ended at is its target (decide).
-    for reads in (await _stage_ends(ctx.kube, key[0], settings, status, entry, jobs, failed=False)).values():
+    for reads in (await _stage_ends(ctx.kube, key[0], settings, status, jobs, failed=False)).values():
         observed |= observed_fields(reads, final=True)
 
     if decision.status.get("phase") != "Running":
