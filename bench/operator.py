@@ -88,24 +88,9 @@ class Audit:
         return n
 
 
-    def breakdown(self, who: str, since: float, until: float) -> dict[str, int]:
-        """The requests counted by ``count``, by verb and resource (where the requests go)."""
-        self.read()
-        user = f"system:serviceaccount:{NS}:{who}"
-        out: dict[str, int] = {}
-        for e in self.events:
-            if e["user"]["username"] == user and e["verb"] != "watch" and \
-                    since <= _seconds(e["stageTimestamp"]) < until:
-                ref = e.get("objectRef") or {}
-                what = f"{e['verb']} {ref.get('resource', '?')}" + (f"/{ref['subresource']}" if ref.get(
-                    "subresource") else "")
-                out[what] = out.get(what, 0) + 1
-        return out
-
-
-    def latency(self, who: str, since: float, until: float) -> dict[str, str]:
-        """Server-side time of those requests (received to completed; APF's queueing included), p50/p99 in ms by
-        verb and resource: where a slow transition waits on the API server, not on the operator."""
+    def _by_kind(self, who: str, since: float, until: float) -> dict[str, list[float]]:
+        """The requests counted by ``count``, by verb and resource: each one's time in the API server (received to
+        completed, APF's queueing included)."""
         self.read()
         user = f"system:serviceaccount:{NS}:{who}"
         out: dict[str, list[float]] = {}
@@ -116,7 +101,17 @@ class Audit:
                 what = f"{e['verb']} {ref.get('resource', '?')}" + (f"/{ref['subresource']}" if ref.get(
                     "subresource") else "")
                 out.setdefault(what, []).append(_seconds(e["stageTimestamp"]) - _seconds(e["requestReceivedTimestamp"]))
-        return {k: f"{pct(v, 0.5) * 1000:.0f}/{pct(v, 0.99) * 1000:.0f}" for k, v in out.items()}
+        return out
+
+    def breakdown(self, who: str, since: float, until: float) -> dict[str, int]:
+        """How many, by verb and resource (where the requests go)."""
+        return {k: len(v) for k, v in self._by_kind(who, since, until).items()}
+
+    def latency(self, who: str, since: float, until: float) -> dict[str, str]:
+        """Their time in the API server, p50/p99 in ms by verb and resource: where a slow transition waits on the API
+        server, not on the operator."""
+        return {k: f"{pct(v, 0.5) * 1000:.0f}/{pct(v, 0.99) * 1000:.0f}"
+                for k, v in self._by_kind(who, since, until).items()}
 
 
 def _seconds(stamp: str) -> float:
