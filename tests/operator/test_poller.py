@@ -125,8 +125,10 @@ async def test_a_round_spends_only_the_progress_budget_oldest_look_first() -> No
         return await real(*args)
 
     kube.list_pods = timed  # type: ignore[method-assign]
+    began = asyncio.get_running_loop().time()
     await poller.one_round(ctx, looked_at, spread=0.4)
-    assert len(starts) == 2 and 0.15 <= starts[1] - starts[0] <= 0.35, starts
+    # The second look waits its share of the round (a sleep never ends early; a busy machine only makes it later).
+    assert len(starts) == 2 and starts[1] - began >= 0.19, (began, starts)
 
 
 def test_a_training_wants_a_look_only_when_there_is_something_to_read() -> None:
