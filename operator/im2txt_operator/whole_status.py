@@ -16,7 +16,9 @@ from im2txt_operator import conditions as cond
 from im2txt_operator import evaluation_status
 from im2txt_operator.decisions import Event
 from im2txt_operator.evaluation_status import Result
+from im2txt_operator.loss import loss_patch
 from im2txt_operator.pod_reads import PodReads
+from im2txt_operator.progress import StepSample
 from im2txt_operator.running_status import Sample, running_status
 
 
@@ -60,13 +62,18 @@ def _apply(status: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any
 
 def whole_status(decided: Mapping[str, Any], *, ended: Mapping[str, Any], children: Mapping[str, Any], look: Look,
                  sample: Sample | None, stages: Sequence[int], targets: Mapping[int, int], generation: int | None,
-                 now: str) -> Whole:
+                 now: str, ended_sample: StepSample | None = None) -> Whole:
     """The whole status from the decision's (``decided``), what the ended stages' pods said that the decision does
-    not (``ended``: loss, upload), the children's fields (``children``), and the poller's ``look`` (evaluated with
-    the stages the spec runs and each one's target step: ``stages``, ``targets``)."""
+    not (``ended``: loss, upload; ``ended_sample``: the trainer's last line, whose loss may have diverged), the
+    children's fields (``children``), and the poller's ``look`` (evaluated with the stages the spec runs and each
+    one's target step: ``stages``, ``targets``)."""
     status = _apply(decided, {k: v for k, v in ended.items() if k not in decided})
     status = _apply(status, children)
     events: list[Event] = []
+    if ended_sample is not None:  # a stage shorter than the poller's interval diverges unseen but for this line
+        update = loss_patch(status, ended_sample, generation, now)
+        status = _apply(status, update.patch)
+        events += [update.event] if update.event is not None else []
     if look.progress is not None:
         update = running_status(status, look.progress.job_name, look.progress.reads, sample, look.progress.clock,
                                 generation, now)

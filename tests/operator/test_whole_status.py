@@ -73,3 +73,17 @@ def test_the_evaluation_look_records_figures_at_the_target_the_stage_ran_to_and_
     assert _whole(failing.status, Look(evaluation=Evaluated([], "CrashLoopBackOff"))).events == []  # said once
     assert cond.is_true(failing.status["conditions"], "EvaluationFailed")
     assert failing.status["phase"] == "Succeeded"  # an evaluation never fails the training
+
+
+def test_a_stage_that_ended_with_a_diverged_loss_says_so_from_its_last_line() -> None:
+    """A stage shorter than the poller's interval: its trainer's last line (the termination message) is all there is."""
+    ended = {**RUNNING, "phase": "Succeeded", "step": 100}
+    whole = _whole(ended, ended={"step": 100}, ended_sample=StepSample(100, 0.5, float("nan")))
+    diverged = cond.find(whole.status["conditions"], "LossDiverged")
+    assert diverged is not None and (diverged["status"], diverged["reason"]) == ("True", "NonFiniteLoss")
+    assert whole.status.get("loss") is None and whole.status["phase"] == "Succeeded"
+    assert [(e.type, e.reason) for e in whole.events] == [("Warning", "LossDiverged")]
+    # a finite last line after a diverged look sets the condition back, with no second Warning
+    healed = _whole(whole.status, ended_sample=StepSample(100, 0.5, 1.25))
+    assert not cond.is_true(healed.status["conditions"], "LossDiverged") and healed.status["loss"] == 1.25
+    assert healed.events == []

@@ -28,6 +28,7 @@ from im2txt_operator.paths import UFilePath
 from im2txt_operator.pod_problems import REASONS as POD_REASONS
 from im2txt_operator.pod_reads import PodReads, observed_fields, read_pods
 from im2txt_operator.pods import Owner
+from im2txt_operator.progress import StepSample
 from im2txt_operator.shared_outputs import output_in_use
 from im2txt_operator.side_problems import flag
 from im2txt_operator.spec import Settings, SpecError, parse_spec
@@ -152,9 +153,11 @@ async def _reconcile_locked(ctx: Context, key: Key, entry: Entry, look: Look | N
     jobs = _observe(entry, read)
     # A stage that just failed: its pods once more, for why it failed and the step, loss and upload it ended with.
     observed: dict[str, Any] = {}
+    last_lines: dict[int, StepSample] = {}  # each ended stage's trainer's last line: its loss may have diverged
     for s, reads in (await _stage_ends(ctx.kube, key[0], settings, status, jobs, failed=True)).items():
         read.failures[s] = reads.failure
         observed |= observed_fields(reads, final=True)
+        last_lines |= {s: reads.sample} if reads.sample else {}
     read.holds = await _holds(ctx.kube, key[0], settings, _observe(entry, read))
     jobs = _observe(entry, read)
     status_in = {**status, "step": observed["step"]} if "step" in observed else status
@@ -187,8 +190,9 @@ async def _reconcile_locked(ctx: Context, key: Key, entry: Entry, look: Look | N
 
     # A stage that just succeeded: the loss and upload it ended with, read after the next stage's Job is made (its
     # start waits for no log); the step it ended at is its target (decide).
-    for reads in (await _stage_ends(ctx.kube, key[0], settings, status, jobs, failed=False)).values():
+    for s, reads in (await _stage_ends(ctx.kube, key[0], settings, status, jobs, failed=False)).items():
         observed |= observed_fields(reads, final=True)
+        last_lines |= {s: reads.sample} if reads.sample else {}
 
     if decision.status.get("phase") != "Running":
         entry.sample = None  # the ETA's rate is of training time only: not of time queued or suspended
@@ -213,7 +217,8 @@ async def _reconcile_locked(ctx: Context, key: Key, entry: Entry, look: Look | N
                          look=look if settings is not None else Look(progress=look.progress),
                          stages=settings.stages() if settings else (),
                          targets=({s: settings.target(s) for s in (1, 2)} if settings else {})
-                         | recorded_targets(decision.status), generation=generation, now=ctx.now())
+                         | recorded_targets(decision.status), generation=generation, now=ctx.now(),
+                         ended_sample=last_lines[max(last_lines)] if last_lines else None)
     patch = status_patch(status, whole.status)
     if deferrable(status, patch):
         patch = {}
