@@ -133,6 +133,20 @@ def test_the_cache_keeps_what_the_controller_reads_and_not_the_rest() -> None:
     assert slim(served)["status"] == {"active": 1, "ready": 1, "startTime": "2026-12-06T10:00:00Z"}
 
 
+def test_two_trainings_in_the_cache_share_their_keys_and_short_values() -> None:
+    """Each decoded object has its own copy of every string; the cache keeps one of each key and short value."""
+    import json
+
+    text = json.dumps({"metadata": {"name": "coco", "namespace": "ml"}, "status": {"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True", "message": "stage 1 runs " + "x" * 40}]}})
+    a, b = slim(json.loads(text)), slim(json.loads(text))
+    assert a == b == json.loads(text)
+    ca, cb = a["status"]["conditions"][0], b["status"]["conditions"][0]
+    assert all(ka is kb for ka, kb in zip(ca, cb, strict=True))  # the keys: one copy
+    assert ca["status"] is cb["status"] and a["status"]["phase"] is b["status"]["phase"]  # short values: one copy
+    assert ca["message"] is not cb["message"]  # a long message stays the training's own
+
+
 def test_a_job_is_kept_once_the_index_holds_that_version_and_fresher_only() -> None:
     served = _served_job()
     indexed = slim(served)
