@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from im2txt_operator.pod_problems import REASONS, create_problem, pod_problem
+from im2txt_operator.pod_problems import REASONS, create_problem, pod_problem, pods_overdue
 
 
 def _pod(name: str, created: str, phase: str = "Pending", init: list[dict[str, Any]] | None = None,
@@ -116,3 +116,11 @@ def test_pods_the_job_controller_cannot_create_quote_its_newest_event() -> None:
     assert problem.message.endswith("Job coco-stage1: Error creating: pods \"coco-stage1-x\" is forbidden: "
                                     "exceeded quota: q")
     assert create_problem([], "coco-stage1") is None
+
+
+def test_a_job_is_overdue_for_pods_after_the_grace_and_when_its_age_is_unknown() -> None:
+    job = {"metadata": {"creationTimestamp": "2026-12-06T12:00:00Z"}}
+    assert not pods_overdue(job, "2026-12-06T12:00:09Z")
+    assert pods_overdue(job, "2026-12-06T12:00:10Z")
+    assert pods_overdue({"metadata": {}}, "2026-12-06T12:00:00Z")  # no age to go by: ask
+    assert pods_overdue({"metadata": {"creationTimestamp": "yesterday"}}, "2026-12-06T12:00:00Z")

@@ -140,3 +140,25 @@ def test_a_training_wants_a_look_only_when_there_is_something_to_read() -> None:
     assert not poller.wants_a_look(Entry(body={"status": {"phase": "Failed"}}))
     assert poller.wants_a_look(Entry(body={"status": {"phase": "Pending", "conditions": [
         {"type": "Ready", "status": "False"}]}}))  # a spec problem to check again
+
+
+async def test_a_job_without_pods_is_asked_why_only_once_it_should_have_them() -> None:
+    """The Job controller's FailedCreate Events are read for a Job with no pod only after CREATE_GRACE_SECONDS:
+    a younger Job's pods are most likely being made (and an Events list is dear to the server)."""
+    from im2txt_operator import names
+    from im2txt_operator.pod_problems import CREATE_GRACE_SECONDS
+
+    ctx, kube, _ = await running("")
+    kube.pods["coco-stage1"] = []
+    kube.events["coco-stage1"] = [{"reason": "FailedCreate", "lastTimestamp": NOW,
+                                   "message": 'pods "coco-stage1-x" is forbidden: exceeded quota: no-pods'}]
+    entry = ctx.cache.get(KEY)
+    entry.jobs[names.stage_role(1)]["metadata"]["creationTimestamp"] = NOW
+    await poller.look(ctx, KEY, entry)  # the clock reads NOW: the Job was just made
+    assert not [c for c in kube.calls if c[0] == "failed_creates"]
+    assert cond.find(kube.trainings[KEY]["status"]["conditions"], "Ready")["reason"] != "PodCreateFailed"
+    ctx.now = lambda: f"2026-12-06T12:00:{int(CREATE_GRACE_SECONDS):02d}Z"
+    await poller.look(ctx, KEY, entry)
+    assert [c for c in kube.calls if c[0] == "failed_creates"] == [("failed_creates", "ml", "coco-stage1")]
+    ready = cond.find(kube.trainings[KEY]["status"]["conditions"], "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "PodCreateFailed") and "exceeded quota" in ready["message"]

@@ -18,6 +18,7 @@ from im2txt_operator.controller.cache import Entry, Key
 from im2txt_operator.controller.context import Context
 from im2txt_operator.controller.evaluating import read_evaluation, wanted
 from im2txt_operator.controller.reconcile import reconcile
+from im2txt_operator.pod_problems import pods_overdue
 from im2txt_operator.pod_reads import read_pods
 from im2txt_operator.whole_status import Look, Progress
 
@@ -129,9 +130,9 @@ async def read_progress(ctx: Context, key: Key, entry: Entry) -> Progress | None
         return None
     pods = await ctx.kube.list_pods(namespace, job_name)
     job = entry.jobs.get(names.stage_role(status.get("stage") or 1)) or {}
-    # No pod at all of a Job that should have some: the Job controller's Events say why (a quota, a policy).
-    failed = [] if pods or (job.get("spec") or {}).get("suspend") else await ctx.kube.failed_creates(namespace,
-                                                                                                      job_name)
+    # No pod at all of a Job that should have some by now: the Job controller's Events say why (a quota, a policy).
+    asks = not pods and not (job.get("spec") or {}).get("suspend") and pods_overdue(job, ctx.now())
+    failed = await ctx.kube.failed_creates(namespace, job_name) if asks else []
     entry.read_pod_problem(job_name, pods, failed)
     output = str((body.get("spec") or {}).get("outputPath") or "")
     reads = await read_pods(ctx.kube, namespace, job_name, syncs=output.startswith("ufile://"), pods=pods)
