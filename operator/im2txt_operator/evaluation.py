@@ -23,6 +23,7 @@ Validation data: a pvc:// data path is mounted read-only; a ufile:// one is mirr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from im2txt_operator import names, pods
@@ -37,6 +38,16 @@ EVAL_DIR = "/data/eval"  # a ufile:// output's eval/ folder (uploaded); a pvc://
 CHECKPOINT_GLOB = "model.ckpt-*"
 CHECKPOINT_CACHE = "16Gi"  # five checkpoints of stage 2 (about 200 MB each) and room to spare
 LOOK_SECONDS = 60  # at most this long between two looks for a new checkpoint (mirror passes, eval_loop polls)
+
+
+def due(status: Mapping[str, Any], ready_pods: int) -> bool:
+    """Whether a training has trained, so its evaluation pod has (or soon has) a checkpoint to evaluate: a stage's
+    pod is ready (its trainer runs), the trainer logged a step, or a stage succeeded. Before that the pod would
+    only wait, beside a training Kueue may hold for hours (its pod outside the queue's quota), and its Deployment,
+    ReplicaSet and pod would be made in the same moment as the stage's Job."""
+    if ready_pods > 0 or isinstance(status.get("step"), int) or status.get("phase") == "Succeeded":
+        return True
+    return any(e.get("outcome") == "Succeeded" for e in status.get("stages") or ())
 
 
 def look_interval(settings: Settings) -> int:

@@ -162,6 +162,22 @@ class Api:
                              {"status": {"phase": phase, "containerStatuses": statuses}})
             done.append(pod["metadata"]["name"])
         return done
+    def run_pods(self, ns: str, job: str) -> list[str]:
+        """The kubelet's part: every live pod of the Job runs, its containers started and the pod Ready (the Job
+        controller then counts it in the Job's status.ready)."""
+        done = []
+        for pod in self.pods(ns, job):
+            if pod["status"].get("phase") in ("Succeeded", "Failed") or pod["metadata"].get("deletionTimestamp"):
+                continue
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            statuses = [{"name": c["name"], "image": c["image"], "imageID": "", "ready": True, "restartCount": 0,
+                         "started": True, "state": {"running": {"startedAt": now}}} for c in pod["spec"]["containers"]]
+            self.merge_patch(self.core(ns, "pods", pod["metadata"]["name"]) + "/status", {"status": {
+                "phase": "Running", "containerStatuses": statuses, "conditions": [
+                    {"type": "Ready", "status": "True", "lastTransitionTime": now}]}})
+            done.append(pod["metadata"]["name"])
+        return done
+
     def end_pod(self, ns: str, pod: dict[str, Any], phase: str,
                 exits: dict[str, tuple[int, str]]) -> None:
         """The kubelet's part for a pod that ended: each named container (init or main) terminated with (exit code,

@@ -108,6 +108,8 @@ def test_a_child_the_api_server_refuses_is_in_status_then_made(admin: Api, ns: s
     _claims(admin, ns)
     quota = _quota(admin, ns, hard)
     admin.new_training(ns, "coco", spec)
+    if field == "spec.evaluation":  # made once the trainer runs (evaluation.due)
+        wait_for(lambda: admin.run_pods(ns, "coco-stage1"), what="stage 1's pod running")
     ready = _ready(admin, ns, reason)
     assert ready["status"] == "False" and ready["observedGeneration"] == 1
     assert ready["message"].startswith(f"{field}: the API server did not take "), ready["message"]

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from cluster_support import Api, OperatorProcess, wait_for
+from cluster_support import Api, OperatorProcess, still, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -45,6 +45,9 @@ def test_evaluation_runs_restricted_fails_as_a_condition_and_goes_with_its_train
     admin.merge_patch(f"/api/v1/namespaces/{ns}", {"metadata": {"labels": {
         "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"}}})
     training = admin.new_training(ns, "coco", SPEC)
+    wait_for(lambda: admin.pods(ns, "coco-stage1"), what="stage 1's pod")
+    still(lambda: admin.get(DEPLOYMENT.format(ns=ns)) is None, 2)  # nothing to evaluate before the trainer runs
+    admin.run_pods(ns, "coco-stage1")
     deployment = wait_for(lambda: admin.get(DEPLOYMENT.format(ns=ns)), what="the evaluation Deployment")
     assert deployment["metadata"]["ownerReferences"][0]["uid"] == training["metadata"]["uid"]
     assert wait_for(lambda: (admin.status(ns, "coco").get("evaluation") or {}).get("generation"),
@@ -74,6 +77,7 @@ def test_evaluation_runs_restricted_fails_as_a_condition_and_goes_with_its_train
 
 def test_disabling_the_evaluation_removes_its_deployment(admin: Api, ns: str, operator: OperatorProcess) -> None:
     admin.new_training(ns, "coco", SPEC)
+    wait_for(lambda: admin.run_pods(ns, "coco-stage1"), what="stage 1's pod running")
     wait_for(lambda: admin.get(DEPLOYMENT.format(ns=ns)), what="the Deployment")
     admin.merge_patch(admin.trainings(ns, "coco"), {"spec": {"evaluation": {"enabled": False}}})
     wait_for(lambda: admin.get(DEPLOYMENT.format(ns=ns)) is None, what="the evaluation deleted")

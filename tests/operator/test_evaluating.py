@@ -40,6 +40,12 @@ async def test_the_poller_records_figures_and_names_a_failing_evaluation() -> No
     kube, ctx, events, entry = _setup(training())
     await reconcile(ctx, KEY)  # stage 1's Job: Running
     kube.pods["coco-stage1"] = [{"metadata": {"name": "coco-stage1-a"}, "status": {"phase": "Running"}}]
+    kube.pods[SELECTOR] = [_eval_pod("CrashLoopBackOff")]
+    await poller.look(ctx, KEY, entry)  # no evaluation Deployment yet: its pods are not looked at
+    assert ("list_pods_labelled", "ml", SELECTOR) not in kube.calls
+    kube.logs["coco-stage1-a", "trainer"] = "global step 5: loss = 3.5 (0.5 sec/step)\n"
+    await poller.look(ctx, KEY, entry)  # the trainer has trained: the evaluation is made
+    assert ("create", "deployments", "coco-evaluation") in kube.writes()
     writes, said = len(kube.writes()), len(events)
     kube.pods[SELECTOR] = [_eval_pod("CrashLoopBackOff")]
     await poller.look(ctx, KEY, entry)
@@ -75,7 +81,8 @@ async def test_nothing_is_read_for_a_training_with_nothing_to_learn() -> None:
 
 
 async def test_a_pod_with_no_result_yet_costs_one_list_and_one_log_read() -> None:
-    kube, ctx, events, entry = _setup(training(status={"phase": "Running", "stage": 1}))
+    made = {"generation": 1}  # its Deployment is made
+    kube, ctx, events, entry = _setup(training(status={"phase": "Running", "stage": 1, "evaluation": made}))
     kube.pods[SELECTOR] = [_eval_pod()]  # started; its log cannot be read yet (the fake answers 400)
     assert await read_evaluation(ctx, KEY, entry) == Evaluated([], None)
     assert kube.calls == [("list_pods_labelled", "ml", SELECTOR), ("read_log", "coco-evaluation-x", "evaluator")]
@@ -88,8 +95,10 @@ def test_looked_at_while_running_and_after_success_until_every_final_figure() ->
     def body(spec: dict[str, Any] = SPEC, **status: Any) -> dict[str, Any]:
         return {"spec": spec, "status": status}
 
-    assert wanted(body(phase="Running")) and not wanted(body(phase="Pending"))
-    assert wanted(body(phase="Succeeded", stages=STAGES, evaluation={"stages": finals[:1]}))
-    assert not wanted(body(phase="Succeeded", stages=STAGES, evaluation={"stages": finals}))
-    assert not wanted(body(phase="Failed", stages=STAGES))
-    assert not wanted(body({**SPEC, "evaluation": {"enabled": False}}, phase="Running"))
+    made = {"generation": 1}  # status.evaluation once its Deployment is made
+    assert wanted(body(phase="Running", evaluation=made)) and not wanted(body(phase="Pending", evaluation=made))
+    assert not wanted(body(phase="Running"))  # not made yet (evaluation.due): no pod to read
+    assert wanted(body(phase="Succeeded", stages=STAGES, evaluation={**made, "stages": finals[:1]}))
+    assert not wanted(body(phase="Succeeded", stages=STAGES, evaluation={**made, "stages": finals}))
+    assert not wanted(body(phase="Failed", stages=STAGES, evaluation=made))
+    assert not wanted(body({**SPEC, "evaluation": {"enabled": False}}, phase="Running", evaluation=made))

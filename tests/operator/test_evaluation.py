@@ -8,7 +8,7 @@ from fake_kube import SPEC, FakeKube, context
 
 from im2txt_operator.controller.act import ABSENT, keep_evaluation
 from im2txt_operator.controller.cache import Entry
-from im2txt_operator.evaluation import build_deployment, evaluator_args
+from im2txt_operator.evaluation import build_deployment, due, evaluator_args
 from im2txt_operator.jobs import build_job
 from im2txt_operator.pods import Owner
 from im2txt_operator.spec import parse_spec
@@ -19,6 +19,11 @@ PVC = {"dataPath": "pvc://data/coco/", "outputPath": "pvc://runs/coco/run1", "nu
 UFILE = {"dataPath": "ufile://im2txt-data/coco/", "outputPath": "ufile://im2txt-out/run1/",
          "credentialsSecret": "ufile-keys", "numberOfSteps": 1000, "stage2NumberOfSteps": 3000,
          "evaluation": {"bleu": True, "bleuImages": 50, "intervalSeconds": 120}}
+
+
+async def _keep(ctx: Any, entry: Entry, settings: Any, generation: int, status: dict[str, Any],
+                trained: bool = True) -> Any:
+    return await keep_evaluation(ctx, entry, OWNER, settings, generation, status, trained=trained)
 
 
 def _pod(spec: dict[str, Any]) -> dict[str, Any]:
@@ -108,22 +113,28 @@ async def test_written_once_per_generation_not_again_after_a_restart_and_deleted
     kube = FakeKube()
     ctx, _ = context(kube)
     entry, on = Entry(), parse_spec(SPEC)
-    assert await keep_evaluation(ctx, entry, OWNER, on, 1, {}) == (1, None)
+    # Not before the training has trained (evaluation.due): no evaluator pod beside a queued or starting stage.
+    assert await _keep(ctx, entry, on, 1, {}, trained=False) == (None, None)
+    assert kube.writes() == [] and entry.evaluation is None
+    assert await _keep(ctx, entry, on, 1, {}) == (1, None)
     assert kube.writes() == [("create", "deployments", "coco-evaluation")]
-    assert await keep_evaluation(ctx, entry, OWNER, on, 1, {"evaluation": {"generation": 1}}) == (1, None)
+    assert await _keep(ctx, entry, on, 1, {"evaluation": {"generation": 1}}) == (1, None)
     assert len(kube.writes()) == 1
     # A restarted operator: its cache knows nothing, status says generation 1 was written.
-    assert await keep_evaluation(ctx, Entry(), OWNER, on, 1, {"evaluation": {"generation": 1}}) == (1, None)
+    assert await _keep(ctx, Entry(), on, 1, {"evaluation": {"generation": 1}}) == (1, None)
     assert len(kube.writes()) == 1
-    assert await keep_evaluation(ctx, Entry(), OWNER, on, 2, {"evaluation": {"generation": 1}}) == (2, None)
+    # Once made, it is kept whatever the training does now (a stage Job deleted while suspended has no ready pod).
+    assert await _keep(ctx, Entry(), on, 1, {"evaluation": {"generation": 1}}, trained=False) == (1, None)
+    assert len(kube.writes()) == 1
+    assert await _keep(ctx, Entry(), on, 2, {"evaluation": {"generation": 1}}) == (2, None)
     # A new generation (the spec changed while it was down): a 409 on create, then a patch of its own.
     assert [c[0] for c in kube.writes()[1:]] == ["create", "merge_patch"]
     off = parse_spec({**SPEC, "evaluation": {"enabled": False}})
-    assert await keep_evaluation(ctx, entry, OWNER, off, 3, {"evaluation": {"generation": 2}}) == (None, None)
+    assert await _keep(ctx, entry, off, 3, {"evaluation": {"generation": 2}}) == (None, None)
     assert kube.writes()[-1] == ("delete", "deployments", "coco-evaluation") and entry.evaluation == ABSENT
-    assert await keep_evaluation(ctx, entry, OWNER, off, 3, {}) == (None, None) and len(kube.writes()) == 4
+    assert await _keep(ctx, entry, off, 3, {}) == (None, None) and len(kube.writes()) == 4
     fresh = Entry()  # never enabled, nothing recorded: nothing to delete
-    assert await keep_evaluation(ctx, fresh, OWNER, off, 1, {}) == (None, None) and len(kube.writes()) == 4
+    assert await _keep(ctx, fresh, off, 1, {}) == (None, None) and len(kube.writes()) == 4
 
 
 async def test_a_foreign_object_with_its_name_is_a_problem_and_left_alone() -> None:
@@ -133,7 +144,18 @@ async def test_a_foreign_object_with_its_name_is_a_problem_and_left_alone() -> N
         "spec": {"replicas": 3}}
     ctx, _ = context(kube)
     entry = Entry()
-    written, problem = await keep_evaluation(ctx, entry, OWNER, parse_spec(SPEC), 1, {})
+    written, problem = await _keep(ctx, entry, parse_spec(SPEC), 1, {})
     assert written is None and problem is not None and "coco-evaluation" in problem.message
     assert kube.objects["deployments", "ml", "coco-evaluation"]["spec"] == {"replicas": 3}
     assert [c[0] for c in kube.writes()] == ["create"]  # refused with 409; nothing patched
+
+
+def test_due_once_the_training_has_trained() -> None:
+    """A ready stage pod, a logged step, or a succeeded stage: there is (or soon is) a checkpoint to evaluate."""
+    running = {"phase": "Running", "stage": 1, "stages": [{"stage": 1, "target": 100}]}
+    assert not due(running, 0)  # the Job's pod is being scheduled, pulled, or queued by Kueue
+    assert not due({"phase": "Queued", "stage": 1}, 0) and not due({"phase": "Failed", "stage": 1}, 0)
+    assert due(running, 1)
+    assert due({**running, "step": 0}, 0)
+    assert due({**running, "stage": 2, "stages": [{"stage": 1, "outcome": "Succeeded"}, {"stage": 2}]}, 0)
+    assert due({"phase": "Succeeded"}, 0)

@@ -33,13 +33,15 @@ async def test_progress_is_read_from_the_pods_and_written_in_one_patch() -> None
     ctx, kube, _ = await running("global step 40: loss = 2.25 (0.5 sec/step)\n")
     before = len(kube.writes())
     await poller.look(ctx, KEY, ctx.cache.get(KEY))
-    assert kube.writes()[before:] == [("patch_training_status", "ml", "coco")]
+    # The trainer logged a step: it has trained, and its evaluation is made (evaluation.due) before the patch.
+    assert kube.writes()[before:] == [("create", "deployments", "coco-evaluation"),
+                                      ("patch_training_status", "ml", "coco")]
     status = kube.trainings[KEY]["status"]
     assert (status["step"], status["progress"], status["eta"], status["loss"], status["uploadedStep"]) == (
         40, 40.0, "30s", 2.25, 20)
     assert ctx.cache.get(KEY).sample[0] == 40  # type: ignore[index]
     await poller.look(ctx, KEY, ctx.cache.get(KEY))  # nothing new in the log: nothing written
-    assert len(kube.writes()) == before + 1
+    assert len(kube.writes()) == before + 2
 
 
 async def test_a_diverged_loss_posts_one_warning() -> None:

@@ -28,11 +28,11 @@ def complete(kube: FakeKube, ctx: Any, job: str, role: str) -> None:
     ctx.cache.get(KEY).jobs[role] = dict(done, metadata={**done["metadata"], "resourceVersion": "999"})
 
 
-async def test_a_new_training_costs_three_writes_job_evaluation_status_and_an_event() -> None:
+async def test_a_new_training_costs_three_writes_job_status_and_an_event() -> None:
     ctx, kube, events = setup(training())
     await reconcile(ctx, KEY)
-    assert kube.writes() == [("create", "jobs", "coco-stage1"), ("create", "deployments", "coco-evaluation"),
-                             ("patch_training_status", "ml", "coco")]
+    # No evaluation yet: it is made once the stage's pod is ready (evaluation.due), not beside a Job just made.
+    assert kube.writes() == [("create", "jobs", "coco-stage1"), ("patch_training_status", "ml", "coco")]
     assert events == [("coco", "Normal", "Stage1Started")]
     status = kube.trainings[KEY]["status"]
     assert (status["phase"], status["stage"], status["jobName"], status["target"]) == ("Running", 1, "coco-stage1",
@@ -41,9 +41,15 @@ async def test_a_new_training_costs_three_writes_job_evaluation_status_and_an_ev
     assert entry.body["status"] == status and entry.is_own(kube.trainings[KEY])  # our write's event is skipped
     # The Job as the cache now has it (no pod ready yet) says what the decision to create it said: nothing written.
     await reconcile(ctx, KEY)
-    assert len(kube.writes()) == 3 and len(events) == 1
+    assert len(kube.writes()) == 2 and len(events) == 1
+    job = entry.jobs["stage1"]
+    entry.jobs["stage1"] = {**job, "metadata": {**job["metadata"], "resourceVersion": "998"},
+                            "status": {"active": 1, "ready": 1}}  # its pod runs: the evaluation is made
+    await reconcile(ctx, KEY)
+    assert kube.writes()[2:] == [("create", "deployments", "coco-evaluation"), ("patch_training_status", "ml", "coco")]
+    assert kube.trainings[KEY]["status"]["evaluation"] == {"generation": 1} and len(events) == 1
     await reconcile(ctx, KEY)  # level-triggered: nothing changed, nothing written (the evaluation once a generation)
-    assert len(kube.writes()) == 3 and len(events) == 1
+    assert len(kube.writes()) == 4 and len(events) == 1
 
 
 async def test_a_finished_stage_reads_its_pods_once_then_starts_the_next() -> None:
@@ -56,7 +62,9 @@ async def test_a_finished_stage_reads_its_pods_once_then_starts_the_next() -> No
     complete(kube, ctx, "coco-stage1", "stage1")
     before = len(kube.calls)
     await reconcile(ctx, KEY)
-    assert kube.writes()[3:] == [("create", "jobs", "coco-stage2"), ("patch_training_status", "ml", "coco")]
+    # Stage 1 succeeded: the training has trained, and its evaluation is made after stage 2's Job.
+    assert kube.writes()[2:] == [("create", "jobs", "coco-stage2"), ("create", "deployments", "coco-evaluation"),
+                                 ("patch_training_status", "ml", "coco")]
     # Stage 2's Job first: its start waits for no read of stage 1's pods and logs (they feed the status patch)
     advance = [c[0] for c in kube.calls[before:] if c[0] in ("create", "list_pods", "read_log")]
     assert advance[0] == "create" and advance.count("list_pods") == 1 and advance.count("read_log") == 2

@@ -143,13 +143,16 @@ async def keep_tensorboard(ctx: Context, entry: Entry, owner: Owner, settings: S
 
 
 async def keep_evaluation(ctx: Context, entry: Entry, owner: Owner, settings: Settings, generation: int | None,
-                          status: Mapping[str, Any]) -> tuple[int | None, Problem | None]:
-    """The training's evaluation Deployment as its spec says (``_keep``). Returns (the generation it is written
-    for, which status.evaluation.generation records so that a restarted operator does not write it again; what
-    stopped it). status.evaluation's figures stay when it is turned off (they were measured)."""
+                          status: Mapping[str, Any], *, trained: bool) -> tuple[int | None, Problem | None]:
+    """The training's evaluation Deployment as its spec says (``_keep``), made once the training has ``trained``
+    (evaluation.due). Returns (the generation it is written for, which status.evaluation.generation records so
+    that a restarted operator does not write it again; what stopped it). status.evaluation's figures stay when it
+    is turned off (they were measured)."""
     enabled = settings.evaluation.enabled
     recorded = (status.get("evaluation") or {}).get("generation")
     written = entry.evaluation if entry.evaluation is not None else recorded
+    if enabled and written in (None, ABSENT) and not trained:
+        return None, None  # nothing to evaluate yet: no evaluator pod beside a queued or starting training
     kept, problem = await _keep(ctx, owner, settings, names.EVALUATION, "spec.evaluation", written, generation,
                                 enabled, written not in (None, ABSENT))
     entry.evaluation = kept if enabled or problem else ABSENT

@@ -28,6 +28,8 @@ def wanted(body: Mapping[str, Any]) -> bool:
     spec, status = body.get("spec") or {}, body.get("status") or {}
     if (spec.get("evaluation") or {}).get("enabled", True) is False:
         return False
+    if not (status.get("evaluation") or {}).get("generation"):
+        return False  # no evaluation Deployment made yet (evaluation.due): no pod to read
     if status.get("phase") == "Running":
         return True
     recorded = {e.get("stage"): e.get("finalStep") for e in (status.get("evaluation") or {}).get("stages") or ()}

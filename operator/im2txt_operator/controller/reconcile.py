@@ -20,6 +20,7 @@ from im2txt_operator.controller.context import Context
 from im2txt_operator.controller.owned import Unsettled
 from im2txt_operator.controller.status_write import write_status
 from im2txt_operator.decisions import CreateJob, Decision, Event, Problem, deferrable, status_patch
+from im2txt_operator.evaluation import due as evaluation_due
 from im2txt_operator.evaluation_status import recorded_targets
 from im2txt_operator.job_state import JobState, job_state
 from im2txt_operator.kube import Kube
@@ -200,8 +201,10 @@ async def _reconcile_locked(ctx: Context, key: Key, entry: Entry, look: Look | N
     url = evaluation_written = None
     if settings is not None:
         url, tensorboard_problem = await keep_tensorboard(ctx, entry, read.owner, settings, generation, status)
+        trained = evaluation_due(decision.status, sum(job.ready for job in jobs.values())) or bool(
+            look.progress and look.progress.reads.sample)
         evaluation_written, evaluation_problem = await keep_evaluation(ctx, entry, read.owner, settings, generation,
-                                                                       status)
+                                                                       status, trained=trained)
         side = side or tensorboard_problem or evaluation_problem
     side_event = None
     if side is not None and read.problem is None:  # the stages go on; Ready says what is wrong beside them
