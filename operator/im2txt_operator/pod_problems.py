@@ -60,7 +60,11 @@ def _unschedulable(pod: Mapping[str, Any]) -> str | None:
 
 def pods_overdue(job: Mapping[str, Any], now: str) -> bool:
     """Whether a Job that has no pod has been there long enough to have one at ``now`` (RFC 3339, as the API's
-    timestamps); a time that does not parse says it has."""
+    timestamps); a time that does not parse says it has. A Job the Job controller has not synced yet (no
+    status.startTime: it sets it on its first sync, before it creates pods) cannot have failed to create one:
+    a busy controller (its client's default limit is 20 requests a second) may take longer than the grace."""
+    if not (job.get("status") or {}).get("startTime"):
+        return False
     try:
         created, at = (datetime.datetime.fromisoformat(str(t).replace("Z", "+00:00"))
                        for t in ((job.get("metadata") or {}).get("creationTimestamp"), now))

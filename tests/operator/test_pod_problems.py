@@ -119,8 +119,11 @@ def test_pods_the_job_controller_cannot_create_quote_its_newest_event() -> None:
 
 
 def test_a_job_is_overdue_for_pods_after_the_grace_and_when_its_age_is_unknown() -> None:
-    job = {"metadata": {"creationTimestamp": "2026-12-06T12:00:00Z"}}
+    synced = {"startTime": "2026-12-06T12:00:01Z"}  # the Job controller has synced it
+    job = {"metadata": {"creationTimestamp": "2026-12-06T12:00:00Z"}, "status": synced}
     assert not pods_overdue(job, "2026-12-06T12:00:09Z")
     assert pods_overdue(job, "2026-12-06T12:00:10Z")
-    assert pods_overdue({"metadata": {}}, "2026-12-06T12:00:00Z")  # no age to go by: ask
-    assert pods_overdue({"metadata": {"creationTimestamp": "yesterday"}}, "2026-12-06T12:00:00Z")
+    assert pods_overdue({"metadata": {}, "status": synced}, "2026-12-06T12:00:00Z")  # no age to go by: ask
+    assert pods_overdue({"metadata": {"creationTimestamp": "yesterday"}, "status": synced}, "2026-12-06T12:00:00Z")
+    # Not synced yet by the Job controller, however old: it has not tried to create a pod, so none failed.
+    assert not pods_overdue({**job, "status": {}}, "2026-12-06T13:00:00Z")

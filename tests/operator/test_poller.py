@@ -156,6 +156,7 @@ async def test_a_job_without_pods_is_asked_why_only_once_it_should_have_them() -
                                    "message": 'pods "coco-stage1-x" is forbidden: exceeded quota: no-pods'}]
     entry = ctx.cache.get(KEY)
     entry.jobs[names.stage_role(1)]["metadata"]["creationTimestamp"] = NOW
+    entry.jobs[names.stage_role(1)]["status"] = {"startTime": NOW}  # the Job controller synced it
     await poller.look(ctx, KEY, entry)  # the clock reads NOW: the Job was just made
     assert not [c for c in kube.calls if c[0] == "failed_creates"]
     assert cond.find(kube.trainings[KEY]["status"]["conditions"], "Ready")["reason"] != "PodCreateFailed"
