@@ -39,6 +39,8 @@ def test_two_nodes_run_each_stage_as_one_indexed_job(admin: Api, ns: str, operat
         assert all(p["spec"]["subdomain"] == name for p in pods)
         admin.finish_pods(ns, name)
     wait_for(lambda: admin.status(ns, "coco").get("phase") == "Succeeded", what="Succeeded")
+    # Events are posted after the status patch: wait for the last one, then none is missing or extra.
+    wait_for(lambda: "Stage2Complete" in admin.event_reasons(ns, "coco"), what="the Stage2Complete Event")
     assert admin.event_reasons(ns, "coco") == ["Stage1Started", "Stage2Started", "Stage2Complete"]
     admin.delete(admin.trainings(ns, "coco"))
     wait_for(lambda: admin.get(admin.core(ns, "services", "coco-stage1")) is None
