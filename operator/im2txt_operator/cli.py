@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from im2txt_operator import gc_tuning
 from im2txt_operator.api_budget import ApiBudget
 from im2txt_operator.startup import serve_standby_health, until_supported
 
@@ -95,6 +96,7 @@ def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, v
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     # kopf's health endpoint serves on aiohttp, whose access log is one INFO line per request: one per probe.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    gc_tuning.tune()  # everything is loaded: freeze it, and keep full collections from pausing the event loop
     asyncio.run(until_supported(liveness or None))
     if election is None:
         kopf.run(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
