@@ -137,6 +137,18 @@ class Api:
                 raise RuntimeError(f"{method} {path}: {r.status} {payload}")
             return payload
 
+    async def delete_namespace(self, ns: str, timeout: float) -> float:
+        """Delete a namespace and wait until the namespace controller has removed all it held; the seconds it took."""
+        started = time.monotonic()
+        await self.call("DELETE", f"/api/v1/namespaces/{ns}")
+        while True:
+            async with self.session.get(f"{self.base}/api/v1/namespaces/{ns}", headers=self.headers) as r:
+                if r.status == 404:
+                    return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"namespace {ns} still there after {timeout:.0f} s")
+            await asyncio.sleep(1)
+
     async def watch_jobs(self, on_event: Callable[[str, dict[str, Any]], None]) -> None:
         """Every event of our Jobs, for as long as the bench runs: bookmarks keep the resourceVersion fresh, and a
         410 (compacted) lists again, replaying what the list holds as ADDED."""
@@ -341,6 +353,14 @@ async def run_one(plane: ControlPlane, api: Api, audit: Audit, kind: str, n: int
             "steady": steady, "rss": rss, "cpu_per_1000": cpu / (n + 1) * 1000, "steady_cpu": cpu - cpu_before}
 
 
+async def clear(api: Api, ns: str, n: int) -> None:
+    """Each run starts on the cluster the first one found (the unrelated Jobs alone): the one before leaves N
+    trainings, 2N Jobs and their pods (the operator also N evaluation Deployments with their ReplicaSets and pods),
+    which keep the Job, ReplicaSet and garbage collectors and the API server busy while the next run is measured."""
+    took = await api.delete_namespace(ns, 300 + n / 10)
+    print(f"{ns}: deleted in {took:.0f} s", flush=True)
+
+
 KEYS = ("create_p50", "create_p99", "next_p50", "next_p99", "requests", "writes", "steady", "rss", "cpu_per_1000",
         "steady_cpu")
 
@@ -389,11 +409,15 @@ async def main(sizes: list[int], rate: float, noise_jobs: int, steady_s: float, 
                 watcher.add_done_callback(lambda t: t.cancelled() or print(f"the Jobs watch ended: {t.exception()!r}",
                                                                             flush=True))
                 try:
-                    for n in sizes:
+                    for i, n in enumerate(sizes):
                         base = await run_one(plane, api, audit, "reactor", n, rate, steady_s, jobs_seen, completed,
                                              tmp, logs) if reactor else dict.fromkeys(KEYS, math.nan)
+                        if reactor:
+                            await clear(api, f"reactor-{n}", n)
                         op = await run_one(plane, api, audit, "operator", n, rate, steady_s, jobs_seen, completed,
                                            tmp, logs)
+                        if i + 1 < len(sizes):
+                            await clear(api, f"operator-{n}", n)
                         rows.append((n, base, op))
                         report(rows[-1:], rate, noise_jobs)  # each size as soon as it is measured
                 finally:

@@ -36,15 +36,28 @@ async def main(url: str, kubeconfig: str, namespace: str) -> None:
                 await r.read()
 
         async def watch(path: str, params: dict[str, str], handle: Any) -> None:
-            rv = ""  # resumed from the last event; after an ERROR (410) from now, with the existing objects again
+            # List, then watch from the list's resourceVersion, as client-go's reflector does. A watch with none is
+            # served "not older than now" while the WatchList feature is on: the server waits up to 3 s for its cache
+            # of the resource to catch up, and with an etcd that cannot answer progress requests a quiet resource
+            # never does. The reactor then missed the warm-up training and the bench timed out.
+            rv = ""  # after an ERROR 410, listed again
             while True:
-                query = {"watch": "true", **params, **({"resourceVersion": rv} if rv else {})}
+                if not rv:
+                    async with session.get(url + path, params=params) as r:
+                        listed = await r.json()
+                    rv = listed["metadata"]["resourceVersion"]
+                    for item in listed["items"]:
+                        asyncio.get_running_loop().create_task(handle({"type": "LISTED", "object": item}))
+                query = {"watch": "true", "resourceVersion": rv, **params}
                 async with session.get(url + path, params=query, timeout=aiohttp.ClientTimeout(total=None)) as r:
                     async for line in r.content:
                         event = json.loads(line)
                         if event["type"] == "ERROR":
                             print("watch", path, event["object"].get("message"), file=sys.stderr, flush=True)
-                            rv = ""
+                            if event["object"].get("code") == 410:
+                                rv = ""
+                            else:
+                                await asyncio.sleep(1)
                             break
                         rv = event["object"]["metadata"]["resourceVersion"]
                         asyncio.get_running_loop().create_task(handle(event))
@@ -52,7 +65,7 @@ async def main(url: str, kubeconfig: str, namespace: str) -> None:
         async def on_training(event: dict[str, Any]) -> None:
             obj = event["object"]
             meta = obj["metadata"]
-            if event["type"] == "ADDED":
+            if event["type"] in ("ADDED", "LISTED"):
                 specs[(meta["namespace"], meta["name"])] = obj["spec"]
                 await create(meta["namespace"], meta["name"], meta["uid"], 1)
 
@@ -61,7 +74,7 @@ async def main(url: str, kubeconfig: str, namespace: str) -> None:
             labels = obj["metadata"]["labels"]
             done = any(c["type"] == "Complete" and c["status"] == "True"
                        for c in (obj.get("status") or {}).get("conditions") or ())
-            if event["type"] == "MODIFIED" and done and labels["im2txt.dev/stage"] == "1":
+            if event["type"] in ("MODIFIED", "LISTED") and done and labels["im2txt.dev/stage"] == "1":
                 ref = obj["metadata"]["ownerReferences"][0]
                 await create(obj["metadata"]["namespace"], ref["name"], ref["uid"], 2)
 
