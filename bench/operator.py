@@ -357,7 +357,7 @@ async def clear(api: Api, ns: str, n: int) -> None:
     """Each run starts on the cluster the first one found (the unrelated Jobs alone): the one before leaves N
     trainings, 2N Jobs and their pods (the operator also N evaluation Deployments with their ReplicaSets and pods),
     which keep the Job, ReplicaSet and garbage collectors and the API server busy while the next run is measured."""
-    took = await api.delete_namespace(ns, 300 + n / 10)
+    took = await api.delete_namespace(ns, 600 + n / 5)  # reactor-1000 took 192 s here
     print(f"{ns}: deleted in {took:.0f} s", flush=True)
 
 
