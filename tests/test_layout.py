@@ -1,4 +1,5 @@
-"""The source roots must never shadow the standard library's `operator` module."""
+"""The project's layout: no source root shadows the standard library's `operator` module, and the operator keeps its
+rules of one job per module (docs/design.md)."""
 
 import ast
 import importlib
