@@ -10,6 +10,7 @@ rest of the suite runs (session-scoped, they kept a ufile-server thread and a ku
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import os
 import re
@@ -188,6 +189,12 @@ def running_pod(job: str) -> str:
 
 def trainer_log(pod: str) -> str:
     return kubectl("-n", NS, "logs", pod, "-c", "trainer", check=False).stdout
+
+
+def trainer_log_times(pod: str) -> list[float]:
+    """When each line of the trainer's log was written (the container runtime's own stamps, on this host's clock)."""
+    lines = kubectl("-n", NS, "logs", pod, "-c", "trainer", "--timestamps", check=False).stdout.splitlines()
+    return [datetime.datetime.fromisoformat(line.split(" ", 1)[0]).timestamp() for line in lines if line.strip()]
 
 
 def scalar_tags(url: str) -> set[str]:
