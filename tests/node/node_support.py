@@ -63,14 +63,15 @@ def get(*args: str) -> Any:
     return json.loads(kubectl("get", *args, "-o", "json").stdout)
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, every: float = 1.0) -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, every: float = 1.0,
+               on_timeout: Callable[[], str] = lambda: "") -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{on_timeout()}")
         time.sleep(every)
 
 

@@ -60,7 +60,12 @@ def test_two_stages_and_the_export_run_in_containers_under_restricted(deployed: 
     kubectl("create", "namespace", NS)
     kubectl("label", "--overwrite", "namespace", NS, "pod-security.kubernetes.io/enforce=restricted")
     secret(NS, public, private)
-    kubectl("apply", "-f", "-", input=json.dumps(new_training("coco")))
+    training = new_training("coco")
+    # Stage 1 must train across several of the sync sidecar's rounds (10 s apart, the least the CRD allows): at a
+    # batch of 8 it could end before a round had found a checkpoint (twice in three runs here).
+    training["spec"]["extraArgs"] = [arg.replace("--batch_size=8", "--batch_size=32")
+                                     for arg in training["spec"]["extraArgs"]]
+    kubectl("apply", "-f", "-", input=json.dumps(training))
     started = time.monotonic()
 
     # Stage 1: fetch (init), sync (native sidecar), the trainer as uid 1000; checkpoints arrive while it trains.
@@ -75,7 +80,8 @@ def test_two_stages_and_the_export_run_in_containers_under_restricted(deployed: 
     # trainer runs now was a race: a short stage can end between the upload and the question.)
     uploaded_at = min(server.store.get(BUCKET, key).modified for key in index)
     wait_until(lambda: any(at > uploaded_at for at in trainer_log_times(pod)), 120,
-               "a trainer log line after the first checkpoint's upload (it must arrive while the trainer runs)")
+               "a trainer log line after the first checkpoint's upload (it arrives while the trainer runs)",
+               on_timeout=lambda: f"; the trainer's lines: {trainer_log_times(pod)}, the upload: {uploaded_at}")
     print(f"\nnode: first checkpoint {index[0]} uploaded {time.monotonic() - started:.0f} s after apply")
     job_uid = get("-n", NS, "job", "coco-stage1")["metadata"]["uid"]
 
