@@ -4,8 +4,8 @@ CPython 3.11 collects its youngest generation every 700 allocations. The operato
 allocate far more than that per training, so objects still in use (an event being handled, a training's cached
 body until its next event) are promoted again and again, and the old generation soon holds a quarter more than
 its last full collection left: the trigger of the next one. A full collection scans every object of the process
-and stops the event loop while it runs. At 1,000 trainings (bench-operator, 10,000 unrelated Jobs) there were 26
-of them, 144-179 ms each: the slowest 1% of apply-to-Job latencies were those pauses.
+and stops the event loop while it runs. At 1,000 trainings (bench-operator --no-reactor, 10,000 unrelated Jobs)
+there were 26 of them, 144-179 ms each: in that run, the slowest 1% of apply-to-Job latencies were those pauses.
 
 Two settings, both in the standard library's ``gc`` module:
 - freeze what is loaded before the operator runs (modules, classes, kopf's registry: never garbage), so that no
