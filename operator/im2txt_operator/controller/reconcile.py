@@ -135,9 +135,9 @@ async def _stage_ends(kube: Kube, namespace: str, settings: Settings | None, sta
 
 
 async def _ended_pods(kube: Kube, namespace: str, job_name: str, syncs: bool) -> PodReads:
-    """An ended stage's pods from the server's cache; read again consistently (from etcd) if the cache shows none
-    ended yet. (Not a list at least as fresh as the Job: a resourceVersion of the Jobs is not one the pods' cache
-    reaches in a quiet cluster, where it answers 504 "Too large resource version" for good.)"""
+    """An ended stage's pods from the server's cache; read again consistently if the cache shows none
+    ended yet. (Not a list at least as fresh as the Job: with etcd older than 3.5.13, which clusters still run, the
+    pods' cache of a quiet cluster never reaches a resourceVersion of the Jobs: 504 "Too large resource version".)"""
     reads = await read_pods(kube, namespace, job_name, syncs=syncs)
     if any((p.get("status") or {}).get("phase") in ("Succeeded", "Failed") for p in reads.pods):
         return reads
