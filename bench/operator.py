@@ -314,8 +314,7 @@ async def run_one(plane: ControlPlane, api: Api, audit: Audit, kind: str, n: int
         await wait_until(lambda: f"{ns}/warmup-stage1" in jobs_seen, 180, "the warm-up's Job")
         names = [f"t{i:05d}" for i in range(n)]
         created: dict[str, float] = {}
-
-        created_wall: dict[str, float] = {}
+        created_wall: dict[str, float] = {}  # the same moments, wall-clock (audit log times)
 
         async def create(name: str) -> None:
             await api.call("POST", f"/apis/im2txt.dev/v1alpha1/namespaces/{ns}/im2txttrainings", training(name, ns))
