@@ -102,20 +102,23 @@ def run(namespaces: Sequence[str], all_namespaces: bool, liveness: str | None, v
         kopf.run(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
                  liveness_endpoint=liveness or None, identity=own_identity(),
                  memo=_memo(metrics_port, Metrics(), ufile_domains, budget=budget,
-                            ufile_insecure_http=ufile_insecure_http))
+                            ufile_insecure_http=ufile_insecure_http,
+                            scope=None if all_namespaces else tuple(namespaces)))
         return 0
     return asyncio.run(_run_as_leader(election, all_namespaces, namespaces, liveness or None, metrics_port,
                                       ufile_domains, budget, ufile_insecure_http))
 
 
 def _memo(metrics_port: int, metrics: Any, ufile_domains: Sequence[str] | None = None,
-          fence: Callable[[], float] | None = None, budget: Any = None, ufile_insecure_http: bool = False) -> Any:
+          fence: Callable[[], float] | None = None, budget: Any = None, ufile_insecure_http: bool = False,
+          scope: tuple[str, ...] | None = None) -> Any:
     """What the operator's startup handler makes its context of, through kopf's memo: the metrics (made here, so a
     standby serves them before it leads), their port (0: none, or served already), the progress interval (the
     environment is read here, once, for tests and the demo), the UFile domains trainings may name, and ``fence``:
     the leader's time left on its Lease, which bounds every write (None: not leader-elected), and the API budget
     (api_budget.ApiBudget: the client's rate limit and the poller's share), and whether the admin lets UFile
-    traffic go over plain HTTP (run --ufile-insecure-http)."""
+    traffic go over plain HTTP (run --ufile-insecure-http), and ``scope``: the namespaces watched (None: all), where
+    startup lists and watches the operator's Jobs."""
     import kopf
 
     from im2txt_operator.controller.context import PROGRESS_INTERVAL
@@ -124,7 +127,7 @@ def _memo(metrics_port: int, metrics: Any, ufile_domains: Sequence[str] | None =
     interval = float(os.environ.get("IM2TXT_PROGRESS_INTERVAL") or PROGRESS_INTERVAL)
     return kopf.Memo(metrics_port=metrics_port, metrics=metrics, progress_interval=interval,
                      ufile_domains=tuple(ufile_domains or UFILE_DOMAINS), fence=fence, budget=budget,
-                     ufile_insecure_http=ufile_insecure_http)
+                     ufile_insecure_http=ufile_insecure_http, scope=scope)
 
 
 async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: Sequence[str],
@@ -174,8 +177,8 @@ async def _run_as_leader(election: Election, all_namespaces: bool, namespaces: S
     # In this task, not a new one: kopf would wait for a task that waits for it.
     await kopf.operator(standalone=True, clusterwide=all_namespaces, namespaces=list(namespaces),
                         liveness_endpoint=liveness, identity=election.identity,
-                        memo=_memo(0, metrics, ufile_domains, elector.time_left, budget,
-                                   ufile_insecure_http))  # /metrics: above
+                        memo=_memo(0, metrics, ufile_domains, elector.time_left, budget, ufile_insecure_http,
+                                   scope=None if all_namespaces else tuple(namespaces)))  # /metrics: above
     holding.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await holding  # no renewal may land after the release
@@ -252,6 +255,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return from_uai(args)
     if not args.namespace and not args.all_namespaces:
         parser.error("run: give --namespace NS or --all-namespaces")
+    for namespace in args.namespace:  # a name: the Jobs' own watch is per namespace (kopf took patterns too)
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", namespace):
+            parser.error(f"run: --namespace {namespace!r}: expected a namespace's name (lower-case letters, digits, "
+                         "'-'; at most 63)")
     election = Election(args.lease_namespace, args.lease_name, args.identity) if args.leader_elect else None
     if args.kube_qps <= 0 or args.kube_burst < 1 or args.progress_budget <= 0:
         parser.error("run: --kube-qps and --progress-budget must be > 0, --kube-burst >= 1")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib import parse
 
@@ -60,6 +60,20 @@ def _api_exception(status: int, http_reason: str, payload: bytes) -> ApiExceptio
     except (ValueError, AttributeError):
         reason, message = http_reason, payload[:200].decode(errors="replace")
     return ApiException(status, str(reason), message, details)
+
+
+async def lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The lines of a stream of chunks, however they are cut (a watch event is one line, of any length: a
+    line-reading stream refuses lines longer than 64 KiB, and a tenant's Job may carry more in its annotations)."""
+    rest = b""
+    async for chunk in chunks:
+        rest += chunk
+        *complete, rest = rest.split(b"\n")
+        for line in complete:
+            if line.strip():
+                yield line
+    if rest.strip():
+        yield rest
 
 
 class Fenced(Exception):
@@ -128,21 +142,25 @@ class Kube:
             await asyncio.sleep(wait)
         raise AssertionError("unreachable")
 
-    async def _send(self, method: str, path: str, data: str | None, params: dict[str, Any] | None,
-                    headers: dict[str, str]) -> tuple[int, float | None, bytes, str]:
-        """(status, a 429's Retry-After in seconds, body, HTTP reason) of one request."""
+    def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self._ssl, limit=32),
                 timeout=aiohttp.ClientTimeout(total=60))
+        return self._session
+
+    async def _send(self, method: str, path: str, data: str | None, params: dict[str, Any] | None,
+                    headers: dict[str, str]) -> tuple[int, float | None, bytes, str]:
+        """(status, a 429's Retry-After in seconds, body, HTTP reason) of one request."""
+        session = self._client()
         timeout = None
         if self.fence is not None and method != "GET":
             left = self.fence()
             if left <= 0:
                 raise Fenced(f"{method} {path} not sent: the Lease may have passed to another replica")
             timeout = aiohttp.ClientTimeout(total=min(60.0, left))
-        async with self._session.request(method, self.base + path, data=data, params=params,
-                                         headers=headers, timeout=timeout or self._session.timeout) as resp:
+        async with session.request(method, self.base + path, data=data, params=params,
+                                   headers=headers, timeout=timeout or session.timeout) as resp:
             payload = await resp.read()
             wait = retry_after(resp.headers.get("Retry-After")) if resp.status == 429 else None
             return resp.status, wait, payload, resp.reason or "Error"
@@ -155,6 +173,34 @@ class Kube:
     def _jobs(namespace: str, name: str | None = None) -> str:
         path = f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs"
         return f"{path}/{quote(name)}" if name else path
+
+    @staticmethod
+    def _all_jobs(namespace: str | None) -> str:
+        return Kube._jobs(namespace) if namespace is not None else "/apis/batch/v1/jobs"
+
+    async def list_jobs(self, namespace: str | None, selector: str, page: str | None = None,
+                        limit: int = 500) -> dict[str, Any]:
+        """One page of the Jobs with these labels (``namespace`` None: in every namespace), a consistent read; the
+        list's ``metadata`` holds its resourceVersion and the next page's ``continue``."""
+        params = {"labelSelector": selector, "limit": str(limit)} | ({"continue": page} if page else {})
+        return await self._request("GET", self._all_jobs(namespace), params=params)  # type: ignore[no-any-return]
+
+    async def watch_jobs(self, namespace: str | None, selector: str, resource_version: str,
+                         timeout_s: int) -> AsyncIterator[dict[str, Any]]:
+        """The watch events of the Jobs with these labels after ``resource_version``, bookmarks included, until the
+        server ends the watch (after ``timeout_s``). Not rate-limited: one long request, not one per event. A refused
+        watch (410 Gone: that version is compacted away) is an ApiException."""
+        params = {"labelSelector": selector, "watch": "true", "resourceVersion": resource_version,
+                  "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout_s)}
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=timeout_s + 30)
+        async with self._client().get(self.base + self._all_jobs(namespace), params=params, headers=self._headers(),
+                                     timeout=timeout) as resp:
+            if resp.status >= 400:
+                if resp.status == 401:
+                    self._auth = None
+                raise _api_exception(resp.status, resp.reason or "Error", await resp.read())
+            async for line in lines(resp.content.iter_any()):
+                yield json.loads(line)
 
     async def server_version(self) -> dict[str, Any]:
         """The API server's /version (readable by every authenticated user: no RBAC rule needed)."""

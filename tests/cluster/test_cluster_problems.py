@@ -122,3 +122,26 @@ def test_a_training_gone_without_an_event_is_forgotten(installed: ControlPlane, 
     # Forgotten means no longer reconciled: nothing more about it in the log over a few progress intervals.
     after = len(operator.log)
     still(lambda: f"{ns}/coco" not in operator.log[after:], 4)
+
+
+def test_a_job_gone_without_an_event_is_made_again(installed: ControlPlane, admin: Api, ns: str,
+                                                   operator: OperatorProcess) -> None:
+    """The operator's own Jobs watch (job_watch): resumed past etcd's history, it lists again, and the Job missing
+    from the new list counts as deleted: its training still exists, so the stage's Job is made again."""
+    _claims(admin, ns)
+    admin.new_training(ns, "coco", SPEC)
+    first = wait_for(lambda: admin.job(ns, "coco-stage1"), what="the stage's Job")
+    wait_for(lambda: admin.status(ns, "coco").get("phase") == "Running", what="Running")
+    listed = operator.log.count("(410 Gone): listing again")
+
+    def vanish() -> None:
+        installed.etcdctl("del", f"/registry/jobs/{ns}/coco-stage1")
+        revision = json.loads(installed.etcdctl("endpoint", "status", "-w", "json"))[0]["Status"]["header"]["revision"]
+        installed.etcdctl("compact", str(revision))
+
+    installed.restart_apiserver(vanish)
+    again = wait_for(lambda: (j := admin.job(ns, "coco-stage1")) and j["metadata"]["uid"] != first["metadata"]["uid"]
+                     and j, timeout=60, what="the Job made again", on_timeout=lambda: operator.log[-3000:])
+    assert again["metadata"]["ownerReferences"][0]["uid"] == admin.training(ns, "coco")["metadata"]["uid"]
+    assert operator.log.count("(410 Gone): listing again") > listed
+    assert admin.status(ns, "coco")["phase"] == "Running"

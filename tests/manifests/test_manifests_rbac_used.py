@@ -2,11 +2,11 @@
 
 "Used" is collected from the code, not written down a second time: every public method of the API client
 (`im2txt_operator.kube.Kube`) is called against a recording HTTP server and its request read as the API server's
-RequestInfo reads it (group, resource, verb); the generic child writes run for every kind `controller/owned.py`
-writes (create, read; patch unless `owned.ADOPTED`) and deletes (`owned.REMOVABLE`); kopf's watches come from
-the handlers the operator registers (list and watch each), and kopf itself posts core Events and discovers the
-CRD. The ClusterRole of manifests/base must grant exactly that set: a verb the code needs and lacks is refused in
-production, a verb granted and never used is a right a stolen token has for nothing.
+RequestInfo reads it (group, resource, verb), its watch read to its end; the generic child writes run for every
+kind `controller/owned.py` writes (create, read; patch unless `owned.ADOPTED`) and deletes (`owned.REMOVABLE`);
+kopf's watches come from the handlers the operator registers (list and watch each), and kopf itself posts core
+Events and discovers the CRD. The ClusterRole of manifests/base must grant exactly that set: a verb the code needs
+and lacks is refused in production, a verb granted and never used is a right a stolen token has for nothing.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ CALLS: dict[str, tuple[Any, ...]] = {
     "claim_exists": ("ml", "data"), "list_pods": ("ml", "coco-stage1"),
     "list_pods_labelled": ("ml", "a=b"), "failed_creates": ("ml", "coco-stage1"),
     "read_log": ("ml", "coco-stage1-x", "trainer", 10), "server_version": (),
+    "list_jobs": (None, "a=b"),
 }
+WATCHES: dict[str, tuple[Any, ...]] = {"watch_jobs": (None, "a=b", "1", 1)}  # async generators: read to their end
 GENERIC = {"create", "read", "merge_patch", "delete"}
 
 
@@ -69,12 +71,16 @@ async def _client_uses(host: str, seen: list[tuple[str, str, dict[str, str]]]) -
     config = kubernetes.client.Configuration()
     config.host = host
     kube = Kube(config)
-    public = {n for n, f in inspect.getmembers(Kube, inspect.iscoroutinefunction) if not n.startswith("_")}
-    unlisted = public - set(CALLS) - GENERIC - LEASE_METHODS - {"close"}
+    public = {n for n, f in inspect.getmembers(Kube) if not n.startswith("_")
+              and (inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f))}
+    unlisted = public - set(CALLS) - set(WATCHES) - GENERIC - LEASE_METHODS - {"close"}
     assert not unlisted, f"classify the new Kube methods in CALLS: {sorted(unlisted)}"
     try:
         for name, args in CALLS.items():
             await getattr(kube, name)(*args)
+        for name, args in WATCHES.items():
+            async for _ in getattr(kube, name)(*args):
+                pass
         for kind, (api, plural) in owned.APIS.items():
             await kube.create(api, plural, CHILD)
             await kube.read(api, plural, "ml", "coco-x")

@@ -147,18 +147,18 @@ def test_two_trainings_in_the_cache_share_their_keys_and_short_values() -> None:
     assert ca["message"] is not cb["message"]  # a long message stays the training's own
 
 
-def test_a_job_is_kept_once_the_index_holds_that_version_and_fresher_only() -> None:
+def test_a_job_is_kept_as_the_index_holds_it_and_fresher_only() -> None:
     served = _served_job()
     indexed = slim(served)
     entry = Entry()
-    entry.keep_job("stage1", served, [indexed])
+    entry.keep_job("stage1", indexed)
     assert entry.jobs["stage1"] is indexed  # the index's copy, shared: not a second one
-    older = {**served, "metadata": {**served["metadata"], "resourceVersion": "41"}}
-    entry.keep_job("stage1", older, [])  # a late event: the fresher version stays
+    older = slim({**served, "metadata": {**served["metadata"], "resourceVersion": "41"}})
+    entry.keep_job("stage1", older)  # a late event: the fresher version stays
     assert entry.jobs["stage1"] is indexed
-    later = {**served, "metadata": {**served["metadata"], "resourceVersion": "43"}}
-    entry.keep_job("stage1", later, [indexed])  # a version the index does not hold (yet): a slim copy of its own
-    assert entry.jobs["stage1"] == slim(later) and "template" not in entry.jobs["stage1"]["spec"]
+    later = slim({**served, "metadata": {**served["metadata"], "resourceVersion": "43"}})
+    entry.keep_job("stage1", later)
+    assert entry.jobs["stage1"] is later and "template" not in entry.jobs["stage1"]["spec"]
 
 
 def test_what_the_cache_saw_is_kept_fresh_and_its_output_folder_indexed() -> None:

@@ -86,6 +86,7 @@ class Entry:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # by role (names.ROLES)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     retry: asyncio.Task[None] | None = None
+    asked: bool = False  # a reconcile is asked for and has not started yet (queue.Queue.ask)
     failures: int = 0
     sample: tuple[int, float] | None = None  # (step, monotonic time) for the ETA without sec/step
     # The API refused this generation's Job (422, or an admission denial): not tried again until the spec changes.
@@ -143,14 +144,9 @@ class Entry:
             if found is not None and found[1] not in self.jobs:
                 self.jobs[found[1]] = job
 
-    def keep_job(self, role: str, obj: dict[str, Any], indexed: Iterable[dict[str, Any]]) -> None:
-        """The Job as a watch event brought it, if fresher; the Jobs index's copy of that version when it holds it
-        (kopf indexes before it calls handlers): one copy per Job in memory, not two."""
-        meta = obj.get("metadata") or {}
-        same = next((j for j in indexed if j["metadata"].get("resourceVersion") == meta.get("resourceVersion")
-                     and j["metadata"].get("uid") == meta.get("uid")), None)
-        self.jobs[role] = newer(self.jobs.get(role), same, slimmed=True) if same is not None else newer(
-            self.jobs.get(role), obj)
+    def keep_job(self, role: str, job: dict[str, Any]) -> None:
+        """The Job as a watch event brought it (slim: the Jobs index's copy, shared, not copied again), if fresher."""
+        self.jobs[role] = newer(self.jobs.get(role), job, slimmed=True)
 
     def uid(self) -> str | None:
         return (self.body or {}).get("metadata", {}).get("uid")

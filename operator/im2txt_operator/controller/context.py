@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from im2txt_operator import logs
 from im2txt_operator.api_budget import ApiBudget
 from im2txt_operator.cluster_checks import ClusterChecks
 from im2txt_operator.controller.cache import Cache
+from im2txt_operator.controller.job_watch import JobIndex
 from im2txt_operator.controller.queue import Queue
 from im2txt_operator.decisions import Event
 from im2txt_operator.kube import Kube
@@ -55,14 +57,31 @@ class Context:
     now: Callable[[], str] = utc_now
     post_event: Post = kopf_event
     queue: Queue = field(init=False)
-    index: Any = None  # kopf.Index of our Jobs by (namespace, training); handed over by every event
+    jobs: JobIndex = field(default_factory=JobIndex)  # our Jobs by training, from our own list and watch
     loop_task: asyncio.Task[None] | None = None
+    watch_tasks: list[asyncio.Task[None]] = field(default_factory=list)  # the Jobs watches (job_watch.follow)
+    # kopf's context, taken in its first handler call: kopf.event() needs it, and the tasks that ``spawn`` starts
+    # from the Jobs watch (started at startup, outside any handler) get a copy of it.
+    handler_context: contextvars.Context | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.queue = Queue(self.metrics)
         # The metrics read the cache and the queue at scrape time (nothing to keep in step).
         self.metrics.follow(self.cache.statuses, self.cache.bodies,
                             lambda: self.queue.depth(e for _, e in self.cache.items()))
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in a task of its own, in kopf's context (a reference is kept until it ends)."""
+        context = self.handler_context.copy() if self.handler_context is not None else None
+        task = asyncio.create_task(work, context=context)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def settled(self) -> None:
+        """Wait until every task ``spawn`` started has ended (tests; cleanup cancels them instead)."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
     def post(self, body: Mapping[str, Any], event: Event, stage: Any, level: int = logging.INFO) -> None:
         """Post an Event about the training, count it as a write, and log it as a line about the training."""

@@ -1,4 +1,4 @@
-"""kopf's change detection, switched off: the operator has only event handlers and an index, which never read it.
+"""kopf's change detection, switched off: the operator has only an event handler, which never reads it.
 
 kopf builds every object's "essence" (a deep copy of the body minus system fields) on every watch event, to diff it
 against the last handled one for on.create/on.update handlers. With none registered, that copy is pure cost: a

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any
 
 from im2txt_operator import logs
 from im2txt_operator.controller.cache import Entry, Key
@@ -26,8 +27,21 @@ class Queue:
         self.metrics, self.sleep, self.clock, self.delays = metrics, sleep, clock, delays
         self.waiting = 0  # reconciles asked for that wait for their training's lock
 
-    async def run(self, key: Key, entry: Entry, work: Work, again: Work) -> None:
-        """Run ``work`` under the entry's lock; if it fails, log it and run ``again`` after the next delay."""
+    def ask(self, entry: Entry, run: Callable[[], Coroutine[Any, Any, None]],
+            spawn: Callable[[Coroutine[Any, Any, None]], None]) -> None:
+        """Ask for a reconcile without waiting for it (``run``: ``self.run(..., asked=True)``, started by ``spawn``).
+        Asked again before it starts, nothing more is queued: it reads the cache when it starts, so it sees what the
+        later asks were about (a burst of a Job's events is one reconcile, as in controller-runtime's work queue)."""
+        if entry.asked:
+            return
+        entry.asked = True
+        spawn(run())
+
+    async def run(self, key: Key, entry: Entry, work: Work, again: Work, *, asked: bool = False) -> None:
+        """Run ``work`` under the entry's lock; if it fails, log it and run ``again`` after the next delay.
+        ``asked``: it comes from ``ask``, and a reconcile that started since (and so read what was asked) did it."""
+        if asked and not entry.asked:
+            return
         self.metrics.queue_adds.labels(name=CONTROLLER).inc()
         self.waiting += 1
         started: float | None = None
@@ -35,6 +49,9 @@ class Queue:
             async with entry.lock:
                 self.waiting -= 1
                 started = self.clock()
+                if asked and not entry.asked:
+                    return
+                entry.asked = False  # from here on, this reconcile reads the cache: a later ask is a new one
                 await work()
             entry.failures = 0
             self.metrics.reconciled(self.clock() - started, ok=True)

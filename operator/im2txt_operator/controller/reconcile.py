@@ -47,6 +47,14 @@ async def reconcile(ctx: Context, key: Key, look: Look | None = None) -> None:
                         lambda: reconcile(ctx, key))
 
 
+def reconcile_soon(ctx: Context, key: Key) -> None:
+    """Ask for a reconcile of the training and go on: asks that come before it starts are one reconcile."""
+    entry = ctx.cache.get(key)
+    if entry is not None:
+        ctx.queue.ask(entry, lambda: ctx.queue.run(key, entry, lambda: _reconcile_locked(ctx, key, entry),
+                                                   lambda: reconcile(ctx, key), asked=True), ctx.spawn)
+
+
 def retry_soon(ctx: Context, key: Key, entry: Entry) -> None:
     """Reconcile again after the first backoff delay (what could not be read now is read then)."""
     ctx.queue.retry(entry, ctx.queue.delays[0], lambda: reconcile(ctx, key))
@@ -97,8 +105,7 @@ async def _read(ctx: Context, key: Key, entry: Entry, body: dict[str, Any]) -> _
         entry.read_pod_problem(status["jobName"], await ctx.kube.list_pods(namespace, status["jobName"], None))
     if problem is None and entry.pod_problem is not None and entry.pod_problem[0] == status.get("jobName"):
         problem = entry.pod_problem[1]  # the stage's pod cannot start (e.g. its Secret is missing)
-    if ctx.index is not None:
-        entry.fold(ctx.index.get(key, ()))
+    entry.fold(ctx.jobs.get(key))
     return _Read(body, Owner(name=name, namespace=namespace, uid=meta.get("uid", "")), settings, problem)
 
 
