@@ -20,6 +20,7 @@ import asyncio
 import json
 import math
 import os
+import socket
 import ssl
 import sys
 import tempfile
@@ -191,6 +192,41 @@ class Api:
             params["continue"] = page["metadata"]["continue"]
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def loop_lag(kind: str, port: int) -> dict[float, float]:
+    """The operator's im2txt_event_loop_lag_seconds histogram: cumulative count by bucket bound ({}: the reactor)."""
+    if kind != "operator":
+        return {}
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+        text = await resp.text()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("im2txt_event_loop_lag_seconds_bucket{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            out[float(bound)] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def lag_quantiles(before: dict[float, float], after: dict[float, float]) -> dict[str, str]:
+    """p50, p99 and max of the lag between two scrapes, as the bucket bound each falls under."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0.0
+
+    def under(q: float) -> str:
+        for bound, count in zip(bounds, counts, strict=True):
+            if count >= q * total:
+                return f"<={bound * 1000:g}" if math.isfinite(bound) else ">5000"
+        return "?"
+
+    return {"p50": under(0.5), "p99": under(0.99), "max": under(1.0), "samples": f"{total:.0f}"}
+
+
 async def paced(items: list[Any], rate: float, work: Callable[[Any], Awaitable[None]]) -> None:
     """``work(item)`` for each item, started at ``rate`` per second (concurrent, so a slow answer delays nothing)."""
     start, tasks = time.monotonic(), []
@@ -299,8 +335,10 @@ async def run_one(plane: ControlPlane, api: Api, audit: Audit, kind: str, n: int
     config.write_text(json.dumps(kubeconfig(plane.server, plane.pki / "ca.crt", token, kind)))
     env = {**os.environ, "KUBECONFIG": str(config), "PYTHONPATH": os.pathsep.join(
         str(ROOT / p) for p in ("operator", "trainer"))}
+    metrics_port = free_port()
     if kind == "operator":
-        cmd = [sys.executable, "-m", "im2txt_operator", "run", "--namespace", ns, "--liveness=", "--metrics-port=0",
+        cmd = [sys.executable, "-m", "im2txt_operator", "run", "--namespace", ns, "--liveness=",
+               f"--metrics-port={metrics_port}",
                *os.environ.get("BENCH_OPERATOR_FLAGS", "").split()]  # e.g. "--kube-qps 200": what a flag changes
         if os.environ.get("BENCH_PROFILE"):  # e.g. BENCH_PROFILE=/tmp/operator.prof: where the time goes
             cmd[1:1] = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]]
@@ -312,6 +350,7 @@ async def run_one(plane: ControlPlane, api: Api, audit: Audit, kind: str, n: int
         await api.call("POST", f"/apis/im2txt.dev/v1alpha1/namespaces/{ns}/im2txttrainings",
                        training("warmup", ns))
         await wait_until(lambda: f"{ns}/warmup-stage1" in jobs_seen, 180, "the warm-up's Job")
+        lag_before = await loop_lag(kind, metrics_port)
         names = [f"t{i:05d}" for i in range(n)]
         created: dict[str, float] = {}
         created_wall: dict[str, float] = {}  # the same moments, wall-clock (audit log times)
@@ -325,6 +364,10 @@ async def run_one(plane: ControlPlane, api: Api, audit: Audit, kind: str, n: int
         to_job = [jobs_seen[f"{ns}/{m}-stage1"] - created[m] for m in names]
         split = apply_split(audit.creates(kind, ns, "jobs"), names, created, created_wall, jobs_seen, ns)
         print(f"{kind} N={n}: where apply goes, p50/p99 ms: {split}", flush=True)
+        lag_applied = await loop_lag(kind, metrics_port)
+        if lag_applied:  # the operator's own event loop: how late it ran, while the trainings came
+            print(f"{kind} N={n}: its event loop's lag during the applies (ms, bucket bounds): "
+                  f"{lag_quantiles(lag_before, lag_applied)}", flush=True)
         pods: list[dict[str, Any]] = []
 
         async def listed() -> bool:  # every training's stage-1 pod (the warm-up's aside)
@@ -353,6 +396,9 @@ async def run_one(plane: ControlPlane, api: Api, audit: Audit, kind: str, n: int
         print(f"{kind} N={n}: requests during the transitions: {audit.breakdown(kind, t0, time.time())}", flush=True)
         print(f"{kind} N={n}: their time in the API server, p50/p99 ms: {audit.latency(kind, t0, time.time())}",
               flush=True)
+        if lag_applied:
+            print(f"{kind} N={n}: its event loop's lag during the transitions (ms, bucket bounds): "
+                  f"{lag_quantiles(lag_applied, await loop_lag(kind, metrics_port))}", flush=True)
         _, cpu_before = proc_usage(proc.pid)
         s0 = time.time()
         await asyncio.sleep(steady_s)  # every training Running (stage 2), nothing changes

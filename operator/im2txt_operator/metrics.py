@@ -18,6 +18,7 @@ CONTROLLER = "im2txttraining"
 # controller-runtime's reconcile-time buckets (pkg/internal/controller/metrics).
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9,
                      1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5, 6, 7, 8, 9, 10, 15, 20, 25, 30, 40, 50, 60)
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)  # loop_lag.py
 
 
 class _Phases(Collector):
@@ -87,6 +88,9 @@ class Metrics:
         self.queue_adds = Counter("workqueue_adds", "Reconciles asked for", ["name"], registry=self.registry)
         self.queue_retries = Counter("workqueue_retries", "Reconciles retried after an error", ["name"],
                                      registry=self.registry)
+        self.loop_lag = Histogram("im2txt_event_loop_lag_seconds", "How much later than asked the operator's event "
+                                  "loop ran a timer: what every event, reconcile and request waited behind other work",
+                                  buckets=LAG_BUCKETS, registry=self.registry)
         self.leader = Gauge("im2txt_leader", "1 while this process holds the Lease and runs the operator, 0 while it "
                             "stands by", registry=self.registry)
         for result in ("success", "error"):

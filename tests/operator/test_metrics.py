@@ -73,6 +73,7 @@ def test_every_query_of_the_dashboard_names_a_series_the_operator_exports() -> N
     m.record_event("Stage1Started", {"stage": 1})
     m.durations.labels(stage="1").observe(60)
     m.writes.labels(kind="job").inc()
+    m.loop_lag.observe(0.002)
     exported = {line.split("{")[0].split(" ")[0] for line in generate_latest(m.registry).decode().splitlines()
                 if line and not line.startswith("#")}
     queries = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
@@ -92,7 +93,8 @@ def test_every_query_of_the_dashboard_names_a_series_the_operator_exports() -> N
     # The dashboard charts each controller-runtime series (a histogram through its buckets).
     assert {"controller_runtime_reconcile_total", "controller_runtime_reconcile_errors_total",
             "controller_runtime_reconcile_time_seconds_bucket", "workqueue_depth", "workqueue_adds_total",
-            "workqueue_retries_total", "im2txt_trainings", "im2txt_leader"} <= used, used
+            "workqueue_retries_total", "im2txt_trainings", "im2txt_leader",
+            "im2txt_event_loop_lag_seconds_bucket"} <= used, used
 
 
 def test_metrics_made_before_the_cache_follow_it_once_handed_over() -> None:

@@ -89,7 +89,7 @@ async def test_startup_makes_one_context_from_the_memo_and_lists_our_jobs(
         assert isinstance(settings.persistence.diffbase_storage, NoEssence)  # kopf's change detection is off
         assert "im2txt_leader 1.0" in generate_latest(metrics.registry).decode()  # the cli's Metrics, now leading
         await wiring.cleanup(memo=memo)
-        assert all(t.cancelled() for t in ctx.watch_tasks)
+        assert len(ctx.background) == 2 and all(t.cancelled() for t in ctx.background)  # the watch, the lag probe
 
 
 async def job_event(memo: kopf.Memo, kind: str, obj: dict[str, Any]) -> None:

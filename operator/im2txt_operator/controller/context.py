@@ -59,7 +59,7 @@ class Context:
     queue: Queue = field(init=False)
     jobs: JobIndex = field(default_factory=JobIndex)  # our Jobs by training, from our own list and watch
     loop_task: asyncio.Task[None] | None = None
-    watch_tasks: list[asyncio.Task[None]] = field(default_factory=list)  # the Jobs watches (job_watch.follow)
+    background: list[asyncio.Task[None]] = field(default_factory=list)  # the Jobs watches, the loop-lag probe
     # kopf's context, taken in its first handler call: kopf.event() needs it, and the tasks that ``spawn`` starts
     # from the Jobs watch (started at startup, outside any handler) get a copy of it.
     handler_context: contextvars.Context | None = None

@@ -17,7 +17,7 @@ from typing import Any
 
 import kopf
 
-from im2txt_operator import logs
+from im2txt_operator import logs, loop_lag
 from im2txt_operator.api_budget import ApiBudget, TokenBucket
 from im2txt_operator.controller import context, job_watch, poller
 from im2txt_operator.controller.cache import Entry, Key, job_key
@@ -50,6 +50,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
                   ufile_domains=tuple(memo.get("ufile_domains") or UFILE_DOMAINS), budget=budget,
                   ufile_insecure_http=bool(memo.get("ufile_insecure_http")))
     memo[context.MEMO_KEY] = ctx
+    ctx.background.append(asyncio.create_task(loop_lag.probe(ctx.metrics.loop_lag), name="im2txt-loop-lag"))
     await _watch_jobs(ctx, memo.get("scope"))
     ctx.metrics.leader.set(1)  # the operator runs: standalone, or this process holds the Lease
     if ctx.metrics_port:
@@ -76,7 +77,7 @@ async def _watch_jobs(ctx: Context, scope: Sequence[str] | None) -> None:
                 log.warning("listing the Jobs in %s failed (%s); again in %ss", namespace or "all namespaces",
                             logs.short(e), delay)
                 await asyncio.sleep(delay)
-        ctx.watch_tasks.append(asyncio.create_task(
+        ctx.background.append(asyncio.create_task(
             job_watch.follow(ctx.kube, namespace, ctx.jobs, handle, version),
             name=f"im2txt-jobs-watch-{namespace or 'all'}"))
 
@@ -93,7 +94,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     ctx = memo.get(context.MEMO_KEY)
     if not isinstance(ctx, Context):
         return
-    for task in [t for t in (ctx.loop_task, *ctx.watch_tasks, *ctx.tasks) if t is not None]:
+    for task in [t for t in (ctx.loop_task, *ctx.background, *ctx.tasks) if t is not None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
