@@ -1,11 +1,10 @@
 """Thin async API access: only the calls the operator's RBAC allows.
 
-Connection settings (server, CA, client certificates, token and its refresh) come from the official
-kubernetes client's loaders: in-cluster service account, else $KUBECONFIG read at start-up (not at import).
-Requests go over aiohttp on kopf's own event loop. Why not the client's generated API classes: they are
-synchronous (a thread per call) and validate every body with pydantic; in the benchmark that made each
-call about twice as expensive and put the event loop behind a thread pool. Bodies stay plain dicts, which
-is what the pure core produces and consumes.
+Connection settings (server, CA, client certificates, token and its refresh) come from the official kubernetes
+client's loaders: in-cluster service account, else $KUBECONFIG read at start-up (not at import). Requests go over
+aiohttp on kopf's own event loop. Why not the client's generated API classes: they are synchronous (a thread per
+call) and validate every body with pydantic; in the benchmark that made each call about twice as expensive and put
+the event loop behind a thread pool. Bodies stay plain dicts, which is what the pure core produces and consumes.
 """
 
 from __future__ import annotations
@@ -20,7 +19,9 @@ from urllib import parse
 import aiohttp
 import kubernetes
 
+from im2txt_operator import watch_stream
 from im2txt_operator.api_budget import ANY, RETRIES_ON_429, TokenBucket, fresh, retry_after
+from im2txt_operator.api_errors import ApiException, Fenced, api_exception
 from im2txt_operator.kube_config import load_configuration, ssl_context
 from im2txt_operator.spec import GROUP, PLURAL, VERSION
 from im2txt_operator.workloads import JOB_UID_LABEL
@@ -36,49 +37,6 @@ def quote(segment: str) -> str:
     """One path segment, '/' included: a name never reaches another path (names are API-checked, but a read of a
     name a tenant wrote must not depend on that)."""
     return parse.quote(segment, safe="")
-
-
-class ApiException(Exception):
-    """An API error answer: ``status`` (HTTP code), ``reason`` (the Status reason), ``message``, and the Status
-    ``details`` (for 422 Invalid: ``causes``, each with the ``field`` the server blames)."""
-
-    def __init__(self, status: int, reason: str, message: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(f"HTTP {status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.details = details or {}
-
-
-def _api_exception(status: int, http_reason: str, payload: bytes) -> ApiException:
-    """The API's Status answer as an exception (a proxy's HTML page: its first 200 bytes as the message)."""
-    details = None
-    try:
-        answer = json.loads(payload)
-        reason, message = answer.get("reason") or http_reason, answer.get("message") or ""
-        details = answer.get("details") if isinstance(answer.get("details"), dict) else None
-    except (ValueError, AttributeError):
-        reason, message = http_reason, payload[:200].decode(errors="replace")
-    return ApiException(status, str(reason), message, details)
-
-
-async def lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The lines of a stream of chunks, however they are cut (a watch event is one line, of any length: a
-    line-reading stream refuses lines longer than 64 KiB, and a tenant's Job may carry more in its annotations)."""
-    rest = b""
-    async for chunk in chunks:
-        rest += chunk
-        *complete, rest = rest.split(b"\n")
-        for line in complete:
-            if line.strip():
-                yield line
-    if rest.strip():
-        yield rest
-
-
-class Fenced(Exception):
-    """A write not sent: this process can no longer be sure it holds the Lease (see leader.py)."""
-
 
 
 class Kube:
@@ -138,7 +96,7 @@ class Kube:
                 self._auth = None  # a rotated token: the next request asks the configuration again
             if status != 429 or wait is None or attempt == RETRIES_ON_429 or (
                     self.fence is not None and method != "GET" and self.fence() <= wait):
-                raise _api_exception(status, reason, payload)
+                raise api_exception(status, reason, payload)
             await asyncio.sleep(wait)
         raise AssertionError("unreachable")
 
@@ -170,20 +128,17 @@ class Kube:
             await self._session.close()
 
     @staticmethod
-    def _jobs(namespace: str, name: str | None = None) -> str:
-        path = f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs"
+    def _jobs(namespace: str | None, name: str | None = None) -> str:
+        """The Jobs of a namespace (None: of every namespace), or one of them."""
+        path = f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs" if namespace is not None else "/apis/batch/v1/jobs"
         return f"{path}/{quote(name)}" if name else path
-
-    @staticmethod
-    def _all_jobs(namespace: str | None) -> str:
-        return Kube._jobs(namespace) if namespace is not None else "/apis/batch/v1/jobs"
 
     async def list_jobs(self, namespace: str | None, selector: str, page: str | None = None,
                         limit: int = 500) -> dict[str, Any]:
         """One page of the Jobs with these labels (``namespace`` None: in every namespace), a consistent read; the
         list's ``metadata`` holds its resourceVersion and the next page's ``continue``."""
         params = {"labelSelector": selector, "limit": str(limit)} | ({"continue": page} if page else {})
-        return await self._request("GET", self._all_jobs(namespace), params=params)  # type: ignore[no-any-return]
+        return await self._request("GET", self._jobs(namespace), params=params)  # type: ignore[no-any-return]
 
     async def watch_jobs(self, namespace: str | None, selector: str, resource_version: str,
                          timeout_s: int) -> AsyncIterator[dict[str, Any]]:
@@ -193,13 +148,13 @@ class Kube:
         params = {"labelSelector": selector, "watch": "true", "resourceVersion": resource_version,
                   "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout_s)}
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=timeout_s + 30)
-        async with self._client().get(self.base + self._all_jobs(namespace), params=params, headers=self._headers(),
+        async with self._client().get(self.base + self._jobs(namespace), params=params, headers=self._headers(),
                                      timeout=timeout) as resp:
             if resp.status >= 400:
                 if resp.status == 401:
                     self._auth = None
-                raise _api_exception(resp.status, resp.reason or "Error", await resp.read())
-            async for line in lines(resp.content.iter_any()):
+                raise api_exception(resp.status, resp.reason or "Error", await resp.read())
+            async for line in watch_stream.lines(resp.content.iter_any()):
                 yield json.loads(line)
 
     async def server_version(self) -> dict[str, Any]:

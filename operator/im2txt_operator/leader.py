@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from im2txt_operator.kube import ApiException, Kube
+from im2txt_operator.api_errors import ApiException
+from im2txt_operator.kube import Kube
 
 log = logging.getLogger("im2txt_operator.leader")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from im2txt_operator.kube import ApiException
+from im2txt_operator.api_errors import ApiException
 from im2txt_operator.spec import GROUP, KIND, VERSION
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from im2txt_operator.api_budget import ANY
-from im2txt_operator.kube import ApiException, Kube
+from im2txt_operator.api_errors import ApiException
+from im2txt_operator.kube import Kube
 from im2txt_operator.pod_reports import SYNC, ContainerFailure, published_step, stage_failure, upload_failure
 from im2txt_operator.progress import StepSample, last_step, progress_pod
 

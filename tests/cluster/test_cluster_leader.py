@@ -13,7 +13,8 @@ import requests
 from cluster_support import OPERATOR_NS, Api, Replicas, wait_for
 from control_plane import ControlPlane
 
-from im2txt_operator.kube import Fenced, Kube
+from im2txt_operator.api_errors import Fenced
+from im2txt_operator.kube import Kube
 from im2txt_operator.leader import claimed, holder, micro_time
 
 pytestmark = pytest.mark.timeout(120)

@@ -6,7 +6,7 @@ import copy
 import itertools
 from typing import Any
 
-from im2txt_operator.kube import ApiException
+from im2txt_operator.api_errors import ApiException
 
 SPEC = {"dataPath": "ufile://data/coco/", "outputPath": "ufile://out/coco/", "credentialsSecret": "ufile-keys",
         "numberOfSteps": 100, "stage2NumberOfSteps": 300, "gpus": 0}

@@ -7,10 +7,10 @@ from typing import Any
 from fake_kube import SPEC, FakeKube, context
 from prometheus_client import generate_latest
 
+from im2txt_operator.api_errors import ApiException
 from im2txt_operator.controller.act import act, create_export, keep_tensorboard
 from im2txt_operator.controller.cache import Entry
 from im2txt_operator.decisions import CreateJob, Decision, DeleteJob, Problem
-from im2txt_operator.kube import ApiException
 from im2txt_operator.pods import Owner
 from im2txt_operator.spec import parse_spec
 

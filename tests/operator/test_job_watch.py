@@ -1,18 +1,17 @@
 """controller/job_watch.py: list, watch from the list's version, resume where a watch ended, list again on 410 and
-hand over what vanished meanwhile; kube.lines: watch events of any length, however the stream cuts them."""
+hand over what vanished meanwhile."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from im2txt_operator.api_errors import ApiException
 from im2txt_operator.controller import job_watch
 from im2txt_operator.controller.job_watch import JobIndex
-from im2txt_operator.kube import ApiException, lines
 
 KEY = ("ml", "coco")
 
@@ -117,16 +116,3 @@ async def test_a_failed_watch_is_tried_again_with_backoff_from_the_same_version(
         await task
     assert server.asked == [("watch", "10"), ("watch", "10"), ("watch", "10"), ("list", None), ("watch", "40")]
     assert sleeps == [1, 2]
-
-
-async def test_watch_lines_are_whole_however_the_stream_cuts_them() -> None:
-    big = {"type": "MODIFIED", "object": {"metadata": {"annotations": {"a": "x" * 200_000}}}}
-    text = (json.dumps(big) + "\n" + json.dumps({"type": "BOOKMARK"}) + "\n").encode()
-
-    async def chunks() -> AsyncIterator[bytes]:
-        for at in range(0, len(text), 7_000):
-            yield text[at:at + 7_000]
-        yield b'{"type": "DELETED"}'  # the last line without its newline
-
-    got = [json.loads(line) async for line in lines(chunks())]
-    assert got == [big, {"type": "BOOKMARK"}, {"type": "DELETED"}]

@@ -11,7 +11,8 @@ import pytest
 from aiohttp import web
 
 from im2txt_operator import kube as kube_module
-from im2txt_operator.kube import FIELD_MANAGER, ApiException, Fenced, Kube
+from im2txt_operator.api_errors import ApiException, Fenced
+from im2txt_operator.kube import FIELD_MANAGER, Kube
 
 
 class Recorder:

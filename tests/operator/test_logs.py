@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from im2txt_operator import logs
-from im2txt_operator.kube import ApiException
+from im2txt_operator.api_errors import ApiException
 
 
 def test_about_names_the_training_as_kopf_names_objects() -> None:

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from fake_kube import FakeKube
 
+from im2txt_operator.api_errors import ApiException
 from im2txt_operator.controller.owned import NotOwned, controlled_by, controlled_by_a_training, ensure, remove
-from im2txt_operator.kube import ApiException
 
 UID = "uid-coco"
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fake_kube import FakeKube
 
-from im2txt_operator.kube import ApiException
+from im2txt_operator.api_errors import ApiException
 from im2txt_operator.pod_reads import PodReads, observed_fields, read_pods
 from im2txt_operator.pod_reports import SYNC
 from im2txt_operator.progress import StepSample

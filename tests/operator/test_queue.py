@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from prometheus_client import generate_latest
 
+from im2txt_operator.api_errors import ApiException
 from im2txt_operator.controller.cache import Entry
 from im2txt_operator.controller.queue import RETRY_DELAYS, Queue
-from im2txt_operator.kube import ApiException
 from im2txt_operator.metrics import Metrics
 
 KEY = ("ml", "coco")

@@ -11,8 +11,8 @@ import pytest
 from fake_kube import FakeKube, context, training
 from prometheus_client import generate_latest
 
+from im2txt_operator.api_errors import ApiException
 from im2txt_operator.controller.status_write import write_status
-from im2txt_operator.kube import ApiException
 
 KEY = ("ml", "coco")
 PATCH = {"phase": "Running", "stage": 1}

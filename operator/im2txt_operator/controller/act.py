@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from im2txt_operator import children, logs, names, tensorboard
+from im2txt_operator.api_errors import ApiException
 from im2txt_operator.controller import owned
 from im2txt_operator.controller.cache import Entry, newer
 from im2txt_operator.controller.context import Context
 from im2txt_operator.decisions import CreateJob, Decision, DeleteJob, Problem
-from im2txt_operator.kube import ApiException
 from im2txt_operator.pods import Owner
 from im2txt_operator.rejections import is_refusal, not_owned, rejected, write_failed
 from im2txt_operator.spec import Settings

@@ -18,9 +18,10 @@ from collections.abc import Awaitable, Callable, Collection, Iterator
 from typing import Any
 
 from im2txt_operator import logs
+from im2txt_operator.api_errors import ApiException
 from im2txt_operator.controller.cache import Key, job_key, slim
 from im2txt_operator.controller.owned import controlled_by_a_training
-from im2txt_operator.kube import ApiException, Kube
+from im2txt_operator.kube import Kube
 from im2txt_operator.pods import LABEL_MANAGED_BY, MANAGED_BY
 
 log = logging.getLogger("im2txt_operator")

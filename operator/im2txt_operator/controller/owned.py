@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from im2txt_operator.kube import ApiException, Kube
+from im2txt_operator.api_errors import ApiException
+from im2txt_operator.kube import Kube
 from im2txt_operator.pods import LABEL_TRAINING
 from im2txt_operator.spec import KIND
 

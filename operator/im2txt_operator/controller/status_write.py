@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from im2txt_operator import logs
+from im2txt_operator.api_errors import ApiException
 from im2txt_operator.controller.cache import Entry, Key
 from im2txt_operator.controller.context import Context
-from im2txt_operator.kube import ApiException
 
 log = logging.getLogger("im2txt_operator")
 
