@@ -32,6 +32,8 @@ def test_restricted_namespace_admits_the_pods_of_both_stages(admin: Api, ns: str
     # The label is enforced: an ordinary pod is refused here.
     plain = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain"},
              "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    # Admission looks up the pod's ServiceAccount first; the controller manager makes "default" after the namespace.
+    wait_for(lambda: admin.get(admin.core(ns, "serviceaccounts", "default")), what="the default ServiceAccount")
     with pytest.raises(ApiError) as refused:
         admin.request("POST", admin.core(ns, "pods"), plain, params={"dryRun": "All"})
     assert refused.value.status == 403 and "violates PodSecurity" in refused.value.body["message"]
