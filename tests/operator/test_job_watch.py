@@ -116,3 +116,28 @@ async def test_a_failed_watch_is_tried_again_with_backoff_from_the_same_version(
         await task
     assert server.asked == [("watch", "10"), ("watch", "10"), ("watch", "10"), ("list", None), ("watch", "40")]
     assert sleeps == [1, 2]
+
+
+async def test_the_first_list_is_tried_until_it_succeeds_with_the_same_backoff() -> None:
+    class Refusing(Server):
+        def __init__(self, refusals: int) -> None:
+            super().__init__()
+            self.refusals = refusals
+
+        async def list_jobs(self, namespace: str | None, selector: str, page: str | None = None,
+                            limit: int = 500) -> dict[str, Any]:
+            if self.refusals:
+                self.refusals -= 1
+                raise ApiException(503, "ServiceUnavailable", "the API server starts")
+            return await super().list_jobs(namespace, selector, page, limit)
+
+    server, index, seen = Refusing(6), JobIndex(), []
+    server.pages = [listed("7", job(1, 4))]
+    sleeps: list[float] = []
+
+    async def sleep(s: float) -> None:
+        sleeps.append(s)
+
+    version = await job_watch.first_sync(server, "ml", index, lambda kind, j: seen.append(kind), sleep=sleep)
+    assert version == "7" and seen == ["ADDED"] and len(index) == 1
+    assert sleeps == [1, 2, 5, 10, 30, 30]  # the last delay repeats

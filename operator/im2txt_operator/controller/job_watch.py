@@ -134,6 +134,28 @@ async def watch(kube: Kube, namespace: str | None, index: JobIndex, handle: Hand
     return version
 
 
+def retry_delay(failures: int) -> float:
+    """Seconds to wait after ``failures`` failed tries in a row (1 or more)."""
+    return RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1]
+
+
+async def first_sync(kube: Kube, namespace: str | None, index: JobIndex, handle: Handle,
+                     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> str:
+    """``sync``, tried until it succeeds (startup: the API is not there yet, or refuses), with the watch's backoff."""
+    failures = 0
+    while True:
+        try:
+            return await sync(kube, namespace, index, handle)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            failures += 1
+            delay = retry_delay(failures)
+            log.warning("listing the Jobs in %s failed (%s); again in %ss", namespace or "all namespaces",
+                        logs.short(e), delay)
+            await sleep(delay)
+
+
 async def follow(kube: Kube, namespace: str | None, index: JobIndex, handle: Handle, version: str,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
     """Watch forever from ``version`` (what ``sync`` returned): resume where a watch ended, list again on 410."""
@@ -152,7 +174,7 @@ async def follow(kube: Kube, namespace: str | None, index: JobIndex, handle: Han
             log.info("the Jobs watch in %s is past etcd's history (410 Gone): listing again", where)
             listing = True
         except Exception as e:  # the connection dropped, the server restarts: resume from the version seen
-            delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
             failures += 1
+            delay = retry_delay(failures)
             log.warning("the Jobs watch in %s failed (%s); again in %ss", where, logs.short(e), delay)
             await sleep(delay)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import itertools
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -68,15 +67,7 @@ async def _watch_jobs(ctx: Context, scope: Sequence[str] | None) -> None:
         job_changed(ctx, kind, job)
 
     for namespace in (None,) if scope is None else scope:
-        for attempt in itertools.count():
-            try:
-                version = await job_watch.sync(ctx.kube, namespace, ctx.jobs, handle)
-                break
-            except Exception as e:  # the API is not there yet, or refuses: the operator waits for it
-                delay = job_watch.RETRY_DELAYS[min(attempt, len(job_watch.RETRY_DELAYS) - 1)]
-                log.warning("listing the Jobs in %s failed (%s); again in %ss", namespace or "all namespaces",
-                            logs.short(e), delay)
-                await asyncio.sleep(delay)
+        version = await job_watch.first_sync(ctx.kube, namespace, ctx.jobs, handle)
         ctx.background.append(asyncio.create_task(
             job_watch.follow(ctx.kube, namespace, ctx.jobs, handle, version),
             name=f"im2txt-jobs-watch-{namespace or 'all'}"))
