@@ -58,6 +58,17 @@ def proc_usage(pid: int) -> tuple[float, float]:
     return rss, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_by_process(plane: ControlPlane, pid: int) -> dict[str, float]:
+    """CPU seconds so far of the implementation, of each control-plane process and of the bench itself."""
+    pids = {"impl": pid, **{name: p.pid for name, p in plane.procs.items()}, "bench": os.getpid()}
+    return {name: proc_usage(p)[1] for name, p in pids.items()}
+
+
+def cpu_per(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, str]:
+    """Each process's CPU between two readings, in ms per item of ``n``: where the machine's time went."""
+    return {name: f"{(after[name] - before[name]) / n * 1000:.1f}" for name in after}
+
+
 class Audit:
     """The API server's audit log: every request of the two ServiceAccounts, once complete."""
 
@@ -359,8 +370,14 @@ async def run_one(plane: ControlPlane, api: Api, audit: Audit, kind: str, n: int
             await api.call("POST", f"/apis/im2txt.dev/v1alpha1/namespaces/{ns}/im2txttrainings", training(name, ns))
             created[name], created_wall[name] = time.monotonic(), time.time()
 
+        a0, cpu0 = time.time(), cpu_by_process(plane, proc.pid)
         await paced(names, rate, create)
         await wait_until(lambda: all(f"{ns}/{m}-stage1" in jobs_seen for m in names), 120 + n / 10, "stage-1 Jobs")
+        print(f"{kind} N={n}: CPU ms per apply, by process: {cpu_per(cpu0, cpu_by_process(plane, proc.pid), n)}",
+              flush=True)
+        print(f"{kind} N={n}: requests during the applies: {audit.breakdown(kind, a0, time.time())}", flush=True)
+        print(f"{kind} N={n}: their time in the API server, p50/p99 ms: {audit.latency(kind, a0, time.time())}",
+              flush=True)
         to_job = [jobs_seen[f"{ns}/{m}-stage1"] - created[m] for m in names]
         split = apply_split(audit.creates(kind, ns, "jobs"), names, created, created_wall, jobs_seen, ns)
         print(f"{kind} N={n}: where apply goes, p50/p99 ms: {split}", flush=True)
