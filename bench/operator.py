@@ -39,9 +39,9 @@ from control_plane import ControlPlane, find_assets, kubeconfig  # noqa: E402
 
 NS = "bench"  # where the two ServiceAccounts live
 MANAGED = "app.kubernetes.io/managed-by=im2txt-operator"
+WHO = ("operator", "reactor", "reactor-writes")  # each implementation's ServiceAccount (and run namespace prefix)
 AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived", "ResponseStarted"],
-                "rules": [{"level": "Metadata", "users": [f"system:serviceaccount:{NS}:operator",
-                                                          f"system:serviceaccount:{NS}:reactor"]},
+                "rules": [{"level": "Metadata", "users": [f"system:serviceaccount:{NS}:{who}" for who in WHO]},
                           {"level": "None"}]}
 
 
@@ -354,7 +354,8 @@ async def run_one(plane: ControlPlane, api: Api, audit: Audit, kind: str, n: int
         if os.environ.get("BENCH_PROFILE"):  # e.g. BENCH_PROFILE=/tmp/operator.prof: where the time goes
             cmd[1:1] = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]]
     else:
-        cmd = [sys.executable, str(HERE / "operator_reactor.py"), plane.server, str(config), ns]
+        cmd = [sys.executable, str(HERE / "operator_reactor.py"), plane.server, str(config), ns,
+               *(["--writes"] if kind == "reactor-writes" else [])]
     proc = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.DEVNULL,
                                                 stderr=open(logs / f"{kind}-{n}.log", "wb"))  # noqa: SIM115
     try:
@@ -461,7 +462,7 @@ KEYS = ("create_p50", "create_p99", "next_p50", "next_p99", "requests", "writes"
 
 
 async def main(sizes: list[int], rate: float, noise_jobs: int, steady_s: float, logs: Path,
-               reactor: bool = True) -> None:
+               reactor: bool = True, writing: bool = False) -> None:
     logs.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
@@ -476,7 +477,7 @@ async def main(sizes: list[int], rate: float, noise_jobs: int, steady_s: float, 
             plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "im2txt.dev_im2txttrainings.yaml"))
             plane.kubectl("wait", "--for=condition=Established", "crd/im2txttrainings.im2txt.dev")
             plane.kubectl("create", "namespace", NS)
-            for who in ("operator", "reactor"):
+            for who in WHO:
                 plane.kubectl("create", "serviceaccount", who, "-n", NS)
                 plane.kubectl("create", "clusterrolebinding", f"bench-{who}", "--clusterrole=cluster-admin",
                               f"--serviceaccount={NS}:{who}")
@@ -509,11 +510,16 @@ async def main(sizes: list[int], rate: float, noise_jobs: int, steady_s: float, 
                                              tmp, logs) if reactor else dict.fromkeys(KEYS, math.nan)
                         if reactor:
                             await clear(api, f"reactor-{n}", n)
+                        floor = None
+                        if writing:  # the reactor that also writes status and an Event: the operator's writes
+                            floor = await run_one(plane, api, audit, "reactor-writes", n, rate, steady_s, jobs_seen,
+                                                  completed, tmp, logs)
+                            await clear(api, f"reactor-writes-{n}", n)
                         op = await run_one(plane, api, audit, "operator", n, rate, steady_s, jobs_seen, completed,
                                            tmp, logs)
                         if i + 1 < len(sizes):
                             await clear(api, f"operator-{n}", n)
-                        rows.append((n, base, op))
+                        rows.append((n, base, op, floor))
                         report(rows[-1:], rate, noise_jobs)  # each size as soon as it is measured
                 finally:
                     watcher.cancel()
@@ -521,27 +527,42 @@ async def main(sizes: list[int], rate: float, noise_jobs: int, steady_s: float, 
             plane.stop()
 
 
-def report(rows: list[tuple[int, dict[str, float], dict[str, float]]], rate: float, noise_jobs: int) -> None:
+Row = tuple[int, dict[str, float], dict[str, float], dict[str, float] | None]  # N, reactor, operator, reactor-writes
+
+
+def _line(n: int, label: str, r: dict[str, float]) -> str:
     ms = 1000.0
+    return (f"{n:>5} {label:<14} {r['create_p50'] * ms:>9.1f} {r['create_p99'] * ms:>9.1f} "
+            f"{r['next_p50'] * ms:>8.1f} {r['next_p99'] * ms:>8.1f} {r['requests']:>9.2f} {r['writes']:>8.2f} "
+            f"{r['steady']:>10.2f} {r['rss']:>7.1f} {r['cpu_per_1000']:>8.1f}")
+
+
+def _ratio(n: int, label: str, op: dict[str, float], base: dict[str, float]) -> str:
+    ratio = {k: op[k] / base[k] if base[k] else float("nan") for k in op}
+    return (f"{n:>5} {label:<14} {ratio['create_p50']:>9.2f} {ratio['create_p99']:>9.2f} "
+            f"{ratio['next_p50']:>8.2f} {ratio['next_p99']:>8.2f} {ratio['requests']:>9.2f} {ratio['writes']:>8.2f} "
+            f"{'':>10} {ratio['rss']:>7.2f} {ratio['cpu_per_1000']:>8.2f}")
+
+
+def report(rows: list[Row], rate: float, noise_jobs: int) -> None:
     load = os.getloadavg()
     print(f"\noperator benchmark on the real API server (kube-apiserver + kube-controller-manager, {noise_jobs} "
           f"unrelated Jobs; trainings created and stage-1 pods finished at {rate:g}/s; times in ms; "
           f"ratio = operator / raw-watch reactor; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f})")
-    header = (f"{'N':>5} {'impl':<9} {'apply p50':>9} {'apply p99':>9} {'next p50':>8} {'next p99':>8} "
+    header = (f"{'N':>5} {'impl':<14} {'apply p50':>9} {'apply p99':>9} {'next p50':>8} {'next p99':>8} "
               f"{'req/trans':>9} {'wr/trans':>8} {'steady r/s':>10} {'RSS MiB':>7} {'CPU s/1k':>8}")
     print(header)
     print("-" * len(header))
-    for n, base, op in rows:
-        for label, r in (("reactor", base), ("operator", op)):
-            print(f"{n:>5} {label:<9} {r['create_p50'] * ms:>9.1f} {r['create_p99'] * ms:>9.1f} "
-                  f"{r['next_p50'] * ms:>8.1f} {r['next_p99'] * ms:>8.1f} {r['requests']:>9.2f} {r['writes']:>8.2f} "
-                  f"{r['steady']:>10.2f} {r['rss']:>7.1f} {r['cpu_per_1000']:>8.1f}")
-        ratio = {k: op[k] / base[k] if base[k] else float("nan") for k in op}
-        print(f"{n:>5} {'ratio':<9} {ratio['create_p50']:>9.2f} {ratio['create_p99']:>9.2f} "
-              f"{ratio['next_p50']:>8.2f} {ratio['next_p99']:>8.2f} {ratio['requests']:>9.2f} {ratio['writes']:>8.2f} "
-              f"{'':>10} {ratio['rss']:>7.2f} {ratio['cpu_per_1000']:>8.2f}")
+    for n, base, op, floor in rows:
+        print(_line(n, "reactor", base))
+        if floor is not None:
+            print(_line(n, "reactor-writes", floor))
+        print(_line(n, "operator", op))
+        print(_ratio(n, "ratio", op, base))
+        if floor is not None:  # against the floor that makes the same writes (not a goal: what the writes cost)
+            print(_ratio(n, "ratio (writes)", op, floor))
     print()
-    for n, base, op in rows:
+    for n, base, op, _floor in rows:
         checks = [("apply p99 <= 1.5x reactor", op["create_p99"] <= 1.5 * base["create_p99"])] \
             if not math.isnan(base["create_p99"]) else []
         checks.append(("steady requests <= progress budget (20/s)", op["steady"] <= 20.0))
@@ -562,9 +583,13 @@ if __name__ == "__main__":
                         help="trainings without the evaluation Deployment (on by default): the operator's own cost")
     parser.add_argument("--no-reactor", action="store_true",
                         help="measure the operator alone (e.g. RSS and steady requests at N = 5,000; no ratios)")
+    parser.add_argument("--writing-reactor", action="store_true",
+                        help="also run the reactor that writes status and an Event with each Job (operator_reactor.py "
+                             "--writes): how much of the gap to the bare reactor is those writes")
     parser.add_argument("--logs", type=Path, default=ROOT / ".bench" / "operator",
                         help="where the operator's and the reactor's logs go (default .bench/operator)")
     args = parser.parse_args()
     if args.no_evaluation:
         EXTRA_SPEC["evaluation"] = {"enabled": False}
-    asyncio.run(main(args.n or [100, 1000], args.rate, args.noise, args.steady, args.logs, not args.no_reactor))
+    asyncio.run(main(args.n or [100, 1000], args.rate, args.noise, args.steady, args.logs, not args.no_reactor,
+                     args.writing_reactor))
