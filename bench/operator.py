@@ -8,7 +8,8 @@ and their stage-1 pods are finished at the same rate (the bench plays the kubele
 - p50/p99 from a stage-1 Job's Complete condition to the stage-2 Job appearing;
 - the implementation's API requests per stage transition, and per second at steady state with all N Running
   (from the API server's audit log: each implementation runs as its own ServiceAccount);
-- its RSS, and CPU seconds per 1,000 trainings; the ratio of each latency to the reactor's.
+- its RSS, and CPU seconds per 1,000 trainings; the ratio of each latency to the reactor's;
+- with ``--writing-reactor``, the same for the reactor that also writes status and an Event with each Job.
 Goals (issue 19): apply->Job p99 <= 1.5x the reactor's and < 1 s at N = 1,000; stage advance p99 < 1 s at
 N = 1,000; steady-state requests at or under the progress budget; RSS < 250 MiB at 5,000.
 """
@@ -37,7 +38,7 @@ sys.path[:0] = [str(ROOT / "tools")]
 
 from control_plane import ControlPlane, find_assets, kubeconfig  # noqa: E402
 
-NS = "bench"  # where the two ServiceAccounts live
+NS = "bench"  # where the implementations' ServiceAccounts live
 MANAGED = "app.kubernetes.io/managed-by=im2txt-operator"
 WHO = ("operator", "reactor", "reactor-writes")  # each implementation's ServiceAccount (and run namespace prefix)
 AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived", "ResponseStarted"],
@@ -70,7 +71,7 @@ def cpu_per(before: dict[str, float], after: dict[str, float], n: int) -> dict[s
 
 
 class Audit:
-    """The API server's audit log: every request of the two ServiceAccounts, once complete."""
+    """The API server's audit log: every request of the implementations' ServiceAccounts, once complete."""
 
     def __init__(self, path: Path) -> None:
         self.path, self.offset, self.events = path, 0, []  # type: tuple[Path, int, list[dict[str, Any]]]
