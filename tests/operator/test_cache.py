@@ -18,6 +18,8 @@ def test_newer_keeps_the_fresher_version_and_lets_opaque_ones_win() -> None:
     assert newer(None, obj("5")) == obj("5")
     assert newer(obj("7"), obj("x1")) == obj("x1")  # not integers: the incoming one wins
     assert newer(obj("7"), obj(None)) == obj(None)
+    cached = slim(obj("7"))
+    assert newer(cached, obj("7")) is cached  # the same version (our write's echo): kept, not slimmed again
 
 
 def test_an_own_write_is_skipped_once_and_the_memory_stays_bounded() -> None:

@@ -219,6 +219,7 @@ async def test_a_burst_of_job_events_is_one_reconcile() -> None:
     await ctx.settled()
     assert ctx.metrics.reconciles._value.get() == before + 1
     assert ctx.cache.get(KEY).jobs["stage1"]["metadata"]["resourceVersion"] == made["metadata"]["resourceVersion"]
+    made["metadata"]["resourceVersion"] = str(int(made["metadata"]["resourceVersion"]) + 1)  # every write, a new one
     wiring.job_changed(ctx, "MODIFIED", slim({**made, "status": {"active": 0, "failed": 1}}))  # after it: one more
     await ctx.settled()
     assert ctx.metrics.reconciles._value.get() == before + 2

@@ -68,12 +68,13 @@ def slim(obj: Mapping[str, Any]) -> dict[str, Any]:
 def newer(cached: dict[str, Any] | None, incoming: dict[str, Any], *, slimmed: bool = False) -> dict[str, Any]:
     """Keep the fresher of two versions of an object (watch events and our own write responses race), slim
     (``slimmed``: ``incoming`` is already, and is kept as it is: the Jobs index's copy, shared, not copied again).
+    The same version is the same object: the cached copy stays (the echo of our own write is not copied again).
 
     resourceVersions are opaque by contract but are etcd revisions (integers) on every real server; when
     they are not integers, the incoming one wins.
     """
     a, b = _rv(cached), _rv(incoming)
-    if cached is not None and a is not None and b is not None and a > b:
+    if cached is not None and a is not None and b is not None and a >= b:
         return cached
     return incoming if slimmed else slim(incoming)
 
