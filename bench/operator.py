@@ -9,7 +9,8 @@ and their stage-1 pods are finished at the same rate (the bench plays the kubele
 - the implementation's API requests per stage transition, and per second at steady state with all N Running
   (from the API server's audit log: each implementation runs as its own ServiceAccount);
 - its RSS, and CPU seconds per 1,000 trainings; the ratio of each latency to the reactor's;
-- with ``--writing-reactor``, the same for the reactor that also writes status and an Event with each Job.
+- with ``--writing-reactor``, the same for the reactor that also writes status and an Event with each Job;
+- the bench's own garbage-collection pauses while it times: a pause would be counted as the implementation's.
 Goals (issue 19): apply->Job p99 <= 1.5x the reactor's and < 1 s at N = 1,000; stage advance p99 < 1 s at
 N = 1,000; steady-state requests at or under the progress budget; RSS < 250 MiB at 5,000.
 """
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
+import gc
 import json
 import math
 import os
@@ -28,7 +31,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
@@ -70,11 +73,45 @@ def cpu_per(before: dict[str, float], after: dict[str, float], n: int) -> dict[s
     return {name: f"{(after[name] - before[name]) / n * 1000:.1f}" for name in after}
 
 
+class Pauses:
+    """The bench's own garbage collections, as they happen: while one runs, its event loop stops, and every Job its
+    watch sees then is timed late (a pause of 150 ms during the applies is 150 ms on three trainings' latency)."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.seen: list[tuple[float, float]] = []  # (monotonic start, seconds)
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.monotonic()
+        else:
+            self.seen.append((self.started, time.monotonic() - self.started))
+
+    def during(self, since: float, until: float) -> str:
+        """The collections that started in [since, until) (monotonic): how many, their total and longest, in ms."""
+        took = [s for at, s in self.seen if since <= at < until]
+        return f"{len(took)}, total {sum(took) * 1000:.0f} ms, longest {max(took, default=0) * 1000:.1f} ms"
+
+
+class Request(NamedTuple):
+    """One request of the audit log, as little as the bench reads of it: thousands of parsed audit events held as
+    dicts made the bench's own garbage collections long enough to stall its watch (Pauses)."""
+
+    user: str
+    verb: str
+    what: str  # resource, or resource/subresource
+    namespace: str
+    name: str
+    received: float  # wall-clock seconds
+    completed: float
+
+
 class Audit:
     """The API server's audit log: every request of the implementations' ServiceAccounts, once complete."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self.offset, self.events = path, 0, []  # type: tuple[Path, int, list[dict[str, Any]]]
+        self.path, self.offset, self.requests = path, 0, []  # type: tuple[Path, int, list[Request]]
 
     def read(self) -> None:
         if not self.path.exists():
@@ -83,50 +120,38 @@ class Audit:
             f.seek(self.offset)
             for line in f:
                 if line.endswith("\n"):
-                    self.events.append(json.loads(line))
+                    e = json.loads(line)
+                    ref = e.get("objectRef") or {}
+                    what = ref.get("resource", "?") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+                    self.requests.append(Request(
+                        e["user"]["username"], e["verb"], what, ref.get("namespace", ""), ref.get("name", ""),
+                        _seconds(e["requestReceivedTimestamp"]), _seconds(e["stageTimestamp"])))
             self.offset = f.tell()
 
-    def count(self, who: str, since: float, until: float, writes: bool = False) -> int:
-        """Requests of ``who`` (operator/reactor) completed in [since, until) (wall-clock seconds), watches aside."""
+    def _of(self, who: str, since: float, until: float) -> list[Request]:
+        """``who``'s requests (operator/reactor) completed in [since, until) (wall-clock seconds), watches aside."""
         self.read()
         user = f"system:serviceaccount:{NS}:{who}"
-        n = 0
-        for e in self.events:
-            if e["user"]["username"] != user or e["verb"] == "watch":
-                continue
-            if writes and e["verb"] in ("get", "list"):
-                continue
-            at = _seconds(e["stageTimestamp"])
-            n += since <= at < until
-        return n
+        return [r for r in self.requests if r.user == user and r.verb != "watch" and since <= r.completed < until]
 
+    def count(self, who: str, since: float, until: float, writes: bool = False) -> int:
+        """How many requests ``_of`` finds; ``writes``: reads (get, list) aside."""
+        return sum(1 for r in self._of(who, since, until) if not (writes and r.verb in ("get", "list")))
 
     def _by_kind(self, who: str, since: float, until: float) -> dict[str, list[float]]:
         """The requests counted by ``count``, by verb and resource: each one's time in the API server (received to
         completed, APF's queueing included)."""
-        self.read()
-        user = f"system:serviceaccount:{NS}:{who}"
         out: dict[str, list[float]] = {}
-        for e in self.events:
-            if e["user"]["username"] == user and e["verb"] != "watch" and \
-                    since <= _seconds(e["stageTimestamp"]) < until:
-                ref = e.get("objectRef") or {}
-                what = f"{e['verb']} {ref.get('resource', '?')}" + (f"/{ref['subresource']}" if ref.get(
-                    "subresource") else "")
-                out.setdefault(what, []).append(_seconds(e["stageTimestamp"]) - _seconds(e["requestReceivedTimestamp"]))
+        for r in self._of(who, since, until):
+            out.setdefault(f"{r.verb} {r.what}", []).append(r.completed - r.received)
         return out
 
     def creates(self, who: str, ns: str, resource: str) -> dict[str, tuple[float, float]]:
         """``who``'s creates of ``resource`` in ``ns`` by name: (received, completed) in wall-clock seconds."""
         self.read()
         user = f"system:serviceaccount:{NS}:{who}"
-        out: dict[str, tuple[float, float]] = {}
-        for e in self.events:
-            ref = e.get("objectRef") or {}
-            if e["user"]["username"] == user and e["verb"] == "create" and ref.get("resource") == resource \
-                    and ref.get("namespace") == ns and ref.get("name"):
-                out[ref["name"]] = (_seconds(e["requestReceivedTimestamp"]), _seconds(e["stageTimestamp"]))
-        return out
+        return {r.name: (r.received, r.completed) for r in self.requests
+                if r.user == user and r.verb == "create" and r.what == resource and r.namespace == ns and r.name}
 
     def breakdown(self, who: str, since: float, until: float) -> dict[str, int]:
         """How many, by verb and resource (where the requests go)."""
@@ -140,8 +165,6 @@ class Audit:
 
 
 def _seconds(stamp: str) -> float:
-    import datetime
-
     return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
@@ -337,8 +360,8 @@ async def count_pods(api: Api, ns: str) -> int:
         params["continue"] = page["metadata"]["continue"]
 
 
-async def run_one(plane: ControlPlane, api: Api, audit: Audit, kind: str, n: int, rate: float, steady_s: float,
-                  jobs_seen: dict[str, float], completed: dict[str, float], tmp: Path,
+async def run_one(plane: ControlPlane, api: Api, audit: Audit, pauses: Pauses, kind: str, n: int, rate: float,
+                  steady_s: float, jobs_seen: dict[str, float], completed: dict[str, float], tmp: Path,
                   logs: Path) -> dict[str, float]:
     ns = f"{kind}-{n}"
     await api.call("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
@@ -372,9 +395,11 @@ async def run_one(plane: ControlPlane, api: Api, audit: Audit, kind: str, n: int
             await api.call("POST", f"/apis/im2txt.dev/v1alpha1/namespaces/{ns}/im2txttrainings", training(name, ns))
             created[name], created_wall[name] = time.monotonic(), time.time()
 
-        a0, cpu0 = time.time(), cpu_by_process(plane, proc.pid)
+        a0, m0, cpu0 = time.time(), time.monotonic(), cpu_by_process(plane, proc.pid)
         await paced(names, rate, create)
         await wait_until(lambda: all(f"{ns}/{m}-stage1" in jobs_seen for m in names), 120 + n / 10, "stage-1 Jobs")
+        print(f"{kind} N={n}: the bench's own GC pauses during the applies: {pauses.during(m0, time.monotonic())}",
+              flush=True)
         print(f"{kind} N={n}: CPU ms per apply, by process: {cpu_per(cpu0, cpu_by_process(plane, proc.pid), n)}",
               flush=True)
         print(f"{kind} N={n}: requests during the applies: {audit.breakdown(kind, a0, time.time())}", flush=True)
@@ -398,10 +423,12 @@ async def run_one(plane: ControlPlane, api: Api, audit: Audit, kind: str, n: int
             if time.monotonic() > end:
                 raise TimeoutError("stage-1 pods")
             await asyncio.sleep(1)
-        t0 = time.time()
+        t0, m0 = time.time(), time.monotonic()
         await paced(pods, rate, lambda pod: finish_pod(api, ns, pod))
         await wait_until(lambda: all(f"{ns}/{m}-stage2" in jobs_seen for m in names), 120 + n / 10,
                          "stage-2 Jobs", lambda: f"{sum(f'{ns}/{m}-stage2' in jobs_seen for m in names)} of {n} made")
+        print(f"{kind} N={n}: the bench's own GC pauses during the transitions: "
+              f"{pauses.during(m0, time.monotonic())}", flush=True)
         to_next = [jobs_seen[f"{ns}/{m}-stage2"] - completed[f"{ns}/{m}-stage1"] for m in names
                    if f"{ns}/{m}-stage1" in completed]
         # The transitions' last writes (a loaded operator works through its backlog, e.g. the status patch each Job
@@ -482,7 +509,7 @@ async def main(sizes: list[int], rate: float, noise_jobs: int, steady_s: float, 
                 plane.kubectl("create", "serviceaccount", who, "-n", NS)
                 plane.kubectl("create", "clusterrolebinding", f"bench-{who}", "--clusterrole=cluster-admin",
                               f"--serviceaccount={NS}:{who}")
-            audit = Audit(tmp / "audit.log")
+            audit, pauses = Audit(tmp / "audit.log"), Pauses()
             context = ssl.create_default_context(cafile=str(plane.pki / "ca.crt"))
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=64)) as session:
                 api = Api(plane, session)
@@ -490,6 +517,8 @@ async def main(sizes: list[int], rate: float, noise_jobs: int, steady_s: float, 
                 await noise(api, noise_jobs)
                 print(f"{noise_jobs} unrelated Jobs and their pods made in {time.monotonic() - started:.0f} s",
                       flush=True)
+                gc.collect()
+                gc.freeze()  # what the bench holds from here on is never scanned again: shorter pauses (Pauses)
                 jobs_seen: dict[str, float] = {}
                 completed: dict[str, float] = {}
 
@@ -507,17 +536,17 @@ async def main(sizes: list[int], rate: float, noise_jobs: int, steady_s: float, 
                                                                             flush=True))
                 try:
                     for i, n in enumerate(sizes):
-                        base = await run_one(plane, api, audit, "reactor", n, rate, steady_s, jobs_seen, completed,
-                                             tmp, logs) if reactor else dict.fromkeys(KEYS, math.nan)
+                        base = await run_one(plane, api, audit, pauses, "reactor", n, rate, steady_s, jobs_seen,
+                                             completed, tmp, logs) if reactor else dict.fromkeys(KEYS, math.nan)
                         if reactor:
                             await clear(api, f"reactor-{n}", n)
                         floor = None
                         if writing:  # the reactor that also writes status and an Event: the operator's writes
-                            floor = await run_one(plane, api, audit, "reactor-writes", n, rate, steady_s, jobs_seen,
-                                                  completed, tmp, logs)
+                            floor = await run_one(plane, api, audit, pauses, "reactor-writes", n, rate, steady_s,
+                                                  jobs_seen, completed, tmp, logs)
                             await clear(api, f"reactor-writes-{n}", n)
-                        op = await run_one(plane, api, audit, "operator", n, rate, steady_s, jobs_seen, completed,
-                                           tmp, logs)
+                        op = await run_one(plane, api, audit, pauses, "operator", n, rate, steady_s, jobs_seen,
+                                           completed, tmp, logs)
                         if i + 1 < len(sizes):
                             await clear(api, f"operator-{n}", n)
                         rows.append((n, base, op, floor))
