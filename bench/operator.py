@@ -75,7 +75,7 @@ def cpu_per(before: dict[str, float], after: dict[str, float], n: int) -> dict[s
 
 class Pauses:
     """The bench's own garbage collections, as they happen: while one runs, its event loop stops, and every Job its
-    watch sees then is timed late (a pause of 150 ms during the applies is 150 ms on three trainings' latency)."""
+    watch sees then is timed late (a pause of 150 ms at 20 applies a second adds up to 150 ms to three of them)."""
 
     def __init__(self) -> None:
         self.started = 0.0
